@@ -1,0 +1,37 @@
+# make train: set-up + the demo run on built-in data.  make test: set-up + the test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+STORE  := $(CURDIR)/mlruns
+PORT   ?= 5000
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup train test test-fast lint ui clean-runs
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+train: setup
+	$(BIN)/alexnet-exp experiment=demo
+
+test: setup lint
+	$(BIN)/python -m pytest -q -ra --durations=10
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check alexnet_exp tests scripts
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
+	  --default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+
+clean-runs:
+	rm -rf $(STORE)/mlflow.db $(STORE)/artifacts outputs multirun

@@ -1,0 +1,103 @@
+"""Train-time augmentation and evaluation crops, as tf ops that run inside the tf.data graph.
+
+Images arrive as uint8 at :func:`stored_size` (what the pipeline caches) and leave as float32
+pixel values in [0, 255] at the model's input size; scaling to [0, 1] is the model's first
+layer, so a logged model takes raw pixels. Every random op is a stateless one seeded by a
+per-element seed pair that the pipeline draws from ``tf.data.Dataset.random``: the same seed
+gives the same augmented stream, run after run, and each epoch draws fresh values.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_exp.config import AugmentConfig
+
+
+@dataclass(frozen=True)
+class LightingBasis:
+    """Eigen-decomposition of the training set's RGB covariance (pixels scaled to [0, 1])."""
+
+    eigenvalues: np.ndarray  # (3,)
+    eigenvectors: np.ndarray  # (3, 3), columns are eigenvectors
+
+
+def stored_size(aug: AugmentConfig, input_size: int) -> int:
+    """Side of the images the pipeline decodes and caches: the larger resize when cropping."""
+    return max(input_size, int(round(input_size * aug.crop_scale)))
+
+
+def lighting_basis(images: np.ndarray) -> LightingBasis:
+    """PCA of RGB values (paper section 4.1) from uint8 images of shape (N, H, W, 3)."""
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    return LightingBasis(eigenvalues.astype(np.float32), eigenvectors.astype(np.float32))
+
+
+def _center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    offset = (tf.shape(image)[0] - size) // 2
+    return tf.image.crop_to_bounding_box(image, offset, offset, size, size)
+
+
+def _rotate_and_zoom(image: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tf.Tensor:
+    """Affine warp about the centre, nearest fill, like ImageDataGenerator's defaults."""
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    center = (size - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    transform = tf.stack(
+        [
+            cos, sin, center - cos * center - sin * center,
+            -sin, cos, center + sin * center - cos * center,
+            0.0, 0.0,
+        ]
+    )
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis],
+        transforms=transform[tf.newaxis],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="NEAREST",
+    )
+    return warped[0]
+
+
+def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | None):
+    """``fn(uint8 image, seed pair) -> float32 image`` for the training stream."""
+    if aug.pca_std > 0 and basis is None:
+        raise ValueError("augment.pca_std > 0 needs the training set's lighting basis")
+    crop = stored_size(aug, input_size) > input_size
+    max_angle = math.radians(aug.rotation_degrees)
+
+    def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
+        image = tf.cast(image, tf.float32)
+        if crop:
+            image = tf.image.stateless_random_crop(image, [input_size, input_size, 3], seeds[0])
+        if aug.flip:
+            image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+        if aug.rotation_degrees > 0 or aug.zoom > 0:
+            angle = tf.random.stateless_uniform([], seeds[2], -max_angle, max_angle)
+            zoom = tf.random.stateless_uniform([], seeds[3], 1.0 - aug.zoom, 1.0 + aug.zoom)
+            image = _rotate_and_zoom(image, angle, zoom)
+        if aug.pca_std > 0:
+            alpha = tf.random.stateless_normal([3], seeds[4], stddev=aug.pca_std)
+            shift = tf.linalg.matvec(basis.eigenvectors, alpha * basis.eigenvalues)
+            image = image + 255.0 * shift
+        return tf.clip_by_value(image, 0.0, 255.0)
+
+    return transform
+
+
+def eval_transform(aug: AugmentConfig, input_size: int):
+    """``fn(uint8 image) -> float32 image``: the centre crop of the training-time resize."""
+    crop = stored_size(aug, input_size) > input_size
+
+    def transform(image: tf.Tensor) -> tf.Tensor:
+        image = tf.cast(image, tf.float32)
+        return _center_crop(image, input_size) if crop else image
+
+    return transform

@@ -1,0 +1,66 @@
+"""Thin Hydra entry points: compose the config, check it, hand it to the runner.
+
+A mistake the user can fix (bad value, missing folder, no network) ends as one line on stderr
+and exit code 2, before any MLflow run is started when it can be caught that early.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
+from alexnet_exp.errors import UserError  # noqa: E402
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+register_configs()
+
+
+def fail(message: str) -> None:
+    print(f"alexnet-exp: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
+    """The composed DictConfig as the typed dataclass tree the rest of the package takes."""
+    return OmegaConf.to_object(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _train(cfg: DictConfig) -> float | None:
+    try:
+        experiment = to_experiment_config(cfg)
+        validate(experiment)
+    except UserError as exc:
+        fail(f"config: {exc}")
+    from alexnet_exp import runner
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    ctx = runner.JobContext(
+        launch_dir=Path(hydra_cfg.runtime.cwd),
+        output_dir=output_dir,
+        overrides=list(hydra_cfg.overrides.task),
+        config_yaml=OmegaConf.to_yaml(cfg),
+        hydra_dir=output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+    )
+    try:
+        summary = runner.run(experiment, ctx)
+    except UserError as exc:
+        fail(str(exc))
+    if summary is None:
+        return None
+    (output_dir / "summary.json").write_text(runner.summary_json(summary))
+    print(runner.summary_lines(summary), flush=True)
+    return summary.best_val_accuracy
+
+
+def train_main() -> None:
+    """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
+    _train()

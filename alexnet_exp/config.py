@@ -1,0 +1,274 @@
+"""The typed schema of every experiment choice, and the checks that run before TensorFlow.
+
+Every YAML file under ``conf/`` is merged onto ``ExperimentConfig`` (registered in Hydra's
+ConfigStore as ``base_config``), so a typo in a key or a string where a number belongs is
+refused by OmegaConf at composition time. The range checks in :func:`validate` catch what a
+type cannot say (a dropout rate of 1.5, an input too small for the strides) and do so before
+the runner imports TensorFlow, so a bad override costs a second, not a model build.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from alexnet_exp.errors import ConfigError
+
+FLOWERS_URL = (
+    "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+)
+# sha256 of flower_photos.tgz (228,813,984 bytes), as recorded by TensorFlow Datasets.
+FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"
+
+DATA_NAMES = ("flowers", "folder", "digits")
+CACHE_MODES = ("memory", "disk", "none")
+NORMS = ("bn", "lrn", "none")
+PADDINGS = ("valid", "same")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish")
+AUGMENTS = ("none", "flip", "paper", "seed")
+OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+TRACKING_BACKENDS = ("local", "server")
+
+
+@dataclass
+class DataConfig:
+    name: str = "folder"
+    dir: Optional[str] = None
+    val_split: float = 0.2
+    cache: str = "memory"
+    cache_path: Optional[str] = None
+    url: str = FLOWERS_URL
+    sha256: Optional[str] = FLOWERS_SHA256
+    max_images_per_class: Optional[int] = None
+    check_workers: int = 8
+
+
+@dataclass
+class LRNConfig:
+    k: float = 2.0
+    n: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+
+
+@dataclass
+class ModelConfig:
+    name: str = "paper"
+    input_size: int = 227
+    filters: List[int] = field(default_factory=lambda: [96, 256, 384, 384, 256])
+    kernels: List[int] = field(default_factory=lambda: [11, 5, 3, 3, 3])
+    strides: List[int] = field(default_factory=lambda: [4, 1, 1, 1, 1])
+    padding: List[str] = field(default_factory=lambda: ["valid", "same", "same", "same", "same"])
+    pool_after: List[bool] = field(default_factory=lambda: [True, True, False, False, True])
+    pool_size: int = 3
+    pool_stride: int = 2
+    norm_after: List[bool] = field(default_factory=lambda: [True, True, False, False, False])
+    conv_groups: int = 1
+    grouped: List[bool] = field(default_factory=lambda: [False, True, False, True, True])
+    fc_units: List[int] = field(default_factory=lambda: [4096, 4096])
+    activation: str = "relu"
+    norm: str = "lrn"
+    lrn: LRNConfig = field(default_factory=LRNConfig)
+    dropout_rate: float = 0.5
+
+
+@dataclass
+class AugmentConfig:
+    name: str = "none"
+    flip: bool = False
+    crop_scale: float = 1.0
+    pca_std: float = 0.0
+    pca_sample_images: int = 512
+    rotation_degrees: float = 0.0
+    zoom: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 90
+    batch_size: int = 128
+    precision: str = "auto"
+    deterministic: bool = False
+    early_stopping_patience: Optional[int] = 10
+    reduce_lr_patience: Optional[int] = 5
+    reduce_lr_factor: float = 0.1
+    target_val_accuracy: Optional[float] = None
+    label_smoothing: float = 0.0
+    verbose: int = 1
+    tensorboard: bool = True
+    checkpoint: bool = True
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+
+@dataclass
+class TrackingConfig:
+    backend: str = "local"
+    uri: Optional[str] = None
+    store_dir: str = "mlruns"
+    experiment_name: str = "alexnet-exp"
+    run_name: Optional[str] = None
+    log_model: bool = True
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 42
+    dry_run: bool = False
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore; ``conf/config.yaml`` lists it first."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="base_config", node=ExperimentConfig)
+
+
+def _choice(key: str, value: str, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _in_range(key: str, value: float, low: float, high: float, *, high_open: bool) -> None:
+    ok = low <= value < high if high_open else low < value < high
+    if not ok:
+        bounds = f"[{low}, {high})" if high_open else f"({low}, {high})"
+        raise ConfigError(f"{key}={value} is outside {bounds}")
+
+
+def _at_least(key: str, value: Optional[float], low: float) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"{key}={value} must be >= {low}")
+
+
+def feature_map_trace(model: ModelConfig, input_size: Optional[int] = None) -> List[tuple]:
+    """Walk the conv/pool stack in pure Python: ``[(layer_name, size_in, size_out), ...]``.
+
+    ``size_out`` is 0 where the feature map vanishes, so callers can name that layer.
+    """
+    size = model.input_size if input_size is None else input_size
+    trace = []
+    for i, (kernel, stride, pad) in enumerate(
+        zip(model.kernels, model.strides, model.padding, strict=True), start=1
+    ):
+        out = math.ceil(size / stride) if pad == "same" else (size - kernel) // stride + 1
+        trace.append((f"conv{i}", size, max(out, 0), kernel))
+        size = max(out, 0)
+        if size and model.pool_after[i - 1]:
+            out = (size - model.pool_size) // model.pool_stride + 1
+            trace.append((f"pool{i}", size, max(out, 0), model.pool_size))
+            size = max(out, 0)
+        if not size:
+            break
+    return trace
+
+
+def _vanishing_layer(model: ModelConfig, input_size: int) -> Optional[tuple]:
+    return next((t for t in feature_map_trace(model, input_size) if t[2] < 1), None)
+
+
+def validate_model(model: ModelConfig) -> None:
+    n = len(model.filters)
+    if n == 0:
+        raise ConfigError("model.filters is empty: give at least one conv layer")
+    for key in ("kernels", "strides", "padding", "pool_after", "norm_after", "grouped"):
+        if len(getattr(model, key)) != n:
+            raise ConfigError(
+                f"model.{key} has {len(getattr(model, key))} entries but model.filters has {n}:"
+                " give one per conv layer"
+            )
+    for key in ("filters", "kernels", "strides"):
+        for i, v in enumerate(getattr(model, key)):
+            _at_least(f"model.{key}[{i}] (conv{i + 1})", v, 1)
+    for i, pad in enumerate(model.padding):
+        _choice(f"model.padding[{i}]", pad, PADDINGS)
+    _at_least("model.pool_size", model.pool_size, 1)
+    _at_least("model.pool_stride", model.pool_stride, 1)
+    _at_least("model.input_size", model.input_size, 1)
+    for i, units in enumerate(model.fc_units):
+        _at_least(f"model.fc_units[{i}]", units, 1)
+    _choice("model.activation", model.activation, ACTIVATIONS)
+    _choice("model.norm", model.norm, NORMS)
+    _in_range("model.dropout_rate", model.dropout_rate, 0.0, 1.0, high_open=True)
+    _at_least("model.conv_groups", model.conv_groups, 1)
+    if model.lrn.n < 1 or model.lrn.n % 2 == 0:
+        raise ConfigError(f"model.lrn.n={model.lrn.n} must be an odd number >= 1 (paper: 5)")
+    if model.conv_groups > 1:
+        in_channels = [3, *model.filters[:-1]]
+        for i, grouped in enumerate(model.grouped):
+            if grouped and (model.filters[i] % model.conv_groups or in_channels[i] % model.conv_groups):
+                raise ConfigError(
+                    f"model.conv_groups={model.conv_groups} does not divide conv{i + 1}'s"
+                    f" {in_channels[i]} input / {model.filters[i]} output channels"
+                )
+    vanished = _vanishing_layer(model, model.input_size)
+    if vanished:
+        name, size_in, _, window = vanished
+        needed = next(
+            (s for s in range(model.input_size + 1, 4097) if not _vanishing_layer(model, s)), None
+        )
+        hint = f"use model.input_size>={needed}" if needed else "shrink kernels, strides or pools"
+        raise ConfigError(
+            f"model.input_size={model.input_size} is too small: the feature map vanishes at"
+            f" {name} ({size_in}x{size_in} input, {window}x{window} window); {hint}"
+        )
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Raise :class:`ConfigError` on the first out-of-range value; imports nothing heavy."""
+    _choice("data", cfg.data.name, DATA_NAMES)
+    _in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
+    _choice("data.cache", cfg.data.cache, CACHE_MODES)
+    _at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
+    _at_least("data.check_workers", cfg.data.check_workers, 1)
+    if cfg.data.name == "folder" and not cfg.data.dir:
+        raise ConfigError(
+            "data=folder needs data.dir: pass data.dir=/path/to/class_folders"
+            " (or data=digits for the built-in demo set)"
+        )
+    validate_model(cfg.model)
+    _choice("augment", cfg.augment.name, AUGMENTS)
+    _at_least("augment.crop_scale", cfg.augment.crop_scale, 1.0)
+    _at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
+    _at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
+    _in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
+    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    if cfg.optimizer.learning_rate <= 0:
+        raise ConfigError(f"optimizer.learning_rate={cfg.optimizer.learning_rate} must be > 0")
+    _in_range("optimizer.momentum", cfg.optimizer.momentum, 0.0, 1.0, high_open=True)
+    _at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
+    t = cfg.trainer
+    _at_least("trainer.epochs", t.epochs, 1)
+    _at_least("trainer.batch_size", t.batch_size, 1)
+    _choice("trainer.precision", t.precision, PRECISIONS)
+    _at_least("trainer.early_stopping_patience", t.early_stopping_patience, 1)
+    _at_least("trainer.reduce_lr_patience", t.reduce_lr_patience, 1)
+    _in_range("trainer.reduce_lr_factor", t.reduce_lr_factor, 0.0, 1.0, high_open=False)
+    if t.target_val_accuracy is not None:
+        _in_range("trainer.target_val_accuracy", t.target_val_accuracy, 0.0, 1.0, high_open=True)
+    _in_range("trainer.label_smoothing", t.label_smoothing, 0.0, 1.0, high_open=True)
+    _at_least("trainer.intra_op_threads", t.intra_op_threads, 0)
+    _at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
+    _choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
+    if cfg.tracking.backend == "server" and not (
+        cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    ):
+        raise ConfigError(
+            "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
+        )

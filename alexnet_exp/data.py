@@ -1,0 +1,257 @@
+"""Find and check the images of a class-folder tree, split them, and build the tf.data pipeline.
+
+Every image is decoded once with Pillow before training (results cached per file size and
+mtime), so a corrupt file is skipped and listed in the data report instead of killing an
+epoch halfway. The pipeline decodes in parallel, caches the resized uint8 images before any
+random op (so every epoch draws fresh crops from the cache), then augments, batches and
+prefetches.
+"""
+
+import hashlib
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_exp import augment
+from alexnet_exp.config import AugmentConfig, DataConfig
+from alexnet_exp.errors import DataError
+from alexnet_exp.sources import IMAGE_SUFFIXES, cache_root
+
+# Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
+SHUFFLE_BUFFER = 2048
+
+
+@dataclass
+class DataReport:
+    """What was found under the data root: printed before training and logged with the run."""
+
+    root: str
+    class_names: list[str]
+    counts: dict[str, int]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    train_size: int = 0
+    val_size: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        lines = [
+            f"data: {self.root}",
+            f"  {len(self.class_names)} classes, {sum(self.counts.values())} usable images"
+            f" (train {self.train_size}, val {self.val_size})",
+            "  per class: " + ", ".join(f"{c} {self.counts[c]}" for c in self.class_names),
+            f"  ignored {len(self.ignored)} non-image files",
+            f"  skipped {len(self.skipped)} unreadable images",
+        ]
+        lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
+
+@dataclass
+class Datasets:
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    class_names: list[str]
+    train_files: list[str]
+    val_files: list[str]
+    train_labels: np.ndarray
+    val_labels: np.ndarray
+    report: DataReport
+    lighting: augment.LightingBasis | None = None
+
+
+def check_image(path: str) -> str | None:
+    """Why ``path`` cannot be trained on, or None when Pillow decodes it as a readable format."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in DECODABLE_FORMATS:
+                return f"format {image.format} is not JPEG, PNG, BMP or GIF"
+            image.load()
+    except Exception as exc:  # Pillow raises many types for bad bytes
+        return f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, str | None]:
+    """Run :func:`check_image` on files not seen before (keyed by size and mtime)."""
+    store = cache_root() / "checks" / (hashlib.sha1(str(root).encode()).hexdigest() + ".json")
+    try:
+        known = json.loads(store.read_text())
+    except (OSError, ValueError):
+        known = {}
+    stamps = {}
+    for p in paths:
+        st = Path(p).stat()
+        stamps[p] = [st.st_size, st.st_mtime_ns]
+    todo = [p for p in paths if known.get(p, [None, None])[:2] != stamps[p]]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for p, reason in zip(todo, pool.map(check_image, todo), strict=True):
+            known[p] = [*stamps[p], reason]
+    try:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps({p: known[p] for p in paths}))
+        tmp.replace(store)
+    except OSError:
+        pass  # a read-only cache only costs a re-check next time
+    return {p: known[p][2] for p in paths}
+
+
+def scan_folder(root: Path, cfg: DataConfig) -> tuple[list[str], np.ndarray, DataReport]:
+    """Usable image paths, integer labels (index into sorted class names) and the report."""
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: d.name,
+    )
+    if len(class_dirs) < 2:
+        raise DataError(
+            f"{root} has {len(class_dirs)} class folder(s); a classifier needs at least 2"
+            " (layout: <data.dir>/<class name>/<image files>)"
+        )
+    class_names = [d.name for d in class_dirs]
+    candidates, ignored = [], []
+    for label, folder in enumerate(class_dirs):
+        files = sorted(f for f in folder.rglob("*") if f.is_file())
+        images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+        ignored += [str(f) for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
+        candidates += [(str(f), label) for f in images]
+    ignored += [str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
+    reasons = _check_all([p for p, _ in candidates], root, cfg.check_workers)
+    skipped = [(p, reasons[p]) for p, _ in candidates if reasons[p]]
+    usable = [(p, label) for p, label in candidates if not reasons[p]]
+    if cfg.max_images_per_class:
+        kept, taken = [], Counter()
+        for path, label in usable:
+            taken[label] += 1
+            if taken[label] <= cfg.max_images_per_class:
+                kept.append((path, label))
+        usable = kept
+    counts = Counter(label for _, label in usable)
+    report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
+                        skipped, ignored)
+    empty = [c for c, n in report.counts.items() if n == 0]
+    if empty:
+        raise DataError(
+            f"class folder(s) {', '.join(empty)} under {root} hold no usable image:"
+            " add images or remove the folder"
+        )
+    files = [p for p, _ in usable]
+    return files, np.array([y for _, y in usable], dtype=np.int32), report
+
+
+def stratified_split(labels: np.ndarray, val_split: float, seed: int):
+    """Index arrays (train, val), each class split in the same proportion, fixed by ``seed``."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(
+            np.arange(len(labels)), test_size=val_split, stratify=labels, random_state=seed
+        )
+    except ValueError as exc:
+        raise DataError(
+            f"cannot split {len(labels)} images into train/val with data.val_split={val_split}"
+            f" ({exc}); add images or change data.val_split"
+        ) from exc
+
+
+def _decoder(size: int):
+    def decode(path: tf.Tensor, label: tf.Tensor):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = tf.image.resize(image, [size, size])
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        return tf.ensure_shape(image, [size, size, 3]), label
+
+    return decode
+
+
+def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> tf.data.Dataset:
+    if cfg.cache == "memory":
+        return ds.cache()
+    if cfg.cache == "disk":
+        folder = Path(cfg.cache_path).expanduser() if cfg.cache_path else cache_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        return ds.cache(str(folder / key))
+    return ds
+
+
+def _decoded(files, labels, size, cfg, cache_dir, split) -> tf.data.Dataset:
+    key = hashlib.sha1(json.dumps([files, size]).encode()).hexdigest()[:16]
+    ds = tf.data.Dataset.from_tensor_slices((files, labels))
+    ds = ds.map(_decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
+    return _cached(ds, cfg, cache_dir, f"{split}-{key}")
+
+
+def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
+    """Fit the PCA colour basis on up to ``limit`` training images; the pass fills the cache."""
+    stride = max(1, count // max(limit, 1))
+    chunks, seen = [], 0
+    for images, _ in decoded.batch(64).as_numpy_iterator():
+        for image in images:
+            if seen % stride == 0:
+                chunks.append(image[::4, ::4])
+            seen += 1
+    return augment.lighting_basis(np.stack(chunks))
+
+
+def make_datasets(
+    data_cfg: DataConfig,
+    aug_cfg: AugmentConfig,
+    root: Path,
+    input_size: int,
+    batch_size: int,
+    seed: int,
+    cache_dir: Path,
+    fit_lighting: bool = True,
+) -> Datasets:
+    """Scan ``root``, split it, and build the train and validation pipelines."""
+    files, labels, report = scan_folder(root, data_cfg)
+    train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed)
+    train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
+    report.train_size, report.val_size = len(train_files), len(val_files)
+    num_classes = len(report.class_names)
+    size = augment.stored_size(aug_cfg, input_size)
+    train_base = _decoded(train_files, labels[train_idx], size, data_cfg, cache_dir, "train")
+    val_base = _decoded(val_files, labels[val_idx], size, data_cfg, cache_dir, "val")
+
+    lighting = None
+    if aug_cfg.pca_std > 0:
+        # A dry run builds the graph without the pass over the data that fitting needs.
+        lighting = (
+            _sample_lighting(train_base, len(train_files), aug_cfg.pca_sample_images)
+            if fit_lighting
+            else augment.LightingBasis(np.zeros(3, np.float32), np.eye(3, dtype=np.float32))
+        )
+    train_fn = augment.train_transform(aug_cfg, input_size, lighting)
+    eval_fn = augment.eval_transform(aug_cfg, input_size)
+
+    def train_map(item, pair):
+        return train_fn(item[0], pair), tf.one_hot(item[1], num_classes)
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    train = train_base.shuffle(min(len(train_files), SHUFFLE_BUFFER), seed=seed)
+    train = tf.data.Dataset.zip((train, seeds)).map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+    val = val_base.map(
+        lambda image, label: (eval_fn(image), tf.one_hot(label, num_classes)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return Datasets(
+        train=train.batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        val=val.batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        class_names=report.class_names,
+        train_files=train_files,
+        val_files=val_files,
+        train_labels=labels[train_idx],
+        val_labels=labels[val_idx],
+        report=report,
+        lighting=lighting,
+    )

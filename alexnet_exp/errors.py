@@ -1,0 +1,18 @@
+"""The one exception type the command line turns into a one-line message and exit code 2.
+
+Everything a user can fix (a bad key, a missing folder, no network for the download) raises a
+subclass with a message that says what was wrong, where, and how to fix it. Anything else is a
+bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input or environment, explained in one line."""
+
+
+class ConfigError(UserError, ValueError):
+    """An out-of-range or inconsistent config value; the message names the key."""
+
+
+class DataError(UserError):
+    """The data set cannot be found, fetched or used; the message names the path."""

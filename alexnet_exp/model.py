@@ -1,0 +1,81 @@
+"""AlexNet as a Keras functional model, every layer choice read from :class:`ModelConfig`.
+
+The model takes raw pixel values (0..255, any float or int dtype) and scales them itself, so a
+logged or exported model needs no preprocessing on the client side. Its output is softmax
+probabilities in float32 whatever the mixed-precision policy.
+"""
+
+import keras
+import tensorflow as tf
+
+from alexnet_exp.config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="alexnet_exp")
+class LocalResponseNormalization(keras.layers.Layer):
+    """Paper section 3.3: ``b = a / (k + alpha * sum_{n neighbouring channels} a^2) ** beta``.
+
+    A registered layer rather than a ``Lambda`` so that ``.keras`` files reload with
+    ``safe_mode=True``. The sum runs in float32 because the squares overflow bf16/fp16 ranges.
+    """
+
+    def __init__(self, k=2.0, n=5, alpha=1e-4, beta=0.75, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.n, self.alpha, self.beta = float(k), int(n), float(alpha), float(beta)
+
+    def call(self, inputs):
+        normalized = tf.nn.local_response_normalization(
+            tf.cast(inputs, tf.float32),
+            depth_radius=self.n // 2,
+            bias=self.k,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+        return tf.cast(normalized, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k, "n": self.n, "alpha": self.alpha,
+                "beta": self.beta}
+
+
+def _norm_layer(cfg: ModelConfig, name: str):
+    if cfg.norm == "bn":
+        return keras.layers.BatchNormalization(name=name)
+    if cfg.norm == "lrn":
+        lrn = cfg.lrn
+        return LocalResponseNormalization(lrn.k, lrn.n, lrn.alpha, lrn.beta, name=name)
+    return None
+
+
+def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -> keras.Model:
+    """Conv stack (conv -> activation -> norm -> pool), then dropout + FC layers, softmax."""
+    inputs = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    for i, filters in enumerate(cfg.filters):
+        n = i + 1
+        x = keras.layers.Conv2D(
+            filters,
+            cfg.kernels[i],
+            strides=cfg.strides[i],
+            padding=cfg.padding[i],
+            groups=cfg.conv_groups if cfg.grouped[i] else 1,
+            activation=cfg.activation,
+            name=f"conv{n}",
+        )(x)
+        norm = _norm_layer(cfg, f"norm{n}") if cfg.norm_after[i] else None
+        if norm is not None:
+            x = norm(x)
+        if cfg.pool_after[i]:
+            x = keras.layers.MaxPooling2D(cfg.pool_size, cfg.pool_stride, name=f"pool{n}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(cfg.fc_units):
+        n = len(cfg.filters) + i + 1
+        if cfg.dropout_rate > 0:
+            x = keras.layers.Dropout(cfg.dropout_rate, name=f"dropout{n}")(x)
+        x = keras.layers.Dense(units, activation=cfg.activation, name=f"fc{n}")(x)
+    x = keras.layers.Dense(num_classes, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=name or f"alexnet_{cfg.name}")

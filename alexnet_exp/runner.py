@@ -1,0 +1,186 @@
+"""One training job from a typed config: data -> model -> fit -> results -> tracking.
+
+No Hydra here: the command line hands over a validated :class:`ExperimentConfig` and a
+:class:`JobContext` (where the job was launched, where its files go), so a notebook or a test
+can run a job the same way.
+"""
+
+import io
+import json
+import math
+from contextlib import redirect_stdout
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from alexnet_exp.config import ExperimentConfig, validate
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass
+class JobContext:
+    launch_dir: Path
+    output_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    config_yaml: str = ""
+    hydra_dir: Path | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    url: str
+    best_val_accuracy: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    parameters: int
+
+
+def run_name_for(overrides: list[str]) -> str:
+    """``norm=lrn,dropout=off`` from the command-line overrides; paths stay out of the name."""
+    shown = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").endswith(".dir")]
+    return (",".join(shown) or "defaults")[:250]
+
+
+def model_summary_text(model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, line_break=True: lines.append(line))
+    return "\n".join(lines)
+
+
+def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
+    """Train one model and record it; returns None for ``dry_run=true``."""
+    validate(cfg)
+    from alexnet_exp import train
+    from alexnet_exp.data import make_datasets
+    from alexnet_exp.model import build_alexnet
+    from alexnet_exp.sources import resolve_data_dir
+
+    policy = train.configure_runtime(cfg.trainer, cfg.seed)
+    root = resolve_data_dir(cfg.data)
+    datasets = make_datasets(
+        cfg.data, cfg.augment, root, cfg.model.input_size, cfg.trainer.batch_size, cfg.seed,
+        cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
+    )
+    print(datasets.report.to_text(), flush=True)
+    model = build_alexnet(cfg.model, len(datasets.class_names))
+    summary_text = model_summary_text(model)
+    if cfg.dry_run:
+        print(summary_text)
+        print(f"total parameters: {model.count_params():,} (dry run: nothing trained or logged)")
+        return None
+
+    from alexnet_exp.tracking import Tracker, git_commit
+
+    train.compile_model(model, cfg.optimizer, cfg.trainer)
+    tracker = Tracker(cfg.tracking, ctx.launch_dir)
+    tracker.start(
+        cfg.tracking.run_name or run_name_for(ctx.overrides),
+        tags={
+            "overrides": " ".join(ctx.overrides) or "(none)",
+            "git_commit": git_commit(ctx.launch_dir),
+            "hydra_output_dir": str(ctx.output_dir),
+            "precision_policy": policy,
+            "data_root": str(root),
+        },
+    )
+    try:
+        summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train)
+    except KeyboardInterrupt:
+        tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.end("FINISHED")
+    return summary
+
+
+def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> RunSummary:
+    import numpy as np
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from alexnet_exp import plots
+    from alexnet_exp.errors import UserError
+
+    params = asdict(cfg)
+    tracker.log_params(params)
+    tracker.log_metrics({"parameters": model.count_params()})
+    tracker.log_text(ctx.config_yaml, "config/resolved.yaml")
+    if ctx.hydra_dir:
+        tracker.log_artifacts(ctx.hydra_dir, "config/.hydra")
+    tracker.log_text(summary_text, "model/summary.txt")
+    tracker.log_dict({"class_names": datasets.class_names}, "class_names.json")
+    tracker.log_text(datasets.report.to_text(), "data/report.txt")
+    tracker.log_dict(datasets.report.to_dict(), "data/report.json")
+    names = datasets.class_names
+    tracker.log_dataset(
+        datasets.train_files + datasets.val_files,
+        [names[i] for i in np.concatenate([datasets.train_labels, datasets.val_labels])],
+        ["train"] * len(datasets.train_files) + ["val"] * len(datasets.val_files),
+        datasets.report.root, name=Path(datasets.report.root).name,
+    )
+
+    result = train.fit(model, datasets.train, datasets.val, len(datasets.train_files),
+                       cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch)
+    losses = [h.get("loss", math.nan) for h in result.history]
+    if not result.history or not all(math.isfinite(v) for v in losses):
+        tracker.set_tags({"failure_reason": "nan_loss"})
+        raise UserError(
+            f"training diverged (loss became NaN/Inf in epoch {len(result.history)}):"
+            " lower optimizer.learning_rate or use norm=bn"
+        )
+    figure = plots.training_curves(result.history)
+    tracker.log_figure(figure, "plots/training_curves.png")
+    plots.close(figure)
+
+    predicted = train.predict_labels(model, datasets.val)
+    labels = list(range(len(names)))
+    matrix = confusion_matrix(datasets.val_labels, predicted, labels=labels)
+    figure = plots.confusion_matrix_figure(matrix, names, "validation set, best epoch")
+    tracker.log_figure(figure, "plots/confusion_matrix.png")
+    plots.close(figure)
+    report = classification_report(datasets.val_labels, predicted, labels=labels,
+                                   target_names=names, digits=4, zero_division=0)
+    tracker.log_text(report, "eval/classification_report.txt")
+    tracker.log_metrics({
+        "best_val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch,
+        "final_val_accuracy": float(np.mean(predicted == datasets.val_labels)),
+        "train_seconds": result.seconds,
+        "epochs_run": len(result.history),
+    })
+    if cfg.tracking.log_model:
+        example = next(iter(datasets.val.take(1)))[0].numpy()[:1]
+        preprocessing = {
+            "input_size": cfg.model.input_size,
+            "input": "RGB pixel values 0..255 (uint8 or float), NHWC; scaling is in the model",
+            "class_names": names,
+            "eval_resize": int(round(cfg.model.input_size * cfg.augment.crop_scale)),
+        }
+        tracker.log_dict(preprocessing, "preprocessing.json")
+        with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
+            tracker.log_model(model, example, PACKAGE_DIR, metadata=preprocessing)
+    return RunSummary(
+        run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
+        url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,
+        best_epoch=result.best_epoch, epochs=len(result.history), seconds=result.seconds,
+        parameters=model.count_params(),
+    )
+
+
+def summary_lines(summary: RunSummary) -> str:
+    return "\n".join([
+        f"alexnet-exp: {summary.epochs} epochs in {summary.seconds:.0f} s,"
+        f" {summary.parameters:,} parameters",
+        f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
+        f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
+        f"  look at it: make ui, then open {summary.url}",
+    ])
+
+
+def summary_json(summary: RunSummary) -> str:
+    return json.dumps(asdict(summary))

@@ -1,0 +1,121 @@
+"""Where the class folders come from: a user's folder, the flowers download, or digits.
+
+Each source ends in a plain class-folder tree, so everything after :func:`resolve_data_dir`
+(checking, splitting, the tf.data pipeline) is one code path whatever the source.
+"""
+
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from alexnet_exp.config import DataConfig
+from alexnet_exp.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def cache_root() -> Path:
+    """Per-user cache for materialised data sets and image-check results."""
+    env = os.environ.get("ALEXNET_EXP_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "alexnet_exp"
+
+
+def _has_class_folders(root: Path) -> bool:
+    if not root.is_dir():
+        return False
+    return any(
+        sub.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in sub.iterdir())
+        for sub in root.iterdir()
+        if not sub.name.startswith(".")
+    )
+
+
+def resolve_data_dir(cfg: DataConfig) -> Path:
+    """Return the class-folder root for ``cfg``, materialising or downloading it if needed."""
+    if cfg.name == "digits":
+        return materialise_digits(Path(cfg.dir).expanduser() if cfg.dir else None)
+    if cfg.name == "flowers":
+        target = Path(cfg.dir).expanduser().resolve() if cfg.dir else _default_flowers_dir()
+        if _has_class_folders(target):
+            return target
+        return download_flowers(cfg.url, cfg.sha256, target)
+    root = Path(cfg.dir).expanduser().resolve()
+    if not root.exists():
+        raise DataError(f"data.dir={cfg.dir} does not exist: point it at a folder of class folders")
+    if not root.is_dir():
+        raise DataError(f"data.dir={cfg.dir} is a file, not a folder of class folders")
+    return root
+
+
+def _default_flowers_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "flower_photos"
+
+
+def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
+    """Fetch and unpack flower_photos into ``target`` with a checksum check.
+
+    The archive is unpacked next to ``target`` and moved in with one rename, so an interrupted
+    download never leaves a half-filled folder that a later run would take as complete.
+    """
+    import keras
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"alexnet-exp: {target} has no class folders; downloading {url}", flush=True)
+    try:
+        archive = keras.utils.get_file(
+            fname=f"{target.name}.tgz",
+            origin=url,
+            file_hash=sha256,
+            hash_algorithm="sha256",
+            cache_dir=str(target.parent),
+            cache_subdir=".",
+        )
+    except Exception as exc:  # network, HTTP and checksum errors all end here
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"could not download flower_photos from {url} ({reason}). Without internet, use a"
+            " local copy: alexnet-exp data=folder data.dir=/path/to/flower_photos"
+        ) from exc
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".extract-") as tmp:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise DataError(f"{archive} is not a readable .tgz archive ({exc}); delete it") from exc
+        candidates = [Path(tmp)] + [p for p in Path(tmp).rglob("*") if p.is_dir()]
+        root = next((p for p in candidates if _has_class_folders(p)), None)
+        if root is None:
+            raise DataError(f"{url} unpacked to no class folders: is it the flowers archive?")
+        if target.exists():
+            shutil.rmtree(target)
+        root.rename(target)
+    return target
+
+
+def materialise_digits(target: Path | None) -> Path:
+    """Write scikit-learn's 8x8 digits once as 32x32 PNGs in class folders ``0``..``9``."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    target = target or cache_root() / "digits"
+    if (target / ".complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".digits-") as tmp:
+        digits = load_digits()
+        for index, (pixels, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+            folder = Path(tmp) / str(label)
+            folder.mkdir(exist_ok=True)
+            image = Image.fromarray((pixels * (255.0 / 16.0)).round().astype("uint8"))
+            image.resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{index:04d}.png")
+        (Path(tmp) / ".complete").write_text("sklearn.datasets.load_digits\n")
+        if target.exists():
+            shutil.rmtree(target)
+        Path(tmp).rename(target)
+        Path(tmp).mkdir()  # TemporaryDirectory wants something to clean up
+    return target

@@ -1,0 +1,187 @@
+"""Runtime set-up, compile and fit: the only place that decides how a model is trained.
+
+Results leave through a plain ``on_epoch_end(epoch, metrics)`` hook, so this module knows
+nothing of MLflow; the runner wires the hook to the tracker.
+"""
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_exp.config import OptimizerConfig, TrainerConfig
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def cpu_has_avx512_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        return "avx512_bf16" in Path(cpuinfo).read_text()
+    except OSError:
+        return False
+
+
+def resolve_precision(requested: str, has_gpu: bool, cpu_bf16: bool) -> str:
+    """Keras dtype policy for ``trainer.precision``; ``auto`` picks what is fast on the device.
+
+    fp16 is fast on GPUs (tensor cores) but about 7x slower than fp32 on CPUs; bf16 pays off on
+    CPUs with AVX512-BF16 instructions only.
+    """
+    if requested != "auto":
+        return POLICIES[requested]
+    if has_gpu:
+        return POLICIES["fp16"]
+    return POLICIES["bf16"] if cpu_bf16 else POLICIES["fp32"]
+
+
+def configure_runtime(trainer: TrainerConfig, seed: int) -> str:
+    """Fresh Keras session, seeds, threads, GPU memory growth and precision; returns policy."""
+    keras.backend.clear_session()  # the basic launcher runs sweep jobs in one process
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass  # already initialised by an earlier job in this process
+    try:
+        if trainer.intra_op_threads:
+            tf.config.threading.set_intra_op_parallelism_threads(trainer.intra_op_threads)
+        if trainer.inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(trainer.inter_op_threads)
+    except RuntimeError:
+        pass  # TF refuses once its thread pools exist: later sweep jobs keep the first setting
+    keras.utils.set_random_seed(seed)
+    if trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy = resolve_precision(trainer.precision, bool(gpus), cpu_has_avx512_bf16())
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def build_optimizer(cfg: OptimizerConfig) -> keras.optimizers.Optimizer:
+    decay = cfg.weight_decay or None
+    if cfg.name == "sgd":
+        return keras.optimizers.SGD(
+            cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay
+        )
+    return keras.optimizers.Adam(cfg.learning_rate, weight_decay=decay)
+
+
+def compile_model(model: keras.Model, opt: OptimizerConfig, trainer: TrainerConfig) -> None:
+    model.compile(
+        optimizer=build_optimizer(opt),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=trainer.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+class TargetValAccuracy(keras.callbacks.Callback):
+    """Stop once validation accuracy reaches the target (never training accuracy)."""
+
+    def __init__(self, target: float):
+        super().__init__()
+        self.target = target
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get("val_accuracy", 0.0) >= self.target:
+            print(f"\nalexnet-exp: val_accuracy reached trainer.target_val_accuracy={self.target}")
+            self.model.stop_training = True
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Adds lr, epoch seconds and images/s to each epoch's logs, then hands them on."""
+
+    def __init__(self, train_size: int, on_epoch_end: Callable[[int, dict], None] | None):
+        super().__init__()
+        self.train_size, self.hook = train_size, on_epoch_end
+        self.history: list[dict] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+        self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
+        metrics.update(lr=self.lr, epoch_seconds=seconds,
+                       images_per_second=self.train_size / max(seconds, 1e-9))
+        self.history.append(metrics)
+        if not all(math.isfinite(v) for v in metrics.values()):
+            return  # TerminateOnNaN stops the run; a NaN is not a metric worth logging
+        if self.hook:
+            self.hook(epoch + 1, metrics)
+
+
+@dataclass
+class FitResult:
+    history: list[dict]
+    best_epoch: int
+    best_val_accuracy: float
+    seconds: float
+    stopped_early: bool
+    checkpoint: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def fit(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tf.data.Dataset,
+    train_size: int,
+    trainer: TrainerConfig,
+    output_dir: Path,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train; leave the model holding the weights of its best validation epoch."""
+    reporter = EpochReporter(train_size, on_epoch_end)
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if trainer.reduce_lr_patience:
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=trainer.reduce_lr_factor,
+            patience=trainer.reduce_lr_patience, verbose=1))
+    if trainer.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=trainer.early_stopping_patience, verbose=1))
+    if trainer.target_val_accuracy is not None:
+        callbacks.append(TargetValAccuracy(trainer.target_val_accuracy))
+    checkpoint = None
+    if trainer.checkpoint:
+        checkpoint = output_dir / "checkpoints" / "best.weights.h5"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(checkpoint), monitor="val_accuracy", mode="max", save_best_only=True,
+            save_weights_only=True))
+    if trainer.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(output_dir / "tensorboard"), profile_batch=0))
+    callbacks.append(reporter)
+
+    started = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
+              verbose=trainer.verbose, shuffle=False)  # the pipeline shuffles, seeded
+    seconds = time.perf_counter() - started
+    history = reporter.history
+    val_acc = [h.get("val_accuracy", float("nan")) for h in history]
+    best = int(np.nanargmax(val_acc)) if history and not np.all(np.isnan(val_acc)) else -1
+    if checkpoint is not None and checkpoint.exists():
+        model.load_weights(str(checkpoint))
+    return FitResult(
+        history=history,
+        best_epoch=best + 1,
+        best_val_accuracy=float(val_acc[best]) if best >= 0 else float("nan"),
+        seconds=seconds,
+        stopped_early=len(history) < trainer.epochs,
+        checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None,
+    )
+
+
+def predict_labels(model: keras.Model, ds: tf.data.Dataset) -> np.ndarray:
+    """Predicted class indices over a batched (image, one-hot) dataset, in order."""
+    probs = model.predict(ds.map(lambda x, y: x), verbose=0)
+    return np.argmax(probs, axis=1)

@@ -1,0 +1,215 @@
+"""The real entry points, run as a user runs them, read back from the real MLflow store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+FLOWERS_224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "flower_photos_224"
+TINY_MODEL = [
+    "model=small",
+    "model.input_size=64",
+    "model.filters=[8,16,16,16,8]",
+    "model.fc_units=[32,32]",
+    "optimizer=adam",
+    "trainer.batch_size=8",
+    "trainer.verbose=0",
+]
+
+
+def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600):
+    """Run ``alexnet-exp`` (or ``python -m alexnet_exp``) in ``cwd`` with the tests' cache."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    exe = [sys.executable, "-m", "alexnet_exp"] if module else [
+        str(Path(sys.executable).with_name("alexnet-exp"))]
+    run_dir = [f"hydra.run.dir={cwd}/outputs/run", f"hydra.sweep.dir={cwd}/multirun"]
+    if "--help" in args or "--cfg" in args:
+        run_dir = []
+    return subprocess.run([*exe, *args, *run_dir], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def store(cwd: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    return MlflowClient()
+
+
+def runs_of(client: MlflowClient, experiment: str = "alexnet-exp"):
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} in the store"
+    return client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture
+def tiny_data(tmp_path, image_folder):
+    return image_folder(tmp_path / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
+                        size=(48, 40))
+
+
+@pytest.mark.slow
+def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):
+    (tiny_data / "LICENSE.txt").write_text("not an image")
+    (tiny_data / "kiwi" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+                 "trainer.epochs=2", "norm=lrn", module=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best val_accuracy" in result.stdout and "make ui" in result.stdout
+    assert "broken.jpg" in result.stdout  # the data report lists the skipped file
+
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model.norm"] == "lrn"
+    assert run.data.params["trainer.epochs"] == "2"
+    assert run.data.params["data.dir"] == str(tiny_data)
+    assert "data.dir" in run.data.tags["overrides"]
+    for metric in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+                   "images_per_second"):
+        history = client.get_metric_history(run.info.run_id, metric)
+        assert [m.step for m in history] == [1, 2], metric
+    summary = json.loads((tmp_path / "outputs" / "run" / "summary.json").read_text())
+    assert summary["run_id"] == run.info.run_id
+    val_acc = [m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert summary["best_val_accuracy"] == pytest.approx(max(val_acc))
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    for name in ("config", "plots", "data", "eval", "class_names.json", "model"):
+        assert name in artifacts, artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/training_curves.png", "plots/confusion_matrix.png"}
+    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/report.txt")
+    assert "broken.jpg" in report and "ignored 1 non-image files" in report
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/class_names.json") == {
+        "class_names": ["apple", "kiwi", "plum"]}
+    assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live beside the db
+
+    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    probs = model.predict(np.full((2, 64, 64, 3), 128, np.float32), verbose=0)
+    assert probs.shape == (2, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_same_config_twice_gives_the_same_metrics(tmp_path, tiny_data):
+    args = ["data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
+            "augment=paper", "tracking.log_model=false"]
+    for _ in range(2):
+        result = cli(tmp_path, *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    first, second = runs_of(client)
+    assert first.data.metrics["loss"] == second.data.metrics["loss"]
+    assert first.data.metrics["val_accuracy"] == second.data.metrics["val_accuracy"]
+
+
+@pytest.mark.slow
+def test_multirun_gives_one_run_per_job_in_the_same_store(tmp_path, tiny_data):
+    result = cli(tmp_path, "-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+                 "trainer.epochs=1", "tracking.log_model=false", "norm=bn,lrn", "dropout=on,off")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = runs_of(store(tmp_path))
+    assert sorted(r.info.run_name for r in runs) == sorted(
+        f"data=folder,model=small,{rest}" for rest in
+        ("norm=bn,dropout=on", "norm=bn,dropout=off", "norm=lrn,dropout=on",
+         "norm=lrn,dropout=off"))
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert {(r.data.params["model.norm"], r.data.params["model.dropout_rate"]) for r in runs} == {
+        ("bn", "0.5"), ("bn", "0.0"), ("lrn", "0.5"), ("lrn", "0.0")}
+
+
+def test_dry_run_prints_parameter_count_and_logs_nothing(tmp_path, image_folder):
+    data = image_folder(tmp_path / "five", classes={c: 3 for c in "abcde"}, size=(32, 32))
+    result = cli(tmp_path, f"data.dir={data}", "dry_run=true", "data.val_split=0.4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "total parameters: 58,301,829" in result.stdout
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dropout_rate=1.5", "model.dropout_rate=1.5 is outside [0.0, 1.0)"),
+        ("trainer.batch_size=0", "trainer.batch_size=0 must be >= 1"),
+        ("model.input_size=40", "feature map vanishes at"),
+        ("data.val_split=1.5", "data.val_split=1.5 is outside (0.0, 1.0)"),
+    ],
+)
+def test_bad_values_exit_2_with_one_line(tmp_path, override, message):
+    result = cli(tmp_path, "data=folder", "data.dir=/nowhere", override)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"alexnet-exp: error: config: {lines[-1].split('config: ', 1)[1]}"]
+    assert message in lines[0]
+    assert not (tmp_path / "mlruns").exists()  # refused before any tracking or TF work
+
+
+def test_missing_data_folder_is_one_clear_line(tmp_path):
+    result = cli(tmp_path, "data=folder", f"data.dir={tmp_path}/nope", *TINY_MODEL)
+    assert result.returncode == 2
+    assert f"data.dir={tmp_path}/nope does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_option_gets_hydras_list_of_choices(tmp_path):
+    result = cli(tmp_path, "norm=groupnorm")
+    assert result.returncode != 0
+    assert "Could not find 'norm/groupnorm'" in result.stderr
+    for option in ("bn", "lrn", "none"):
+        assert option in result.stderr
+
+
+def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
+    helped = cli(tmp_path, "--help")
+    assert helped.returncode == 0
+    assert "norm: bn, lrn, none" in helped.stdout
+    assert "model: paper, seed, small" in helped.stdout
+    printed = cli(tmp_path, "experiment=demo", "--cfg", "job")
+    assert printed.returncode == 0
+    assert "name: digits" in printed.stdout and "input_size: 64" in printed.stdout
+
+
+def test_failed_run_is_marked_failed_with_the_error(tmp_path, tiny_data, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from alexnet_exp import runner, train
+    from alexnet_exp.config import ExperimentConfig
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(train, "fit", explode)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = OmegaConf.to_object(OmegaConf.merge(
+        OmegaConf.structured(ExperimentConfig),
+        {"data": {"name": "folder", "dir": str(tiny_data)},
+         "model": OmegaConf.load("conf/model/small.yaml"),
+         "trainer": {"epochs": 1, "tensorboard": False}}))
+    ctx = runner.JobContext(launch_dir=tmp_path, output_dir=tmp_path / "out")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        runner.run(cfg, ctx)
+    (run,) = runs_of(store(tmp_path))
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: disk on fire"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FLOWERS_224.is_dir(), reason=f"{FLOWERS_224} is absent")
+def test_flowers_224_seed_dry_run_and_short_training(tmp_path):
+    dry = cli(tmp_path, "model=seed", "norm=bn", "dropout=off", f"data.dir={FLOWERS_224}",
+              "dry_run=true")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "total parameters: 200,127,237" in dry.stdout
+    assert "5 classes, 3119 usable images" in dry.stdout
+    result = cli(tmp_path, f"data.dir={FLOWERS_224}", *TINY_MODEL, "data.max_images_per_class=30",
+                 "trainer.epochs=1", "tracking.log_model=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = runs_of(store(tmp_path))
+    assert run.info.status == "FINISHED"
+    assert run.data.params["data.name"] == "flowers"
