@@ -10,7 +10,6 @@ the runner imports TensorFlow, so a bad override costs a second, not a model bui
 import math
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from alexnet_exp.errors import ConfigError
 
@@ -34,13 +33,13 @@ TRACKING_BACKENDS = ("local", "server")
 @dataclass
 class DataConfig:
     name: str = "folder"
-    dir: Optional[str] = None
+    dir: str | None = None
     val_split: float = 0.2
     cache: str = "memory"
-    cache_path: Optional[str] = None
+    cache_path: str | None = None
     url: str = FLOWERS_URL
-    sha256: Optional[str] = FLOWERS_SHA256
-    max_images_per_class: Optional[int] = None
+    sha256: str | None = FLOWERS_SHA256
+    max_images_per_class: int | None = None
     check_workers: int = 8
 
 
@@ -56,20 +55,21 @@ class LRNConfig:
 class ModelConfig:
     name: str = "paper"
     input_size: int = 227
-    filters: List[int] = field(default_factory=lambda: [96, 256, 384, 384, 256])
-    kernels: List[int] = field(default_factory=lambda: [11, 5, 3, 3, 3])
-    strides: List[int] = field(default_factory=lambda: [4, 1, 1, 1, 1])
-    padding: List[str] = field(default_factory=lambda: ["valid", "same", "same", "same", "same"])
-    pool_after: List[bool] = field(default_factory=lambda: [True, True, False, False, True])
+    filters: list[int] = field(default_factory=lambda: [96, 256, 384, 384, 256])
+    kernels: list[int] = field(default_factory=lambda: [11, 5, 3, 3, 3])
+    strides: list[int] = field(default_factory=lambda: [4, 1, 1, 1, 1])
+    padding: list[str] = field(default_factory=lambda: ["valid", "same", "same", "same", "same"])
+    pool_after: list[bool] = field(default_factory=lambda: [True, True, False, False, True])
     pool_size: int = 3
     pool_stride: int = 2
-    norm_after: List[bool] = field(default_factory=lambda: [True, True, False, False, False])
+    norm_after: list[bool] = field(default_factory=lambda: [True, True, False, False, False])
     conv_groups: int = 1
-    grouped: List[bool] = field(default_factory=lambda: [False, True, False, True, True])
-    fc_units: List[int] = field(default_factory=lambda: [4096, 4096])
+    grouped: list[bool] = field(default_factory=lambda: [False, True, False, True, True])
+    fc_units: list[int] = field(default_factory=lambda: [4096, 4096])
     activation: str = "relu"
     norm: str = "lrn"
     lrn: LRNConfig = field(default_factory=LRNConfig)
+    bn_momentum: float = 0.9
     dropout_rate: float = 0.5
 
 
@@ -99,10 +99,10 @@ class TrainerConfig:
     batch_size: int = 128
     precision: str = "auto"
     deterministic: bool = False
-    early_stopping_patience: Optional[int] = 10
-    reduce_lr_patience: Optional[int] = 5
+    early_stopping_patience: int | None = 10
+    reduce_lr_patience: int | None = 5
     reduce_lr_factor: float = 0.1
-    target_val_accuracy: Optional[float] = None
+    target_val_accuracy: float | None = None
     label_smoothing: float = 0.0
     verbose: int = 1
     tensorboard: bool = True
@@ -114,10 +114,10 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     backend: str = "local"
-    uri: Optional[str] = None
+    uri: str | None = None
     store_dir: str = "mlruns"
     experiment_name: str = "alexnet-exp"
-    run_name: Optional[str] = None
+    run_name: str | None = None
     log_model: bool = True
 
 
@@ -152,12 +152,12 @@ def _in_range(key: str, value: float, low: float, high: float, *, high_open: boo
         raise ConfigError(f"{key}={value} is outside {bounds}")
 
 
-def _at_least(key: str, value: Optional[float], low: float) -> None:
+def _at_least(key: str, value: float | None, low: float) -> None:
     if value is not None and value < low:
         raise ConfigError(f"{key}={value} must be >= {low}")
 
 
-def feature_map_trace(model: ModelConfig, input_size: Optional[int] = None) -> List[tuple]:
+def feature_map_trace(model: ModelConfig, input_size: int | None = None) -> list[tuple]:
     """Walk the conv/pool stack in pure Python: ``[(layer_name, size_in, size_out), ...]``.
 
     ``size_out`` is 0 where the feature map vanishes, so callers can name that layer.
@@ -179,7 +179,7 @@ def feature_map_trace(model: ModelConfig, input_size: Optional[int] = None) -> L
     return trace
 
 
-def _vanishing_layer(model: ModelConfig, input_size: int) -> Optional[tuple]:
+def _vanishing_layer(model: ModelConfig, input_size: int) -> tuple | None:
     return next((t for t in feature_map_trace(model, input_size) if t[2] < 1), None)
 
 
@@ -206,13 +206,16 @@ def validate_model(model: ModelConfig) -> None:
     _choice("model.activation", model.activation, ACTIVATIONS)
     _choice("model.norm", model.norm, NORMS)
     _in_range("model.dropout_rate", model.dropout_rate, 0.0, 1.0, high_open=True)
+    _in_range("model.bn_momentum", model.bn_momentum, 0.0, 1.0, high_open=True)
     _at_least("model.conv_groups", model.conv_groups, 1)
     if model.lrn.n < 1 or model.lrn.n % 2 == 0:
         raise ConfigError(f"model.lrn.n={model.lrn.n} must be an odd number >= 1 (paper: 5)")
     if model.conv_groups > 1:
         in_channels = [3, *model.filters[:-1]]
         for i, grouped in enumerate(model.grouped):
-            if grouped and (model.filters[i] % model.conv_groups or in_channels[i] % model.conv_groups):
+            groups = model.conv_groups
+            divides = model.filters[i] % groups == 0 and in_channels[i] % groups == 0
+            if grouped and not divides:
                 raise ConfigError(
                     f"model.conv_groups={model.conv_groups} does not divide conv{i + 1}'s"
                     f" {in_channels[i]} input / {model.filters[i]} output channels"

@@ -43,7 +43,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
 def _norm_layer(cfg: ModelConfig, name: str):
     if cfg.norm == "bn":
-        return keras.layers.BatchNormalization(name=name)
+        return keras.layers.BatchNormalization(momentum=cfg.bn_momentum, name=name)
     if cfg.norm == "lrn":
         lrn = cfg.lrn
         return LocalResponseNormalization(lrn.k, lrn.n, lrn.alpha, lrn.beta, name=name)

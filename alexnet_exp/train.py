@@ -4,8 +4,8 @@ Results leave through a plain ``on_epoch_end(epoch, metrics)`` hook, so this mod
 nothing of MLflow; the runner wires the hook to the tracker.
 """
 
+import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,10 +45,8 @@ def configure_runtime(trainer: TrainerConfig, seed: int) -> str:
     keras.backend.clear_session()  # the basic launcher runs sweep jobs in one process
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
-        try:
+        with contextlib.suppress(RuntimeError):  # already set up by an earlier sweep job
             tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass  # already initialised by an earlier job in this process
     try:
         if trainer.intra_op_threads:
             tf.config.threading.set_intra_op_parallelism_threads(trainer.intra_op_threads)
