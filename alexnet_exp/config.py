@@ -24,6 +24,7 @@ CACHE_MODES = ("memory", "disk", "none")
 NORMS = ("bn", "lrn", "none")
 PADDINGS = ("valid", "same")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish")
+INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal")
 AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -67,6 +68,7 @@ class ModelConfig:
     grouped: list[bool] = field(default_factory=lambda: [False, True, False, True, True])
     fc_units: list[int] = field(default_factory=lambda: [4096, 4096])
     activation: str = "relu"
+    initializer: str = "he_normal"
     norm: str = "lrn"
     lrn: LRNConfig = field(default_factory=LRNConfig)
     bn_momentum: float = 0.9
@@ -204,6 +206,7 @@ def validate_model(model: ModelConfig) -> None:
     for i, units in enumerate(model.fc_units):
         _at_least(f"model.fc_units[{i}]", units, 1)
     _choice("model.activation", model.activation, ACTIVATIONS)
+    _choice("model.initializer", model.initializer, INITIALIZERS)
     _choice("model.norm", model.norm, NORMS)
     _in_range("model.dropout_rate", model.dropout_rate, 0.0, 1.0, high_open=True)
     _in_range("model.bn_momentum", model.bn_momentum, 0.0, 1.0, high_open=True)

@@ -63,6 +63,7 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
             padding=cfg.padding[i],
             groups=cfg.conv_groups if cfg.grouped[i] else 1,
             activation=cfg.activation,
+            kernel_initializer=cfg.initializer,
             name=f"conv{n}",
         )(x)
         norm = _norm_layer(cfg, f"norm{n}") if cfg.norm_after[i] else None
@@ -75,7 +76,8 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
         n = len(cfg.filters) + i + 1
         if cfg.dropout_rate > 0:
             x = keras.layers.Dropout(cfg.dropout_rate, name=f"dropout{n}")(x)
-        x = keras.layers.Dense(units, activation=cfg.activation, name=f"fc{n}")(x)
+        x = keras.layers.Dense(units, activation=cfg.activation,
+                               kernel_initializer=cfg.initializer, name=f"fc{n}")(x)
     x = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name or f"alexnet_{cfg.name}")

@@ -1,0 +1,114 @@
+"""Training mechanics: the precision choice, stopping rules, best-weights restore."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_exp import train
+from alexnet_exp.config import OptimizerConfig, TrainerConfig
+
+
+@pytest.mark.parametrize(
+    ("requested", "has_gpu", "cpu_bf16", "policy"),
+    [
+        ("auto", True, False, "mixed_float16"),
+        ("auto", True, True, "mixed_float16"),
+        ("auto", False, True, "mixed_bfloat16"),
+        ("auto", False, False, "float32"),
+        ("fp32", True, True, "float32"),
+        ("bf16", False, False, "mixed_bfloat16"),
+        ("fp16", False, False, "mixed_float16"),
+    ],
+)
+def test_precision_choice(requested, has_gpu, cpu_bf16, policy):
+    assert train.resolve_precision(requested, has_gpu, cpu_bf16) == policy
+
+
+def test_avx512_bf16_is_read_from_cpu_flags(tmp_path):
+    with_flag, without = tmp_path / "a", tmp_path / "b"
+    with_flag.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    without.write_text("flags\t\t: fpu avx2\n")
+    assert train.cpu_has_avx512_bf16(str(with_flag))
+    assert not train.cpu_has_avx512_bf16(str(without))
+    assert not train.cpu_has_avx512_bf16(str(tmp_path / "missing"))
+
+
+def test_auto_precision_uses_the_device_list(monkeypatch):
+    """The GPU branch, checked on a machine without one by stubbing TF's device list."""
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: ["/physical_device:GPU:0"] if kind == "GPU" else [])
+    grown = []
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth",
+                        lambda device, flag: grown.append((device, flag)))
+    try:
+        assert train.configure_runtime(TrainerConfig(precision="auto"), seed=1) == "mixed_float16"
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+        assert grown == [("/physical_device:GPU:0", True)]
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def tiny_problem(n=64, seed=0):
+    """Two separable classes of 8x8 images, batched as the real pipeline batches them."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    images = rng.uniform(0, 60, (n, 8, 8, 3)).astype(np.float32) + labels[:, None, None, None] * 150
+    onehot = np.eye(2, dtype=np.float32)[labels]
+    return tf.data.Dataset.from_tensor_slices((images, onehot)).batch(16)
+
+
+def tiny_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = keras.layers.Dense(2, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def run_fit(tmp_path, **trainer_overrides):
+    trainer = dataclasses.replace(TrainerConfig(epochs=30, verbose=0, tensorboard=False,
+                                                early_stopping_patience=None),
+                                  **trainer_overrides)
+    model = tiny_model()
+    train.compile_model(model, OptimizerConfig(name="adam", learning_rate=0.05,
+                                               weight_decay=0.0), trainer)
+    seen = []
+    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
+                       on_epoch_end=lambda epoch, metrics: seen.append((epoch, metrics)))
+    return model, result, seen
+
+
+def test_target_val_accuracy_stops_training(tmp_path):
+    _, result, seen = run_fit(tmp_path, target_val_accuracy=0.9)
+    assert result.stopped_early and len(seen) < 30
+    assert seen[-1][1]["val_accuracy"] >= 0.9
+    assert all(m["val_accuracy"] < 0.9 for _, m in seen[:-1])
+
+
+def test_epoch_hook_gets_every_metric_once_per_epoch(tmp_path):
+    _, result, seen = run_fit(tmp_path, epochs=3)
+    assert [epoch for epoch, _ in seen] == [1, 2, 3]
+    for _, metrics in seen:
+        assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+                "images_per_second"} <= set(metrics)
+        assert metrics["lr"] == pytest.approx(0.05)
+
+
+def test_model_ends_with_the_best_epochs_weights(tmp_path):
+    model, result, seen = run_fit(tmp_path, epochs=4)
+    assert result.checkpoint is not None and result.checkpoint.exists()
+    best = max(m["val_accuracy"] for _, m in seen)
+    assert result.best_val_accuracy == pytest.approx(best)
+    _, accuracy = model.evaluate(tiny_problem(seed=1), verbose=0)
+    assert accuracy == pytest.approx(best)
+
+
+def test_optimizer_follows_config():
+    sgd = train.build_optimizer(OptimizerConfig())
+    assert isinstance(sgd, keras.optimizers.SGD)
+    assert (sgd.momentum, sgd.weight_decay) == (0.9, pytest.approx(5e-4))
+    adam = train.build_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3, weight_decay=0))
+    assert isinstance(adam, keras.optimizers.Adam) and adam.weight_decay is None
