@@ -76,6 +76,9 @@ def check_image(path: str) -> str | None:
         with Image.open(path) as image:
             if image.format not in DECODABLE_FORMATS:
                 return f"format {image.format} is not JPEG, PNG, BMP or GIF"
+            if image.format == "BMP" and image.mode not in ("RGB", "RGBA", "L"):
+                # TF's BMP decoder cannot read 1-bit BMPs and reads palette indices as grey.
+                return f"{image.mode}-mode BMP: TensorFlow cannot decode it faithfully; save as RGB"
             image.load()
     except Exception as exc:  # Pillow raises many types for bad bytes
         return f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]
@@ -185,7 +188,10 @@ def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> 
 
 
 def _decoded(files, labels, size, cfg, cache_dir, split) -> tf.data.Dataset:
-    key = hashlib.sha1(json.dumps([files, size]).encode()).hexdigest()[:16]
+    # The disk cache is reused by name: key it on every file's size and mtime too, so an image
+    # replaced in place is decoded afresh instead of served stale.
+    stamps = [(f, st.st_size, st.st_mtime_ns) for f in files for st in [Path(f).stat()]]
+    key = hashlib.sha1(json.dumps([stamps, size]).encode()).hexdigest()[:16]
     ds = tf.data.Dataset.from_tensor_slices((files, labels))
     ds = ds.map(_decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
     return _cached(ds, cfg, cache_dir, f"{split}-{key}")

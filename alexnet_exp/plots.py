@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # headless: runs on servers and in sweeps with no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def training_curves(history: list[dict]):
@@ -20,6 +21,7 @@ def training_curves(history: list[dict]):
             values = [h.get(prefix + metric, np.nan) for h in history]
             ax.plot(epochs, values, style, marker="o", label=(prefix or "train_") + metric)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -112,7 +112,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
     tracker.log_text(ctx.config_yaml, "config/resolved.yaml")
     if ctx.hydra_dir:
         tracker.log_artifacts(ctx.hydra_dir, "config/.hydra")
-    tracker.log_text(summary_text, "model/summary.txt")
+    tracker.log_text(summary_text, "model_summary.txt")
     tracker.log_dict({"class_names": datasets.class_names}, "class_names.json")
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")

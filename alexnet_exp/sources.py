@@ -5,7 +5,6 @@ Each source ends in a plain class-folder tree, so everything after :func:`resolv
 """
 
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -56,6 +55,15 @@ def _default_flowers_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "flower_photos"
 
 
+def _refuse_to_overwrite(target: Path, what: str) -> None:
+    """Never replace a folder the user filled: only a missing or empty one is ours to write."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DataError(
+            f"data.dir={target} exists but holds no {what} (expected <data.dir>/<class name>/"
+            "<images>); point data.dir at the class-folder root, or at a new folder to fill"
+        )
+
+
 def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
     """Fetch and unpack flower_photos into ``target`` with a checksum check.
 
@@ -64,6 +72,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
     """
     import keras
 
+    _refuse_to_overwrite(target, "flower class folders")
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"alexnet-exp: {target} has no class folders; downloading {url}", flush=True)
     try:
@@ -92,7 +101,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
         if root is None:
             raise DataError(f"{url} unpacked to no class folders: is it the flowers archive?")
         if target.exists():
-            shutil.rmtree(target)
+            target.rmdir()  # empty, checked above
         root.rename(target)
     return target
 
@@ -105,6 +114,7 @@ def materialise_digits(target: Path | None) -> Path:
     target = target or cache_root() / "digits"
     if (target / ".complete").exists():
         return target
+    _refuse_to_overwrite(target, "digits written by alexnet-exp")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".digits-") as tmp:
         digits = load_digits()
@@ -115,7 +125,7 @@ def materialise_digits(target: Path | None) -> Path:
             image.resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{index:04d}.png")
         (Path(tmp) / ".complete").write_text("sklearn.datasets.load_digits\n")
         if target.exists():
-            shutil.rmtree(target)
+            target.rmdir()  # empty, checked above
         Path(tmp).rename(target)
         Path(tmp).mkdir()  # TemporaryDirectory wants something to clean up
     return target

@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated per-test cache and a factory for real class-folder image trees."""
 
+import sys
 import zlib
 from pathlib import Path
 
@@ -20,6 +21,20 @@ def alexnet_cache(tmp_path_factory, monkeypatch) -> Path:
     # data=flowers without data.dir defaults under KERAS_HOME: never touch the real ~/.keras.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def float32_keras_policy():
+    """Undo a test's global Keras precision policy (runner: precision=auto may pick bf16).
+
+    ``train.configure_runtime`` sets a process-wide policy; without this reset a CLI test that
+    trains would make every later model test build bf16 layers. Costs nothing when no test has
+    imported Keras.
+    """
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def class_colour(name: str) -> np.ndarray:
@@ -60,6 +75,7 @@ def make_image_folder(
     if fmt not in _SUFFIXES:
         raise ValueError(f"fmt={fmt!r}: use one of {', '.join(_SUFFIXES)}")
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
     classes = {"cat": 6, "dog": 6} if classes is None else classes
     for name, count in classes.items():
         folder = root / name

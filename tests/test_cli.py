@@ -80,7 +80,8 @@ def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):
     assert summary["best_val_accuracy"] == pytest.approx(max(val_acc))
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    for name in ("config", "plots", "data", "eval", "class_names.json", "model"):
+    for name in ("config", "plots", "data", "eval", "class_names.json", "model_summary.txt",
+                 "preprocessing.json"):
         assert name in artifacts, artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/training_curves.png", "plots/confusion_matrix.png"}

@@ -31,13 +31,18 @@ def augment_cfg(name: str, **overrides) -> AugmentConfig:
 
 
 def folder_cfg(root: Path, **overrides) -> DataConfig:
-    return DataConfig(name="folder", dir=str(root), val_split=0.25, **overrides)
+    return DataConfig(**{"name": "folder", "dir": str(root), "val_split": 0.25, **overrides})
 
 
 def build(root, tmp_path, aug="none", *, seed=7, batch_size=4, input_size=INPUT, **data_kw):
     aug_cfg = aug if isinstance(aug, AugmentConfig) else augment_cfg(aug)
     return data.make_datasets(
-        folder_cfg(root, **data_kw), aug_cfg, Path(root), input_size, batch_size, seed,
+        folder_cfg(root, **data_kw),
+        aug_cfg,
+        Path(root),
+        input_size,
+        batch_size,
+        seed,
         cache_dir=tmp_path / "tfdata-cache",
     )
 
@@ -262,9 +267,9 @@ def test_make_datasets_batches_labels_and_split(tmp_path, image_folder, aug):
     assert len(ds.train_files) + len(ds.val_files) == 18
     assert len(train_x) == len(ds.train_files) == ds.report.train_size
     assert len(val_x) == len(ds.val_files) == ds.report.val_size
-    assert Counter(ds.val_labels.tolist()) == Counter(
-        {0: len(ds.val_files) // 3, 1: len(ds.val_files) // 3, 2: len(ds.val_files) // 3}
-    ) or len(ds.val_files) % 3  # stratified when the val size allows
+    per_class = Counter(ds.val_labels.tolist())
+    assert sorted(per_class) == [0, 1, 2]
+    assert max(per_class.values()) - min(per_class.values()) <= 1  # stratified
     for path, label in zip(ds.val_files, ds.val_labels, strict=True):
         assert Path(path).parent.name == ds.class_names[label]
 
@@ -306,11 +311,8 @@ def test_consecutive_epochs_draw_fresh_augmentations(tmp_path, image_folder, aug
     # The same images in each epoch; with augmentation on, not the same pixels.
     assert Counter(labels1.argmax(1).tolist()) == Counter(labels2.argmax(1).tolist())
     if aug == "none":
-        assert as_multiset(epoch1) == as_multiset(epoch2)
-        val_like = np.stack(
-            [np.asarray(x) for x in collect(ds.val)[0]] + list(epoch1)
-        )  # the un-augmented train images are plain decodes, like val
-        assert val_like.shape[1:] == (INPUT, INPUT, 3)
+        assert as_multiset(epoch1) == as_multiset(epoch2)  # only the order changes
+        assert not np.array_equal(epoch1, epoch2)  # reshuffled
     else:
         assert as_multiset(epoch1) != as_multiset(epoch2)
         assert not np.array_equal(epoch1, epoch2)
@@ -346,9 +348,7 @@ def test_paper_augment_crops_from_the_larger_stored_size(tmp_path, image_folder)
     assert all(image.tobytes() in windows for image in train_x)
     # Random crops: not every train image is the centre crop.
     centres = {
-        pil_pixels(p)[offset : offset + INPUT, offset : offset + INPUT]
-        .astype(np.float32)
-        .tobytes()
+        pil_pixels(p)[offset : offset + INPUT, offset : offset + INPUT].astype(np.float32).tobytes()
         for p in ds.train_files
     }
     assert any(image.tobytes() not in centres for image in train_x)
@@ -399,11 +399,6 @@ def test_disk_cache_writes_files_and_matches_memory(tmp_path, image_folder):
     np.testing.assert_array_equal(first_batch(again.train)[0], first_batch(memory.train)[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG data.py _decoded: the disk-cache key is sha1(files, size) only, so an image "
-    "edited in place is served stale from data.cache=disk forever",
-)
 def test_disk_cache_notices_an_image_changed_in_place(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4}, size=(32, 32), fmt="PNG")
     cache_path = tmp_path / "tfcache"
@@ -419,41 +414,32 @@ def test_disk_cache_notices_an_image_changed_in_place(tmp_path, image_folder):
     np.testing.assert_array_equal(val_x[0], 255.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG data.py check_image: Pillow reads a 1-bit BMP but tf.io.decode_image cannot, "
-    "so the file passes the check and kills the epoch instead of being skipped",
-)
 def test_image_that_tensorflow_cannot_decode_is_skipped(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4})
     mono = root / "cat" / "mono.bmp"
     Image.fromarray(make_noise(32)).convert("1").save(mono, format="BMP")
 
     ds = build(root, tmp_path, "none")
-    try:
-        collect(ds.train)
-        collect(ds.val)
-    finally:
-        assert str(mono) in dict(ds.report.skipped)
+    # An epoch must not die on it: either the check skips it, or it decodes.
+    train_x, _ = collect(ds.train)
+    val_x, _ = collect(ds.val)
+    used = str(mono) in ds.train_files + ds.val_files
+    assert used != (str(mono) in dict(ds.report.skipped))
+    assert len(train_x) + len(val_x) == 8 + used
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG data.py check_image/_decoder: tf.io.decode_image ignores the palette of an "
-    "8-bit BMP and trains on palette indices as grey levels",
-)
 def test_palette_bmp_decodes_to_its_colours(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4}, size=(32, 32), fmt="PNG")
     pal = root / "cat" / "palette.bmp"
     Image.fromarray(make_noise(32)).convert("P").save(pal, format="BMP")
 
-    ds = build(root, tmp_path, "none", val_split=0.5)
-    images = np.concatenate([collect(ds.train)[0], collect(ds.val)[0]])
-    order = list(ds.train_files) + list(ds.val_files)
+    ds = build(root, tmp_path, "none")
     if str(pal) in dict(ds.report.skipped):
-        return  # skipping it would be a fine fix too
-    decoded = images[order.index(str(pal))]
-    np.testing.assert_allclose(decoded, pil_pixels(pal).astype(np.float32), atol=2)
+        return  # refusing the file would be a fine fix too
+    # augment=none at the stored size: every train/val image is a plain decode of one file.
+    images = np.concatenate([collect(ds.train)[0], collect(ds.val)[0]])
+    expected = pil_pixels(pal).astype(np.float32)
+    assert any(np.abs(image - expected).max() <= 2 for image in images)
 
 
 def make_noise(size: int) -> np.ndarray:
@@ -476,11 +462,8 @@ def test_materialise_digits_writes_class_folders_once(tmp_path, monkeypatch):
     assert sorted(p.name for p in target.iterdir() if p.is_dir()) == [str(d) for d in range(10)]
     assert _png_count(target) == 1797
     digits = load_digits()
-    assert Counter(digits.target.tolist()) == {
-        int(d.name): _png_count(d.parent) and len(list(d.glob("*.png")))
-        for d in target.iterdir()
-        if d.is_dir()
-    }
+    per_class = {int(d.name): len(list(d.glob("*.png"))) for d in target.iterdir() if d.is_dir()}
+    assert per_class == dict(Counter(digits.target.tolist()))
     first = pil_pixels(target / str(digits.target[0]) / "0000.png")[..., 0]
     expected = np.kron(np.round(digits.images[0] * 255.0 / 16.0), np.ones((4, 4)))
     np.testing.assert_array_equal(first, expected.astype(np.uint8))
@@ -515,11 +498,6 @@ def test_digits_default_location_is_under_the_cache_dir(monkeypatch, alexnet_cac
     assert sources.cache_root() == alexnet_cache
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sources.py materialise_digits: shutil.rmtree(target) deletes an existing "
-    "data.dir that was not made by alexnet-exp (no .complete marker)",
-)
 def test_digits_never_deletes_a_users_existing_folder(tmp_path, monkeypatch):
     monkeypatch.setattr("sklearn.datasets.load_digits", _TinyDigits)
     mine = tmp_path / "my_data"
