@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -22,8 +23,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
 
 
-def fail(message: str) -> None:
-    print(f"alexnet-exp: error: {message}", file=sys.stderr, flush=True)
+def fail(message: str, program: str = "alexnet-exp") -> None:
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
@@ -64,3 +65,38 @@ def _train(cfg: DictConfig) -> float | None:
 def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
     _train()
+
+
+def _tool(program: str, config_name: str, job):
+    """A Hydra main for a tool that works on a trained model (eval, predict, export)."""
+
+    @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
+    def main(cfg: DictConfig) -> None:
+        typed = OmegaConf.to_object(cfg)
+        try:
+            job(typed, Path(HydraConfig.get().runtime.cwd))
+        except UserError as exc:
+            fail(str(exc), program)
+
+    return main
+
+
+def eval_main() -> None:
+    """``alexnet-exp-eval``: accuracy, per-class report and confusion matrix on a test folder."""
+    from alexnet_exp.evaluate import run_evaluation
+
+    _tool("alexnet-exp-eval", "eval", run_evaluation)()
+
+
+def predict_main() -> None:
+    """``alexnet-exp-predict``: top-k classes of image files or folders."""
+    from alexnet_exp.evaluate import run_prediction
+
+    _tool("alexnet-exp-predict", "predict", run_prediction)()
+
+
+def export_main() -> None:
+    """``alexnet-exp-export``: .keras, SavedModel or TFLite with a parity check."""
+    from alexnet_exp.export import run_export
+
+    _tool("alexnet-exp-export", "export", run_export)()

@@ -29,6 +29,10 @@ AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TRACKING_BACKENDS = ("local", "server")
+TTA_MODES = ("none", "flip", "ten_crop")
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
+QUANTIZATIONS = ("none", "dynamic", "float16")
+OUTPUT_FORMATS = ("table", "json")
 
 
 @dataclass
@@ -135,11 +139,64 @@ class ExperimentConfig:
     dry_run: bool = False
 
 
+@dataclass
+class EvalConfig:
+    """``alexnet-exp-eval``: one of run_id / model_uri / model_path, and a class-folder test set."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    tta: str = "none"
+    top_k: int = 3
+    batch_size: int = 32
+    output: str | None = None
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PredictConfig:
+    """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+    images: list[str] = field(default_factory=list)
+    top_k: int = 3
+    tta: str = "none"
+    batch_size: int = 32
+    format: str = "table"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ExportConfig:
+    """``alexnet-exp-export``: a trained model to .keras, SavedModel or TFLite, parity-checked."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+    format: str = "keras"
+    quantize: str = "none"
+    output_dir: str = "exports"
+    data_dir: str | None = None
+    parity_images: int = 32
+    max_abs_diff: float | None = None
+    min_top1_agreement: float = 0.95
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore; ``conf/config.yaml`` lists it first."""
+    """Put the schemas in Hydra's ConfigStore; each primary YAML in ``conf/`` lists its own."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="base_config", node=ExperimentConfig)
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=ExperimentConfig)
+    store.store(name="eval_schema", node=EvalConfig)
+    store.store(name="predict_schema", node=PredictConfig)
+    store.store(name="export_schema", node=ExportConfig)
 
 
 def _choice(key: str, value: str, allowed: tuple) -> None:
@@ -278,3 +335,43 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
         )
+
+
+def validate_model_source(cfg) -> None:
+    given = [k for k in ("run_id", "model_uri", "model_path") if getattr(cfg, k)]
+    if len(given) != 1:
+        raise ConfigError(
+            "give exactly one of run_id=<MLflow run>, model_uri=<MLflow model URI> or"
+            f" model_path=<file.keras> (got {', '.join(given) or 'none'})"
+        )
+
+
+def validate_eval(cfg: EvalConfig) -> None:
+    validate_model_source(cfg)
+    if not cfg.data.dir:
+        raise ConfigError("data.dir is required: the class-folder test set to evaluate on")
+    _choice("tta", cfg.tta, TTA_MODES)
+    _at_least("top_k", cfg.top_k, 1)
+    _at_least("batch_size", cfg.batch_size, 1)
+
+
+def validate_predict(cfg: PredictConfig) -> None:
+    validate_model_source(cfg)
+    if not cfg.images:
+        raise ConfigError("images is empty: pass images=[a.jpg,b.jpg] or images=[some/folder]")
+    _choice("tta", cfg.tta, TTA_MODES)
+    _choice("format", cfg.format, OUTPUT_FORMATS)
+    _at_least("top_k", cfg.top_k, 1)
+    _at_least("batch_size", cfg.batch_size, 1)
+
+
+def validate_export(cfg: ExportConfig) -> None:
+    validate_model_source(cfg)
+    _choice("format", cfg.format, EXPORT_FORMATS)
+    _choice("quantize", cfg.quantize, QUANTIZATIONS)
+    if cfg.quantize != "none" and cfg.format != "tflite":
+        raise ConfigError(f"quantize={cfg.quantize} applies to format=tflite only")
+    _at_least("parity_images", cfg.parity_images, 1)
+    _at_least("max_abs_diff", cfg.max_abs_diff, 0.0)
+    if not 0.0 <= cfg.min_top1_agreement <= 1.0:
+        raise ConfigError(f"min_top1_agreement={cfg.min_top1_agreement} is outside [0, 1]")

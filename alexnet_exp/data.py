@@ -110,15 +110,20 @@ def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, str | No
     return {p: known[p][2] for p in paths}
 
 
-def scan_folder(root: Path, cfg: DataConfig) -> tuple[list[str], np.ndarray, DataReport]:
-    """Usable image paths, integer labels (index into sorted class names) and the report."""
+def scan_folder(
+    root: Path, cfg: DataConfig, min_classes: int = 2
+) -> tuple[list[str], np.ndarray, DataReport]:
+    """Usable image paths, integer labels (index into sorted class names) and the report.
+
+    Training needs two classes; a test set may hold one (``min_classes=1``).
+    """
     class_dirs = sorted(
         (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
         key=lambda d: d.name,
     )
-    if len(class_dirs) < 2:
+    if len(class_dirs) < min_classes or not class_dirs:
         raise DataError(
-            f"{root} has {len(class_dirs)} class folder(s); a classifier needs at least 2"
+            f"{root} has {len(class_dirs)} class folder(s); need at least {min_classes}"
             " (layout: <data.dir>/<class name>/<image files>)"
         )
     class_names = [d.name for d in class_dirs]
@@ -167,7 +172,7 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int):
         ) from exc
 
 
-def _decoder(size: int):
+def decoder(size: int):
     def decode(path: tf.Tensor, label: tf.Tensor):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         image = tf.image.resize(image, [size, size])
@@ -193,7 +198,7 @@ def _decoded(files, labels, size, cfg, cache_dir, split) -> tf.data.Dataset:
     stamps = [(f, st.st_size, st.st_mtime_ns) for f in files for st in [Path(f).stat()]]
     key = hashlib.sha1(json.dumps([stamps, size]).encode()).hexdigest()[:16]
     ds = tf.data.Dataset.from_tensor_slices((files, labels))
-    ds = ds.map(_decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
     return _cached(ds, cfg, cache_dir, f"{split}-{key}")
 
 

@@ -1,0 +1,241 @@
+"""Evaluate and predict with a trained model: class matching by name and test-time crops.
+
+A model knows its classes by name (recorded at training time); a test folder's classes are
+mapped onto those names, never onto folder order, so a test set with a class missing or its
+folders in another order is still scored correctly.
+"""
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_exp.config import DataConfig
+from alexnet_exp.data import decoder, scan_folder
+from alexnet_exp.errors import DataError
+from alexnet_exp.sources import IMAGE_SUFFIXES
+
+PAPER_RESIZE = 256 / 227  # the paper's 256 px resize for 224/227 px crops
+
+
+@dataclass
+class ModelBundle:
+    """A loaded Keras model with what it needs to see images as it saw them in training."""
+
+    model: object
+    class_names: list[str]
+    input_size: int
+    eval_resize: int
+    source: str
+    train_run_id: str | None = None
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    top_k_accuracy: float
+    top_k: int
+    report_text: str
+    report: dict
+    matrix: np.ndarray
+    files: list[str]
+    true: np.ndarray
+    probs: np.ndarray
+    missing_classes: list[str]
+
+
+def view_size(bundle: ModelBundle, tta: str) -> int:
+    """Side of the resize the crops come from; ten_crop always needs room for corners."""
+    if tta == "ten_crop" and bundle.eval_resize <= bundle.input_size:
+        return int(round(bundle.input_size * PAPER_RESIZE))
+    return max(bundle.eval_resize, bundle.input_size)
+
+
+def tta_views(images: tf.Tensor, size: int, tta: str) -> list[tf.Tensor]:
+    """The crops averaged at test time (AlexNet paper, section 4.1, for ``ten_crop``)."""
+    full = tf.shape(images)[1]
+    mid = (full - size) // 2
+    far = full - size
+
+    def crop(top, left):
+        return images[:, top : top + size, left : left + size, :]
+
+    centre = crop(mid, mid)
+    if tta == "none":
+        return [centre]
+    if tta == "flip":
+        return [centre, tf.reverse(centre, axis=[2])]
+    crops = [crop(0, 0), crop(0, far), crop(far, 0), crop(far, far), centre]
+    return crops + [tf.reverse(c, axis=[2]) for c in crops]
+
+
+def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: int) -> np.ndarray:
+    """Class probabilities per file, the softmax outputs averaged over the TTA views."""
+    size = view_size(bundle, tta)
+    labels = np.zeros(len(files), np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((files, labels)).map(
+        decoder(size), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    chunks = []
+    for images, _ in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+        views = tta_views(tf.cast(images, tf.float32), bundle.input_size, tta)
+        probs = [bundle.model.predict_on_batch(v) for v in views]
+        chunks.append(np.mean([np.asarray(p, np.float64) for p in probs], axis=0))
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def match_classes(test_names: list[str], model_names: list[str]) -> tuple[dict, list[str]]:
+    """``{test class: model label index}`` and the model's classes absent from the test set."""
+    unknown = [n for n in test_names if n not in model_names]
+    if unknown:
+        raise DataError(
+            f"test class folder(s) {', '.join(unknown)} are not classes of the model"
+            f" (it knows {', '.join(model_names)}): rename or remove them"
+        )
+    mapping = {name: model_names.index(name) for name in test_names}
+    return mapping, [n for n in model_names if n not in test_names]
+
+
+def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
+                    batch_size: int) -> EvalResult:
+    from sklearn.metrics import classification_report, confusion_matrix, top_k_accuracy_score
+
+    files, folder_labels, report = scan_folder(root, DataConfig(name="folder", dir=str(root)),
+                                               min_classes=1)
+    mapping, missing = match_classes(report.class_names, bundle.class_names)
+    if missing:
+        warnings.warn(f"the test set has no folder for class(es) {', '.join(missing)};"
+                      " evaluating the others", stacklevel=2)
+    true = np.array([mapping[report.class_names[i]] for i in folder_labels], np.int64)
+    probs = predict_files(bundle, files, tta, batch_size)
+    labels = list(range(len(bundle.class_names)))
+    k = min(top_k, max(1, len(labels) - 1))  # top-n of n classes is always 1.0
+    present = sorted(set(true.tolist()))
+    text = classification_report(true, probs.argmax(1), labels=present, digits=4, zero_division=0,
+                                 target_names=[bundle.class_names[i] for i in present])
+    as_dict = classification_report(true, probs.argmax(1), labels=present, zero_division=0,
+                                    target_names=[bundle.class_names[i] for i in present],
+                                    output_dict=True)
+    return EvalResult(
+        accuracy=float(np.mean(probs.argmax(1) == true)),
+        top_k_accuracy=float(top_k_accuracy_score(true, probs, k=k, labels=labels)),
+        top_k=k, report_text=text, report=as_dict,
+        matrix=confusion_matrix(true, probs.argmax(1), labels=labels),
+        files=files, true=true, probs=probs, missing_classes=missing,
+    )
+
+
+def write_predictions_csv(path: Path, files, true, probs, class_names) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"path": files})
+    if true is not None:
+        frame["true_class"] = [class_names[i] for i in true]
+    frame["predicted_class"] = [class_names[i] for i in probs.argmax(1)]
+    for i, name in enumerate(class_names):
+        frame[f"p_{name}"] = probs[:, i]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def collect_images(items: list[str]) -> list[str]:
+    """Image files named directly, or found (recursively, sorted) in the folders named."""
+    files = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            files.append(str(path))
+        else:
+            raise DataError(f"image {item} does not exist")
+    if not files:
+        raise DataError(f"no image files (JPEG, PNG, BMP, GIF) in {', '.join(items)}")
+    return files
+
+
+def top_k_table(files: list[str], probs: np.ndarray, class_names: list[str], k: int) -> list:
+    k = min(k, len(class_names))
+    rows = []
+    for path, p in zip(files, probs, strict=True):
+        best = np.argsort(-p)[:k]
+        rows.append({"path": path, "top": [{"class": class_names[i], "probability": float(p[i])}
+                                           for i in best]})
+    return rows
+
+
+def confusion_text(matrix: np.ndarray, class_names: list[str]) -> str:
+    width = max(8, *(len(n) for n in class_names)) + 1
+    head = "true \\ pred".ljust(width) + "".join(n[:width - 1].rjust(width) for n in class_names)
+    rows = [name.ljust(width) + "".join(str(v).rjust(width) for v in row)
+            for name, row in zip(class_names, matrix, strict=True)]
+    return "\n".join([head, *rows])
+
+
+def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
+    """``alexnet-exp-eval``: score a model on a test folder, print it, log an eval run."""
+    from alexnet_exp import plots, tracking
+    from alexnet_exp.config import validate_eval
+
+    validate_eval(cfg)
+    root = Path(cfg.data.dir).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"data.dir={cfg.data.dir} is not a folder of class folders")
+    bundle = tracking.load_model_bundle(cfg, launch_dir)
+    result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
+    print(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
+    if result.missing_classes:
+        print(f"warning: no test images for {', '.join(result.missing_classes)}")
+    print(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
+          f" {result.top_k_accuracy:.4f}\n")
+    print(result.report_text)
+    print(confusion_text(result.matrix, bundle.class_names))
+    csv_path = None
+    if cfg.output:
+        csv_path = Path(cfg.output).expanduser()
+        write_predictions_csv(csv_path, result.files, result.true, result.probs,
+                              bundle.class_names)
+        print(f"\npredictions: {csv_path}")
+    if cfg.log:
+        figure = plots.confusion_matrix_figure(result.matrix, bundle.class_names,
+                                               f"{root.name}, tta={cfg.tta}")
+        run_id = tracking.log_evaluation(
+            cfg, launch_dir, bundle, root,
+            metrics={"test_accuracy": result.accuracy,
+                     f"test_top_{result.top_k}_accuracy": result.top_k_accuracy,
+                     "test_macro_f1": result.report["macro avg"]["f1-score"],
+                     "test_images": len(result.files)},
+            figure=figure, report_text=result.report_text, csv_path=csv_path)
+        plots.close(figure)
+        print(f"\nMLflow evaluation run {run_id}")
+    return result
+
+
+def run_prediction(cfg, launch_dir: Path) -> list:
+    """``alexnet-exp-predict``: top-k classes per image, as a table or JSON."""
+    import json
+
+    from alexnet_exp import tracking
+    from alexnet_exp.config import validate_predict
+    from alexnet_exp.data import check_image
+
+    validate_predict(cfg)
+    files = collect_images(list(cfg.images))
+    bad = {f: reason for f in files if (reason := check_image(f))}
+    for path, reason in bad.items():
+        print(f"skipped {path}: {reason}", flush=True)
+    files = [f for f in files if f not in bad]
+    if not files:
+        raise DataError("none of the images can be decoded")
+    bundle = tracking.load_model_bundle(cfg, launch_dir)
+    probs = predict_files(bundle, files, cfg.tta, cfg.batch_size)
+    rows = top_k_table(files, probs, bundle.class_names, cfg.top_k)
+    if cfg.format == "json":
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
+            print(f"{row['path']}\t{tops}")
+    return rows
