@@ -81,3 +81,27 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
     x = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name or f"alexnet_{cfg.name}")
+
+
+def _float32_policies(node):
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node.get("config", {}), "name": "float32"}}
+        return {k: _float32_policies(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_float32_policies(v) for v in node]
+    return node
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """A float32 copy of a mixed-precision model, for logging, serving and export.
+
+    Mixed precision is a training-time speed device (the weights are float32 already); an
+    inference model in float32 runs everywhere, converts to TFLite, and gives the same
+    probabilities in every runtime.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    clone = keras.Model.from_config(_float32_policies(model.get_config()))
+    clone.set_weights(model.get_weights())
+    return clone

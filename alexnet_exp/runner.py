@@ -105,6 +105,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
 
     from alexnet_exp import plots
     from alexnet_exp.errors import UserError
+    from alexnet_exp.model import as_float32
 
     params = asdict(cfg)
     tracker.log_params(params)
@@ -163,7 +164,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
         }
         tracker.log_dict(preprocessing, "preprocessing.json")
         with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
-            tracker.log_model(model, example, PACKAGE_DIR, metadata=preprocessing)
+            tracker.log_model(as_float32(model), example, PACKAGE_DIR, metadata=preprocessing)
     return RunSummary(
         run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
         url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,

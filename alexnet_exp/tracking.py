@@ -167,9 +167,9 @@ def load_model_bundle(cfg, launch_dir: Path):
 
     import keras
 
-    from alexnet_exp import model as _registers_lrn  # noqa: F401  (safe_mode needs the layer)
     from alexnet_exp.errors import UserError
     from alexnet_exp.evaluate import PAPER_RESIZE, ModelBundle
+    from alexnet_exp.model import as_float32  # also registers LRN, which safe_mode needs
 
     train_run_id = cfg.run_id
     if cfg.model_path:
@@ -205,7 +205,7 @@ def load_model_bundle(cfg, launch_dir: Path):
         raise UserError(f"{source} records no class names: was it trained by alexnet-exp?")
     input_size = int(model.input_shape[1])
     return ModelBundle(
-        model=model,
+        model=as_float32(model),
         class_names=list(metadata["class_names"]),
         input_size=input_size,
         eval_resize=int(metadata.get("eval_resize", round(input_size * PAPER_RESIZE))),

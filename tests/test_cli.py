@@ -23,14 +23,15 @@ TINY_MODEL = [
 ]
 
 
-def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600):
-    """Run ``alexnet-exp`` (or ``python -m alexnet_exp``) in ``cwd`` with the tests' cache."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600,
+        program: str = "alexnet-exp", env: dict | None = None):
+    """Run ``alexnet-exp`` (or ``python -m alexnet_exp``, or another entry point) in ``cwd``."""
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     exe = [sys.executable, "-m", "alexnet_exp"] if module else [
-        str(Path(sys.executable).with_name("alexnet-exp"))]
+        str(Path(sys.executable).with_name(program))]
     run_dir = [f"hydra.run.dir={cwd}/outputs/run", f"hydra.sweep.dir={cwd}/multirun"]
-    if "--help" in args or "--cfg" in args:
+    if "--help" in args or "--cfg" in args or program != "alexnet-exp":
         run_dir = []
     return subprocess.run([*exe, *args, *run_dir], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)

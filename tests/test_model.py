@@ -101,3 +101,19 @@ def test_output_is_float32_probabilities_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_float32_copy_of_a_mixed_precision_model_predicts_alike():
+    from alexnet_exp.model import as_float32
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = build_alexnet(model_config("small", input_size=64, norm="lrn"), 3)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    single = as_float32(mixed)
+    assert {layer.dtype_policy.name for layer in single.layers} == {"float32"}
+    x = np.random.default_rng(2).uniform(0, 255, size=(4, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(single.predict(x, verbose=0), mixed.predict(x, verbose=0),
+                               atol=2e-2)
+    assert as_float32(single) is single

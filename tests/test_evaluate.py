@@ -1,0 +1,224 @@
+"""Evaluation, prediction and export of a model trained by the real CLI into a real store."""
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from conftest import make_image_folder
+from test_cli import TINY_MODEL, cli, store
+
+from alexnet_exp import tracking
+from alexnet_exp.config import EvalConfig, ExportConfig, TrackingConfig
+from alexnet_exp.errors import DataError
+from alexnet_exp.evaluate import evaluate_folder, predict_files, view_size
+from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
+
+CLASSES = {"apple": 10, "kiwi": 10, "plum": 10}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny model trained with augment=paper (so evaluation crops from a larger resize)."""
+    work = tmp_path_factory.mktemp("trained")
+    data = make_image_folder(work / "data", classes=CLASSES, size=(48, 40))
+    test = make_image_folder(work / "test", classes={c: 4 for c in CLASSES}, size=(48, 40),
+                             seed=7)
+    env = {"ALEXNET_EXP_CACHE_DIR": str(work / "cache")}
+    result = cli(work, "data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=3",
+                 "augment=paper", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((work / "outputs" / "run" / "summary.json").read_text())
+    return SimpleNamespace(work=work, data=data, test=test, run_id=summary["run_id"], env=env,
+                           uri=f"sqlite:///{work / 'mlruns' / 'mlflow.db'}")
+
+
+@pytest.fixture(scope="module")
+def bundle(trained):
+    cfg = EvalConfig(run_id=trained.run_id, tracking=TrackingConfig(uri=trained.uri))
+    return tracking.load_model_bundle(cfg, trained.work)
+
+
+def load_resized(files, size):
+    """Decode and resize exactly as the pipeline does, outside it."""
+    images = []
+    for f in files:
+        image = tf.io.decode_image(tf.io.read_file(f), channels=3, expand_animations=False)
+        resized = tf.image.resize(image, [size, size])
+        images.append(np.clip(np.round(resized.numpy()), 0, 255).astype(np.float32))
+    return np.stack(images)
+
+
+def test_bundle_records_training_preprocessing(bundle):
+    assert bundle.class_names == ["apple", "kiwi", "plum"]
+    assert bundle.input_size == 64
+    assert bundle.eval_resize == round(64 * 1.1278)  # augment=paper's crop_scale
+
+
+def test_evaluation_equals_a_hand_computation(bundle, trained):
+    result = evaluate_folder(bundle, trained.test, "none", top_k=2, batch_size=5)
+    size, s = view_size(bundle, "none"), bundle.input_size
+    offset = (size - s) // 2
+    images = load_resized(result.files, size)[:, offset:offset + s, offset:offset + s]
+    probs = bundle.model.predict(images, verbose=0)
+    truth = np.array([bundle.class_names.index(Path(f).parent.name) for f in result.files])
+    np.testing.assert_allclose(result.probs, probs, atol=1e-5)
+    assert result.accuracy == pytest.approx(np.mean(probs.argmax(1) == truth))
+    top2 = np.argsort(-probs, axis=1)[:, :2]
+    assert result.top_k_accuracy == pytest.approx(np.mean([t in row for t, row in
+                                                           zip(truth, top2, strict=True)]))
+    assert result.matrix.sum() == len(result.files) == 12
+
+
+def test_ten_crop_is_the_mean_of_ten_numpy_crops(bundle, trained):
+    files = sorted(str(p) for p in trained.test.rglob("*.jpg"))[:5]
+    size, s = view_size(bundle, "ten_crop"), bundle.input_size
+    images = load_resized(files, size)
+    far, mid = size - s, (size - s) // 2
+    crops = [images[:, t:t + s, left:left + s] for t, left in
+             [(0, 0), (0, far), (far, 0), (far, far), (mid, mid)]]
+    crops += [c[:, :, ::-1] for c in crops]
+    expected = np.mean([bundle.model.predict(c, verbose=0) for c in crops], axis=0)
+    np.testing.assert_allclose(predict_files(bundle, files, "ten_crop", 4), expected, atol=1e-5)
+    flip = np.mean([bundle.model.predict(c, verbose=0) for c in (crops[4], crops[9])], axis=0)
+    np.testing.assert_allclose(predict_files(bundle, files, "flip", 4), flip, atol=1e-5)
+
+
+def test_classes_are_matched_by_name_not_folder_order(bundle, trained, tmp_path):
+    partial = tmp_path / "partial"
+    for name in ("kiwi", "plum"):  # folder indices 0, 1 are model classes 1, 2
+        shutil.copytree(trained.test / name, partial / name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate_folder(bundle, partial, "none", top_k=2, batch_size=8)
+    assert any("apple" in str(w.message) for w in caught)
+    assert result.missing_classes == ["apple"]
+    assert sorted(set(result.true.tolist())) == [1, 2]
+    full = evaluate_folder(bundle, trained.test, "none", top_k=2, batch_size=8)
+    rel = lambda f: Path(f).relative_to(Path(f).parents[1])  # noqa: E731
+    by_file = {rel(f): p for f, p in zip(full.files, full.probs, strict=True)}
+    for f, p in zip(result.files, result.probs, strict=True):
+        np.testing.assert_allclose(p, by_file[rel(f)], atol=1e-6)
+    assert result.matrix[0].sum() == 0 and result.matrix.sum() == 8
+
+
+def test_unknown_test_class_is_a_clear_error(bundle, trained, tmp_path):
+    odd = make_image_folder(tmp_path / "odd", classes={"apple": 2, "durian": 2})
+    with pytest.raises(DataError, match="durian are not classes of the model"):
+        evaluate_folder(bundle, odd, "none", top_k=2, batch_size=8)
+
+
+@pytest.mark.parametrize(("fmt", "quantize", "tolerance"),
+                         [("keras", "none", 1e-6), ("savedmodel", "none", 1e-5),
+                          ("tflite", "none", 1e-4), ("tflite", "float16", 1e-2)])
+def test_exports_predict_like_the_keras_model(bundle, trained, tmp_path, fmt, quantize,
+                                              tolerance):
+    path = export_model(bundle, fmt, quantize, tmp_path)
+    assert path.exists() and not list(tmp_path.glob(".export-*"))
+    assert json.loads(path.with_suffix(".json").read_text())["class_names"] == list(CLASSES)
+    files = sorted(str(p) for p in trained.test.rglob("*.jpg"))
+    parity = check_parity(bundle, exported_predictor(path, fmt), files)
+    assert parity.max_abs_diff <= tolerance
+    assert parity.top1_agreement == 1.0
+
+
+def test_keras_export_evaluates_like_the_logged_model(bundle, trained, tmp_path):
+    cfg = ExportConfig(run_id=trained.run_id, format="keras", output_dir=str(tmp_path),
+                       data_dir=str(trained.test), log=False,
+                       tracking=TrackingConfig(uri=trained.uri))
+    path, parity = run_export(cfg, trained.work)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["class_names"] == ["apple", "kiwi", "plum"]
+    assert sidecar["train_run_id"] == trained.run_id
+    reloaded = tracking.load_model_bundle(EvalConfig(model_path=str(path)), trained.work)
+    a = evaluate_folder(reloaded, trained.test, "ten_crop", 2, 8)
+    b = evaluate_folder(bundle, trained.test, "ten_crop", 2, 8)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_eval_cli_prints_writes_csv_and_logs_a_linked_run(trained):
+    csv = trained.work / "preds.csv"
+    result = cli(trained.work, f"run_id={trained.run_id}", f"data.dir={trained.test}",
+                 "tta=ten_crop", f"output={csv}", program="alexnet-exp-eval", env=trained.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy" in result.stdout and "top-2 accuracy" in result.stdout
+    assert "precision" in result.stdout and "true \\ pred" in result.stdout
+    frame = pd.read_csv(csv)
+    assert len(frame) == 12
+    assert list(frame.columns) == ["path", "true_class", "predicted_class", "p_apple", "p_kiwi",
+                                   "p_plum"]
+    np.testing.assert_allclose(frame[["p_apple", "p_kiwi", "p_plum"]].sum(axis=1), 1, rtol=1e-4)
+    client = store(trained.work)
+    train_run = client.get_run(trained.run_id)
+    (eval_run,) = client.search_runs(
+        [train_run.info.experiment_id],
+        filter_string=f"tags.`alexnet_exp.train_run_id` = '{trained.run_id}'")
+    accuracy = float(result.stdout.split("accuracy ", 1)[1].split()[0])
+    assert eval_run.data.metrics["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert eval_run.data.params["tta"] == "ten_crop"
+    logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "plots")}
+    assert logged == {"plots/confusion_matrix.png"}
+
+
+@pytest.mark.slow
+def test_predict_cli_json_and_table(trained):
+    files = sorted(str(p) for p in (trained.test / "kiwi").glob("*.jpg"))[:2]
+    result = cli(trained.work, f"run_id={trained.run_id}", f"images=[{','.join(files)}]",
+                 "format=json", "top_k=2", program="alexnet-exp-predict", env=trained.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout[result.stdout.index("["):])
+    assert [r["path"] for r in rows] == files
+    assert all(len(r["top"]) == 2 for r in rows)
+    assert all(r["top"][0]["probability"] >= r["top"][1]["probability"] for r in rows)
+    table = cli(trained.work, f"run_id={trained.run_id}", f"images=[{trained.test / 'plum'}]",
+                program="alexnet-exp-predict", env=trained.env)
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert len([line for line in table.stdout.splitlines() if "plum_" in line]) == 4
+
+
+@pytest.mark.slow
+def test_export_cli_tflite_is_checked_and_logged_to_the_training_run(trained):
+    result = cli(trained.work, f"run_id={trained.run_id}", "format=tflite", "quantize=dynamic",
+                 "min_top1_agreement=0.5", program="alexnet-exp-export", env=trained.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parity on 30 images" in result.stdout  # the training run's data by default
+    client = store(trained.work)
+    exported = {a.path for a in client.list_artifacts(trained.run_id, "exports/tflite")}
+    name = f"alexnet-{trained.run_id[:12]}_dynamic"
+    assert exported == {f"exports/tflite/{name}.tflite", f"exports/tflite/{name}.json"}
+
+
+@pytest.mark.parametrize(
+    ("program", "args", "message"),
+    [
+        ("alexnet-exp-eval", ["run_id=0123456789abcdef", "data.dir=."],
+         "run_id=0123456789abcdef: no such run"),
+        ("alexnet-exp-eval", ["model_path=/nowhere/model.keras", "data.dir=."],
+         "model_path=/nowhere/model.keras does not exist"),
+        ("alexnet-exp-eval", ["data.dir=."], "give exactly one of run_id"),
+        ("alexnet-exp-export", ["model_path=/nowhere/m.keras", "format=onnx"],
+         "format='onnx' is not one of keras, savedmodel, tflite"),
+        ("alexnet-exp-predict", ["run_id=abc"], "images is empty"),
+    ],
+)
+def test_bad_tool_inputs_exit_2_with_one_line(tmp_path, program, args, message):
+    result = cli(tmp_path, *args, program=program)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli(tmp_path, f"run_id={trained.run_id}", f"data.dir={tmp_path / 'empty'}",
+                 f"tracking.uri={trained.uri}", program="alexnet-exp-eval", env=trained.env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "has 0 class folder(s)" in result.stderr and "Traceback" not in result.stderr
+    mlflow.set_tracking_uri(trained.uri)
