@@ -222,3 +222,54 @@ def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "has 0 class folder(s)" in result.stderr and "Traceback" not in result.stderr
     mlflow.set_tracking_uri(trained.uri)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_logged_model_serves_raw_pixels_with_mlflow_models_serve(trained, bundle):
+    """``mlflow models serve`` on 127.0.0.1 answers a JSON batch of raw uint8 pixels."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained.uri, "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    server = subprocess.Popen(
+        [f"{bin_dir}/mlflow", "models", "serve", "-m", f"runs:/{trained.run_id}/model",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(1)
+        files = sorted(str(p) for p in trained.test.rglob("*.jpg"))[:3]
+        pixels = load_resized(files, bundle.input_size).astype(np.uint8)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": pixels.tolist()}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            served = np.array(json.loads(response.read())["predictions"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    expected = bundle.model.predict(pixels.astype(np.float32), verbose=0)
+    assert served.shape == (3, 3)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
