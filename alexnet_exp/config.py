@@ -29,10 +29,7 @@ AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TRACKING_BACKENDS = ("local", "server")
-TTA_MODES = ("none", "flip", "ten_crop")
-EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
-QUANTIZATIONS = ("none", "dynamic", "float16")
-OUTPUT_FORMATS = ("table", "json")
+
 
 
 @dataclass
@@ -139,58 +136,11 @@ class ExperimentConfig:
     dry_run: bool = False
 
 
-@dataclass
-class EvalConfig:
-    """``alexnet-exp-eval``: one of run_id / model_uri / model_path, and a class-folder test set."""
-
-    run_id: str | None = None
-    model_uri: str | None = None
-    model_path: str | None = None
-    data: DataConfig = field(default_factory=DataConfig)
-    tta: str = "none"
-    top_k: int = 3
-    batch_size: int = 32
-    output: str | None = None
-    log: bool = True
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-
-@dataclass
-class PredictConfig:
-    """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
-
-    run_id: str | None = None
-    model_uri: str | None = None
-    model_path: str | None = None
-    images: list[str] = field(default_factory=list)
-    top_k: int = 3
-    tta: str = "none"
-    batch_size: int = 32
-    format: str = "table"
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-
-@dataclass
-class ExportConfig:
-    """``alexnet-exp-export``: a trained model to .keras, SavedModel or TFLite, parity-checked."""
-
-    run_id: str | None = None
-    model_uri: str | None = None
-    model_path: str | None = None
-    format: str = "keras"
-    quantize: str = "none"
-    output_dir: str = "exports"
-    data_dir: str | None = None
-    parity_images: int = 32
-    max_abs_diff: float | None = None
-    min_top1_agreement: float = 0.95
-    log: bool = True
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; each primary YAML in ``conf/`` lists its own."""
     from hydra.core.config_store import ConfigStore
+
+    from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig
 
     store = ConfigStore.instance()
     store.store(name="base_config", node=ExperimentConfig)
@@ -199,19 +149,19 @@ def register_configs() -> None:
     store.store(name="export_schema", node=ExportConfig)
 
 
-def _choice(key: str, value: str, allowed: tuple) -> None:
+def require_choice(key: str, value: str, allowed: tuple) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
 
 
-def _in_range(key: str, value: float, low: float, high: float, *, high_open: bool) -> None:
+def require_in_range(key: str, value: float, low: float, high: float, *, high_open: bool) -> None:
     ok = low <= value < high if high_open else low < value < high
     if not ok:
         bounds = f"[{low}, {high})" if high_open else f"({low}, {high})"
         raise ConfigError(f"{key}={value} is outside {bounds}")
 
 
-def _at_least(key: str, value: float | None, low: float) -> None:
+def require_at_least(key: str, value: float | None, low: float) -> None:
     if value is not None and value < low:
         raise ConfigError(f"{key}={value} must be >= {low}")
 
@@ -254,20 +204,20 @@ def validate_model(model: ModelConfig) -> None:
             )
     for key in ("filters", "kernels", "strides"):
         for i, v in enumerate(getattr(model, key)):
-            _at_least(f"model.{key}[{i}] (conv{i + 1})", v, 1)
+            require_at_least(f"model.{key}[{i}] (conv{i + 1})", v, 1)
     for i, pad in enumerate(model.padding):
-        _choice(f"model.padding[{i}]", pad, PADDINGS)
-    _at_least("model.pool_size", model.pool_size, 1)
-    _at_least("model.pool_stride", model.pool_stride, 1)
-    _at_least("model.input_size", model.input_size, 1)
+        require_choice(f"model.padding[{i}]", pad, PADDINGS)
+    require_at_least("model.pool_size", model.pool_size, 1)
+    require_at_least("model.pool_stride", model.pool_stride, 1)
+    require_at_least("model.input_size", model.input_size, 1)
     for i, units in enumerate(model.fc_units):
-        _at_least(f"model.fc_units[{i}]", units, 1)
-    _choice("model.activation", model.activation, ACTIVATIONS)
-    _choice("model.initializer", model.initializer, INITIALIZERS)
-    _choice("model.norm", model.norm, NORMS)
-    _in_range("model.dropout_rate", model.dropout_rate, 0.0, 1.0, high_open=True)
-    _in_range("model.bn_momentum", model.bn_momentum, 0.0, 1.0, high_open=True)
-    _at_least("model.conv_groups", model.conv_groups, 1)
+        require_at_least(f"model.fc_units[{i}]", units, 1)
+    require_choice("model.activation", model.activation, ACTIVATIONS)
+    require_choice("model.initializer", model.initializer, INITIALIZERS)
+    require_choice("model.norm", model.norm, NORMS)
+    require_in_range("model.dropout_rate", model.dropout_rate, 0.0, 1.0, high_open=True)
+    require_in_range("model.bn_momentum", model.bn_momentum, 0.0, 1.0, high_open=True)
+    require_at_least("model.conv_groups", model.conv_groups, 1)
     if model.lrn.n < 1 or model.lrn.n % 2 == 0:
         raise ConfigError(f"model.lrn.n={model.lrn.n} must be an odd number >= 1 (paper: 5)")
     if model.conv_groups > 1:
@@ -295,40 +245,42 @@ def validate_model(model: ModelConfig) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Raise :class:`ConfigError` on the first out-of-range value; imports nothing heavy."""
-    _choice("data", cfg.data.name, DATA_NAMES)
-    _in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
-    _choice("data.cache", cfg.data.cache, CACHE_MODES)
-    _at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
-    _at_least("data.check_workers", cfg.data.check_workers, 1)
+    require_choice("data", cfg.data.name, DATA_NAMES)
+    require_in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
+    require_choice("data.cache", cfg.data.cache, CACHE_MODES)
+    require_at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
+    require_at_least("data.check_workers", cfg.data.check_workers, 1)
     if cfg.data.name == "folder" and not cfg.data.dir:
         raise ConfigError(
             "data=folder needs data.dir: pass data.dir=/path/to/class_folders"
             " (or data=digits for the built-in demo set)"
         )
     validate_model(cfg.model)
-    _choice("augment", cfg.augment.name, AUGMENTS)
-    _at_least("augment.crop_scale", cfg.augment.crop_scale, 1.0)
-    _at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
-    _at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
-    _in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
-    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    require_choice("augment", cfg.augment.name, AUGMENTS)
+    require_at_least("augment.crop_scale", cfg.augment.crop_scale, 1.0)
+    require_at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
+    require_at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
+    require_in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
+    require_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     if cfg.optimizer.learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate={cfg.optimizer.learning_rate} must be > 0")
-    _in_range("optimizer.momentum", cfg.optimizer.momentum, 0.0, 1.0, high_open=True)
-    _at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
+    require_in_range("optimizer.momentum", cfg.optimizer.momentum, 0.0, 1.0, high_open=True)
+    require_at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
     t = cfg.trainer
-    _at_least("trainer.epochs", t.epochs, 1)
-    _at_least("trainer.batch_size", t.batch_size, 1)
-    _choice("trainer.precision", t.precision, PRECISIONS)
-    _at_least("trainer.early_stopping_patience", t.early_stopping_patience, 1)
-    _at_least("trainer.reduce_lr_patience", t.reduce_lr_patience, 1)
-    _in_range("trainer.reduce_lr_factor", t.reduce_lr_factor, 0.0, 1.0, high_open=False)
+    require_at_least("trainer.epochs", t.epochs, 1)
+    require_at_least("trainer.batch_size", t.batch_size, 1)
+    require_choice("trainer.precision", t.precision, PRECISIONS)
+    require_at_least("trainer.early_stopping_patience", t.early_stopping_patience, 1)
+    require_at_least("trainer.reduce_lr_patience", t.reduce_lr_patience, 1)
+    require_in_range("trainer.reduce_lr_factor", t.reduce_lr_factor, 0.0, 1.0, high_open=False)
     if t.target_val_accuracy is not None:
-        _in_range("trainer.target_val_accuracy", t.target_val_accuracy, 0.0, 1.0, high_open=True)
-    _in_range("trainer.label_smoothing", t.label_smoothing, 0.0, 1.0, high_open=True)
-    _at_least("trainer.intra_op_threads", t.intra_op_threads, 0)
-    _at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
-    _choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
+        require_in_range(
+            "trainer.target_val_accuracy", t.target_val_accuracy, 0.0, 1.0, high_open=True
+        )
+    require_in_range("trainer.label_smoothing", t.label_smoothing, 0.0, 1.0, high_open=True)
+    require_at_least("trainer.intra_op_threads", t.intra_op_threads, 0)
+    require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
+    require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
     if cfg.tracking.backend == "server" and not (
         cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
     ):
@@ -336,42 +288,3 @@ def validate(cfg: ExperimentConfig) -> None:
             "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
         )
 
-
-def validate_model_source(cfg) -> None:
-    given = [k for k in ("run_id", "model_uri", "model_path") if getattr(cfg, k)]
-    if len(given) != 1:
-        raise ConfigError(
-            "give exactly one of run_id=<MLflow run>, model_uri=<MLflow model URI> or"
-            f" model_path=<file.keras> (got {', '.join(given) or 'none'})"
-        )
-
-
-def validate_eval(cfg: EvalConfig) -> None:
-    validate_model_source(cfg)
-    if not cfg.data.dir:
-        raise ConfigError("data.dir is required: the class-folder test set to evaluate on")
-    _choice("tta", cfg.tta, TTA_MODES)
-    _at_least("top_k", cfg.top_k, 1)
-    _at_least("batch_size", cfg.batch_size, 1)
-
-
-def validate_predict(cfg: PredictConfig) -> None:
-    validate_model_source(cfg)
-    if not cfg.images:
-        raise ConfigError("images is empty: pass images=[a.jpg,b.jpg] or images=[some/folder]")
-    _choice("tta", cfg.tta, TTA_MODES)
-    _choice("format", cfg.format, OUTPUT_FORMATS)
-    _at_least("top_k", cfg.top_k, 1)
-    _at_least("batch_size", cfg.batch_size, 1)
-
-
-def validate_export(cfg: ExportConfig) -> None:
-    validate_model_source(cfg)
-    _choice("format", cfg.format, EXPORT_FORMATS)
-    _choice("quantize", cfg.quantize, QUANTIZATIONS)
-    if cfg.quantize != "none" and cfg.format != "tflite":
-        raise ConfigError(f"quantize={cfg.quantize} applies to format=tflite only")
-    _at_least("parity_images", cfg.parity_images, 1)
-    _at_least("max_abs_diff", cfg.max_abs_diff, 0.0)
-    if not 0.0 <= cfg.min_top1_agreement <= 1.0:
-        raise ConfigError(f"min_top1_agreement={cfg.min_top1_agreement} is outside [0, 1]")

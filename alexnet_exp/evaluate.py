@@ -177,7 +177,7 @@ def confusion_text(matrix: np.ndarray, class_names: list[str]) -> str:
 def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
     """``alexnet-exp-eval``: score a model on a test folder, print it, log an eval run."""
     from alexnet_exp import plots, tracking
-    from alexnet_exp.config import validate_eval
+    from alexnet_exp.tool_config import validate_eval
 
     validate_eval(cfg)
     root = Path(cfg.data.dir).expanduser().resolve()
@@ -218,8 +218,8 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     import json
 
     from alexnet_exp import tracking
-    from alexnet_exp.config import validate_predict
     from alexnet_exp.data import check_image
+    from alexnet_exp.tool_config import validate_predict
 
     validate_predict(cfg)
     files = collect_images(list(cfg.images))

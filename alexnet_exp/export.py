@@ -137,7 +137,7 @@ def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Pa
 def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
     """``alexnet-exp-export``: export, check against the Keras model, log to the run."""
     from alexnet_exp import tracking
-    from alexnet_exp.config import validate_export
+    from alexnet_exp.tool_config import validate_export
 
     validate_export(cfg)
     bundle = tracking.load_model_bundle(cfg, launch_dir)

@@ -15,10 +15,11 @@ from conftest import make_image_folder
 from test_cli import TINY_MODEL, cli, store
 
 from alexnet_exp import tracking
-from alexnet_exp.config import EvalConfig, ExportConfig, TrackingConfig
+from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.evaluate import evaluate_folder, predict_files, view_size
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
+from alexnet_exp.tool_config import EvalConfig, ExportConfig
 
 CLASSES = {"apple": 10, "kiwi": 10, "plum": 10}
 

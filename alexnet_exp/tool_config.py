@@ -1,0 +1,104 @@
+"""Schemas of the tools that work on a trained model: evaluate, predict, export.
+
+Registered in Hydra's ConfigStore by :func:`alexnet_exp.config.register_configs`; checked by
+the ``validate_*`` functions here before any model is loaded.
+"""
+
+from dataclasses import dataclass, field
+
+from alexnet_exp.config import DataConfig, TrackingConfig, require_at_least, require_choice
+from alexnet_exp.errors import ConfigError
+
+TTA_MODES = ("none", "flip", "ten_crop")
+EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
+QUANTIZATIONS = ("none", "dynamic", "float16")
+OUTPUT_FORMATS = ("table", "json")
+
+
+@dataclass
+class ModelSourceConfig:
+    """Where a trained model comes from: exactly one of the three is set."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+
+
+@dataclass
+class EvalConfig(ModelSourceConfig):
+    """``alexnet-exp-eval``: a trained model and a class-folder test set."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tta: str = "none"
+    top_k: int = 3
+    batch_size: int = 32
+    output: str | None = None
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PredictConfig(ModelSourceConfig):
+    """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
+
+    images: list[str] = field(default_factory=list)
+    top_k: int = 3
+    tta: str = "none"
+    batch_size: int = 32
+    format: str = "table"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ExportConfig(ModelSourceConfig):
+    """``alexnet-exp-export``: a trained model to .keras, SavedModel or TFLite, parity-checked."""
+
+    format: str = "keras"
+    quantize: str = "none"
+    output_dir: str = "exports"
+    data_dir: str | None = None
+    parity_images: int = 32
+    max_abs_diff: float | None = None
+    min_top1_agreement: float = 0.95
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def validate_model_source(cfg) -> None:
+    given = [k for k in ("run_id", "model_uri", "model_path") if getattr(cfg, k)]
+    if len(given) != 1:
+        raise ConfigError(
+            "give exactly one of run_id=<MLflow run>, model_uri=<MLflow model URI> or"
+            f" model_path=<file.keras> (got {', '.join(given) or 'none'})"
+        )
+
+
+def validate_eval(cfg: EvalConfig) -> None:
+    validate_model_source(cfg)
+    if not cfg.data.dir:
+        raise ConfigError("data.dir is required: the class-folder test set to evaluate on")
+    require_choice("tta", cfg.tta, TTA_MODES)
+    require_at_least("top_k", cfg.top_k, 1)
+    require_at_least("batch_size", cfg.batch_size, 1)
+
+
+def validate_predict(cfg: PredictConfig) -> None:
+    validate_model_source(cfg)
+    if not cfg.images:
+        raise ConfigError("images is empty: pass images=[a.jpg,b.jpg] or images=[some/folder]")
+    require_choice("tta", cfg.tta, TTA_MODES)
+    require_choice("format", cfg.format, OUTPUT_FORMATS)
+    require_at_least("top_k", cfg.top_k, 1)
+    require_at_least("batch_size", cfg.batch_size, 1)
+
+
+def validate_export(cfg: ExportConfig) -> None:
+    validate_model_source(cfg)
+    require_choice("format", cfg.format, EXPORT_FORMATS)
+    require_choice("quantize", cfg.quantize, QUANTIZATIONS)
+    if cfg.quantize != "none" and cfg.format != "tflite":
+        raise ConfigError(f"quantize={cfg.quantize} applies to format=tflite only")
+    require_at_least("parity_images", cfg.parity_images, 1)
+    require_at_least("max_abs_diff", cfg.max_abs_diff, 0.0)
+    if not 0.0 <= cfg.min_top1_agreement <= 1.0:
+        raise ConfigError(f"min_top1_agreement={cfg.min_top1_agreement} is outside [0, 1]")
