@@ -125,6 +125,13 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Rerunning a multirun skips jobs whose config already has a FINISHED run, unless asked."""
+
+    rerun_finished: bool = False
+
+
+@dataclass
 class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -132,6 +139,7 @@ class ExperimentConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
     dry_run: bool = False
 

@@ -5,9 +5,11 @@ No Hydra here: the command line hands over a validated :class:`ExperimentConfig`
 can run a job the same way.
 """
 
+import hashlib
 import io
 import json
 import math
+import os
 from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +47,14 @@ def run_name_for(overrides: list[str]) -> str:
     return (",".join(shown) or "defaults")[:250]
 
 
+def config_hash(cfg: ExperimentConfig) -> str:
+    """Identity of a job's resolved config (sweep bookkeeping and run names left out)."""
+    fields = asdict(cfg)
+    fields.pop("sweep")
+    fields["tracking"].pop("run_name")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def model_summary_text(model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, line_break=True: lines.append(line))
@@ -54,6 +64,10 @@ def model_summary_text(model) -> str:
 def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
     """Train one model and record it; returns None for ``dry_run=true``."""
     validate(cfg)
+    digest = config_hash(cfg)
+    parent_run_id = None if cfg.dry_run else _sweep_parent(cfg, ctx, digest)
+    if parent_run_id == "skip":
+        return None
     from alexnet_exp import train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet
@@ -85,7 +99,9 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
             "hydra_output_dir": str(ctx.output_dir),
             "precision_policy": policy,
             "data_root": str(root),
+            "alexnet_exp.config_hash": digest,
         },
+        parent_run_id=parent_run_id,
     )
     try:
         summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train)
@@ -97,6 +113,22 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
         raise
     tracker.end("FINISHED")
     return summary
+
+
+def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | None:
+    """Inside a multirun: the parent run's id, or ``"skip"`` for a job that already FINISHED."""
+    from alexnet_exp import tracking
+
+    parent = os.environ.get(tracking.PARENT_RUN_ENV)
+    if not parent or cfg.sweep.rerun_finished:
+        return parent
+    tracking.Tracker(cfg.tracking, ctx.launch_dir)  # points MLflow at the store
+    done = tracking.finished_run_with_hash(cfg.tracking.experiment_name, digest)
+    if done:
+        print(f"alexnet-exp: skipping {run_name_for(ctx.overrides)}: its config already"
+              f" FINISHED as MLflow run {done} (sweep.rerun_finished=true reruns it)", flush=True)
+        return "skip"
+    return parent
 
 
 def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> RunSummary:

@@ -1,0 +1,41 @@
+"""The Hydra callback that makes a multirun one MLflow parent run with a child run per job.
+
+Configured under ``hydra.callbacks`` in ``conf/config.yaml``. The parent's id reaches the jobs
+through ``ALEXNET_EXP_PARENT_RUN_ID`` (set before any launcher starts, so jobs in other
+processes inherit it); never through ``MLFLOW_RUN_ID``, which would make every job log into the
+parent itself.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet_exp.config import TrackingConfig
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from alexnet_exp import tracking
+
+        tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
+        self.parent_run_id = tracking.start_sweep_parent(
+            tracking_cfg,
+            Path(config.hydra.runtime.cwd),
+            overrides=list(config.hydra.overrides.task),
+            sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
+        )
+        os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
+        print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from alexnet_exp import tracking
+
+        if self.parent_run_id:
+            tracking.end_sweep_parent(self.parent_run_id)
+            os.environ.pop(tracking.PARENT_RUN_ENV, None)
