@@ -4,12 +4,15 @@ A mistake the user can fix (bad value, missing folder, no network) ends as one l
 and exit code 2, before any MLflow run is started when it can be caught that early.
 """
 
+import importlib
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a dead server: fail in seconds
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
@@ -24,7 +27,13 @@ register_configs()
 
 
 def fail(message: str, program: str = "alexnet-exp") -> None:
+    """One line, exit 2; inside a sweep the parent run is closed as FAILED first."""
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    parent = os.environ.get("ALEXNET_EXP_PARENT_RUN_ID")
+    if parent:
+        from alexnet_exp import tracking
+
+        tracking.end_sweep_parent(parent, "FAILED")
     sys.exit(2)
 
 
@@ -67,14 +76,20 @@ def train_main() -> None:
     _train()
 
 
-def _tool(program: str, config_name: str, job):
-    """A Hydra main for a tool that works on a trained model (eval, predict, export)."""
+def _tool(program: str, config_name: str, job: str):
+    """A Hydra main for a tool that works on a trained model (eval, predict, export).
+
+    ``job`` is ``module:function``, imported only after Hydra has parsed the command line, so
+    ``--help`` and a mistyped key answer at once, without loading TensorFlow.
+    """
 
     @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
     def main(cfg: DictConfig) -> None:
         typed = OmegaConf.to_object(cfg)
+        module, function = job.split(":")
         try:
-            job(typed, Path(HydraConfig.get().runtime.cwd))
+            getattr(importlib.import_module(module), function)(
+                typed, Path(HydraConfig.get().runtime.cwd))
         except UserError as exc:
             fail(str(exc), program)
 
@@ -83,20 +98,14 @@ def _tool(program: str, config_name: str, job):
 
 def eval_main() -> None:
     """``alexnet-exp-eval``: accuracy, per-class report and confusion matrix on a test folder."""
-    from alexnet_exp.evaluate import run_evaluation
-
-    _tool("alexnet-exp-eval", "eval", run_evaluation)()
+    _tool("alexnet-exp-eval", "eval", "alexnet_exp.evaluate:run_evaluation")()
 
 
 def predict_main() -> None:
     """``alexnet-exp-predict``: top-k classes of image files or folders."""
-    from alexnet_exp.evaluate import run_prediction
-
-    _tool("alexnet-exp-predict", "predict", run_prediction)()
+    _tool("alexnet-exp-predict", "predict", "alexnet_exp.evaluate:run_prediction")()
 
 
 def export_main() -> None:
     """``alexnet-exp-export``: .keras, SavedModel or TFLite with a parity check."""
-    from alexnet_exp.export import run_export
-
-    _tool("alexnet-exp-export", "export", run_export)()
+    _tool("alexnet-exp-export", "export", "alexnet_exp.export:run_export")()

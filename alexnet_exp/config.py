@@ -253,6 +253,8 @@ def validate_model(model: ModelConfig) -> None:
 
 def validate(cfg: ExperimentConfig) -> None:
     """Raise :class:`ConfigError` on the first out-of-range value; imports nothing heavy."""
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed} is outside [0, 2**32)")
     require_choice("data", cfg.data.name, DATA_NAMES)
     require_in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
     require_choice("data.cache", cfg.data.cache, CACHE_MODES)

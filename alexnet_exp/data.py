@@ -187,7 +187,10 @@ def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> 
         return ds.cache()
     if cfg.cache == "disk":
         folder = Path(cfg.cache_path).expanduser() if cfg.cache_path else cache_dir
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"data.cache_path={folder} cannot be a cache folder: {exc}") from exc
         return ds.cache(str(folder / key))
     return ds
 

@@ -5,6 +5,8 @@ mapped onto those names, never onto folder order, so a test set with a class mis
 folders in another order is still scored correctly.
 """
 
+import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,11 @@ class ModelBundle:
     eval_resize: int
     source: str
     train_run_id: str | None = None
+
+
+def sidecar_path(model_file: Path) -> Path:
+    """``model.keras`` -> ``model.keras.json``: class names and input size, one per export."""
+    return model_file.parent / f"{model_file.name}.json"
 
 
 @dataclass
@@ -174,6 +181,20 @@ def confusion_text(matrix: np.ndarray, class_names: list[str]) -> str:
     return "\n".join([head, *rows])
 
 
+def eval_metrics(result: EvalResult) -> dict[str, float]:
+    """What the evaluation prints, as MLflow metrics: overall and per class."""
+    metrics = {"test_accuracy": result.accuracy,
+               f"test_top_{result.top_k}_accuracy": result.top_k_accuracy,
+               "test_macro_f1": result.report["macro avg"]["f1-score"],
+               "test_images": float(len(result.files))}
+    for name, scores in result.report.items():
+        if isinstance(scores, dict) and name not in ("macro avg", "weighted avg"):
+            key = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+            for score in ("precision", "recall", "f1-score"):
+                metrics[f"test_{score.replace('-score', '')}.{key}"] = scores[score]
+    return metrics
+
+
 def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
     """``alexnet-exp-eval``: score a model on a test folder, print it, log an eval run."""
     from alexnet_exp import plots, tracking
@@ -184,10 +205,12 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
     if not root.is_dir():
         raise DataError(f"data.dir={cfg.data.dir} is not a folder of class folders")
     bundle = tracking.load_model_bundle(cfg, launch_dir)
-    result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr, flush=True)
     print(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
-    if result.missing_classes:
-        print(f"warning: no test images for {', '.join(result.missing_classes)}")
     print(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
           f" {result.top_k_accuracy:.4f}\n")
     print(result.report_text)
@@ -203,10 +226,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
                                                f"{root.name}, tta={cfg.tta}")
         run_id = tracking.log_evaluation(
             cfg, launch_dir, bundle, root,
-            metrics={"test_accuracy": result.accuracy,
-                     f"test_top_{result.top_k}_accuracy": result.top_k_accuracy,
-                     "test_macro_f1": result.report["macro avg"]["f1-score"],
-                     "test_images": len(result.files)},
+            metrics=eval_metrics(result),
             figure=figure, report_text=result.report_text, csv_path=csv_path)
         plots.close(figure)
         print(f"\nMLflow evaluation run {run_id}")
@@ -222,10 +242,10 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     from alexnet_exp.tool_config import validate_predict
 
     validate_predict(cfg)
-    files = collect_images(list(cfg.images))
+    files = collect_images([cfg.images] if isinstance(cfg.images, str) else list(cfg.images))
     bad = {f: reason for f in files if (reason := check_image(f))}
     for path, reason in bad.items():
-        print(f"skipped {path}: {reason}", flush=True)
+        print(f"skipped {path}: {reason}", file=sys.stderr, flush=True)
     files = [f for f in files if f not in bad]
     if not files:
         raise DataError("none of the images can be decoded")

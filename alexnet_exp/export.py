@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp.errors import UserError
-from alexnet_exp.evaluate import ModelBundle, collect_images, predict_files
+from alexnet_exp.evaluate import ModelBundle, collect_images, predict_files, sidecar_path
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -50,7 +50,10 @@ def _tflite_bytes(model, quantize: str, workdir: Path) -> bytes:
 
 def export_model(bundle: ModelBundle, fmt: str, quantize: str, out_dir: Path) -> Path:
     """Write the export; the returned path exists only once it is complete."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"output_dir={out_dir} cannot hold exports: {exc}") from exc
     stem = f"alexnet-{bundle.train_run_id[:12]}" if bundle.train_run_id else "alexnet"
     suffix = {"keras": ".keras", "savedmodel": "_savedmodel", "tflite": ".tflite"}[fmt]
     if quantize != "none":
@@ -67,7 +70,7 @@ def export_model(bundle: ModelBundle, fmt: str, quantize: str, out_dir: Path) ->
         if final.is_dir():
             shutil.rmtree(final)
         partial.replace(final)
-    final.with_suffix(".json").write_text(json.dumps(sidecar(bundle, fmt, quantize), indent=2))
+    sidecar_path(final).write_text(json.dumps(sidecar(bundle, fmt, quantize), indent=2))
     return final
 
 
@@ -112,9 +115,14 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
             f"the parity check needs real images: data_dir={data_dir} is not a folder; pass"
             " data_dir=/path/to/images (the training data works)"
         )
+    from alexnet_exp.data import check_image
+
     files = collect_images([data_dir])
     step = max(1, len(files) // count)
-    return files[::step][:count]
+    picked = [f for f in files[::step] if check_image(f) is None][:count]
+    if not picked:
+        raise UserError(f"no decodable image in {data_dir} for the parity check")
+    return picked
 
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
@@ -160,7 +168,7 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
                         " Raise max_abs_diff= or lower min_top1_agreement= to accept it")
     if cfg.log and bundle.train_run_id:
         tracking.log_artifact_to_run(bundle.train_run_id, path, f"exports/{cfg.format}")
-        tracking.log_artifact_to_run(bundle.train_run_id, path.with_suffix(".json"),
+        tracking.log_artifact_to_run(bundle.train_run_id, sidecar_path(path),
                                      f"exports/{cfg.format}")
         print(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
     return path, parity

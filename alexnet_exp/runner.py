@@ -73,6 +73,12 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
     from alexnet_exp.model import build_alexnet
     from alexnet_exp.sources import resolve_data_dir
 
+    tracker = None
+    if not cfg.dry_run:
+        from alexnet_exp.tracking import Tracker
+
+        tracker = Tracker(cfg.tracking, ctx.launch_dir)
+        tracker.check()  # a dead store fails here, not after training
     policy = train.configure_runtime(cfg.trainer, cfg.seed)
     root = resolve_data_dir(cfg.data)
     datasets = make_datasets(
@@ -87,15 +93,14 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
         print(f"total parameters: {model.count_params():,} (dry run: nothing trained or logged)")
         return None
 
-    from alexnet_exp.tracking import Tracker, git_commit
+    from alexnet_exp.tracking import git_commit
 
     train.compile_model(model, cfg.optimizer, cfg.trainer)
-    tracker = Tracker(cfg.tracking, ctx.launch_dir)
     tracker.start(
         cfg.tracking.run_name or run_name_for(ctx.overrides),
         tags={
             "overrides": " ".join(ctx.overrides) or "(none)",
-            "git_commit": git_commit(ctx.launch_dir),
+            "git_commit": git_commit(PACKAGE_DIR),  # the code that ran, wherever launched
             "hydra_output_dir": str(ctx.output_dir),
             "precision_policy": policy,
             "data_root": str(root),
@@ -211,8 +216,18 @@ def summary_lines(summary: RunSummary) -> str:
         f" {summary.parameters:,} parameters",
         f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
         f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
-        f"  look at it: make ui, then open {summary.url}",
+        f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
     ])
+
+
+def ui_command(tracking_uri: str) -> str:
+    """``make ui`` where it opens this store (the repo's own mlruns), else the full command."""
+    repo_store = f"sqlite:///{PACKAGE_DIR.parent / 'mlruns' / 'mlflow.db'}"
+    if tracking_uri == repo_store:
+        return "make ui"
+    if tracking_uri.startswith("sqlite:///"):
+        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
+    return f"open {tracking_uri}"
 
 
 def summary_json(summary: RunSummary) -> str:

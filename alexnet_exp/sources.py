@@ -42,6 +42,12 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
         target = Path(cfg.dir).expanduser().resolve() if cfg.dir else _default_flowers_dir()
         if _has_class_folders(target):
             return target
+        if cfg.dir and not target.exists():  # a typo must not start a 228 MB download
+            raise DataError(
+                f"data.dir={cfg.dir} does not exist: point it at your flower_photos folder, or"
+                " create it empty to download there (without data.dir the download goes to"
+                f" {_default_flowers_dir()})"
+            )
         return download_flowers(cfg.url, cfg.sha256, target)
     root = Path(cfg.dir).expanduser().resolve()
     if not root.exists():

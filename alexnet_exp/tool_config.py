@@ -5,6 +5,7 @@ the ``validate_*`` functions here before any model is loaded.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from alexnet_exp.config import DataConfig, TrackingConfig, require_at_least, require_choice
 from alexnet_exp.errors import ConfigError
@@ -41,7 +42,7 @@ class EvalConfig(ModelSourceConfig):
 class PredictConfig(ModelSourceConfig):
     """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
 
-    images: list[str] = field(default_factory=list)
+    images: Any = field(default_factory=list)  # a list, or one path (a file or a folder)
     top_k: int = 3
     tta: str = "none"
     batch_size: int = 32

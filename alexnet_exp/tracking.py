@@ -23,14 +23,21 @@ from mlflow.exceptions import MlflowException
 from alexnet_exp.config import TrackingConfig
 
 
-def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path) -> tuple[str, Path | None]:
+def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
+                         create: bool = True) -> tuple[str, Path | None]:
     """Tracking URI and, for the local store, the folder under which artifacts live."""
     if cfg.uri:
         return cfg.uri, None
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"], None
     store = (launch_dir / cfg.store_dir).expanduser().resolve()
-    store.mkdir(parents=True, exist_ok=True)
+    if create:
+        store.mkdir(parents=True, exist_ok=True)
+    elif not (store / "mlflow.db").exists():
+        from alexnet_exp.errors import UserError
+
+        raise UserError(f"no MLflow store at {store / 'mlflow.db'}: run from the folder you"
+                        " trained in, or pass tracking.uri=...")
     return f"sqlite:///{store / 'mlflow.db'}", store / "artifacts"
 
 
@@ -70,6 +77,17 @@ class Tracker:
         mlflow.set_tracking_uri(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+
+    def check(self) -> None:
+        """Fail now, with one line, if the store cannot be used: not after an hour of training."""
+        from alexnet_exp.errors import UserError
+
+        try:
+            mlflow.search_experiments(max_results=1)
+        except Exception as exc:  # MLflow raises many types for a bad store or a dead server
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"MLflow tracking store {self.uri} is not usable: {reason[:300]}"
+                            " (check tracking.uri / MLFLOW_TRACKING_URI)") from exc
 
     def _experiment_id(self) -> str:
         name = self.cfg.experiment_name
@@ -169,7 +187,7 @@ def load_model_bundle(cfg, launch_dir: Path):
     import keras
 
     from alexnet_exp.errors import UserError
-    from alexnet_exp.evaluate import PAPER_RESIZE, ModelBundle
+    from alexnet_exp.evaluate import PAPER_RESIZE, ModelBundle, sidecar_path
     from alexnet_exp.model import as_float32  # also registers LRN, which safe_mode needs
 
     train_run_id = cfg.run_id
@@ -177,31 +195,39 @@ def load_model_bundle(cfg, launch_dir: Path):
         path = Path(cfg.model_path).expanduser()
         if not path.is_file():
             raise UserError(f"model_path={cfg.model_path} does not exist")
-        sidecar = path.with_suffix(".json")
+        sidecar = sidecar_path(path)
         if not sidecar.is_file():
             raise UserError(f"{sidecar} (class names, input size) is missing beside {path}:"
                             " export with alexnet-exp-export format=keras to get both")
         try:
             model = keras.saving.load_model(path, safe_mode=True)
         except Exception as exc:
-            raise UserError(f"cannot load {path} as a Keras model: {exc}") from exc
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"cannot load {path} as a .keras model: {reason[:300]}") from exc
         metadata, source = json.loads(sidecar.read_text()), str(path)
+        mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking, launch_dir)[0])
         train_run_id = metadata.get("train_run_id")
+        if train_run_id and not run_exists(train_run_id):
+            train_run_id = None  # trained against another store: nothing to link to here
     else:
-        uri, _ = resolve_tracking_uri(cfg.tracking, launch_dir)
+        uri, _ = resolve_tracking_uri(cfg.tracking, launch_dir, create=False)
         mlflow.set_tracking_uri(uri)
         source = cfg.model_uri or f"runs:/{cfg.run_id}/model"
-        if cfg.run_id:
-            try:
-                mlflow.get_run(cfg.run_id)
-            except MlflowException as exc:
-                raise UserError(f"run_id={cfg.run_id}: no such run in {uri}") from exc
+        if cfg.run_id and not run_exists(cfg.run_id):
+            raise UserError(f"run_id={cfg.run_id}: no such run in {uri}")
         try:
-            metadata = mlflow.models.get_model_info(source).metadata or {}
+            info = mlflow.models.get_model_info(source)
+        except (MlflowException, OSError) as exc:
+            hint = (" (no model logged: was it trained with tracking.log_model=false, or is"
+                    " it an evaluation run?)" if cfg.run_id else "")
+            raise UserError(f"cannot find model {source} in {uri}{hint}") from exc
+        try:
             model = mlflow.tensorflow.load_model(source)
         except (MlflowException, OSError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"cannot load model {source} from {uri}: {reason}") from exc
+            raise UserError(f"cannot load model {source}: {reason[:300]}") from exc
+        metadata = info.metadata or {}
+        train_run_id = train_run_id or info.run_id
     if "class_names" not in metadata:
         raise UserError(f"{source} records no class names: was it trained by alexnet-exp?")
     input_size = int(model.input_shape[1])
@@ -213,6 +239,14 @@ def load_model_bundle(cfg, launch_dir: Path):
         source=source,
         train_run_id=train_run_id,
     )
+
+
+def run_exists(run_id: str) -> bool:
+    try:
+        mlflow.get_run(run_id)
+    except MlflowException:
+        return False
+    return True
 
 
 def run_tag(run_id: str, tag: str) -> str | None:

@@ -61,7 +61,8 @@ def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):
     result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
                  "trainer.epochs=2", "norm=lrn", module=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "best val_accuracy" in result.stdout and "make ui" in result.stdout
+    assert "best val_accuracy" in result.stdout
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlruns/mlflow.db" in result.stdout
     assert "broken.jpg" in result.stdout  # the data report lists the skipped file
 
     client = store(tmp_path)
@@ -163,6 +164,7 @@ def test_dry_run_prints_parameter_count_and_logs_nothing(tmp_path, image_folder)
         ("trainer.batch_size=0", "trainer.batch_size=0 must be >= 1"),
         ("model.input_size=40", "feature map vanishes at"),
         ("data.val_split=1.5", "data.val_split=1.5 is outside (0.0, 1.0)"),
+        ("seed=-1", "seed=-1 is outside [0, 2**32)"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(tmp_path, override, message):
@@ -237,3 +239,12 @@ def test_flowers_224_seed_dry_run_and_short_training(tmp_path):
     (run,) = runs_of(store(tmp_path))
     assert run.info.status == "FINISHED"
     assert run.data.params["data.name"] == "flowers"
+
+
+def test_unusable_tracking_store_fails_before_training(tmp_path, tiny_data):
+    result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+                 "tracking=server", "tracking.uri=http://127.0.0.1:9")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "MLflow tracking store http://127.0.0.1:9 is not usable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs" / "run" / "tensorboard").exists()

@@ -74,6 +74,8 @@ def server(archive):
 
 
 def flowers_cfg(target: Path, url: str, sha256: str | None) -> DataConfig:
+    """An explicit data.dir must exist (empty) to be downloaded into."""
+    target.mkdir(parents=True, exist_ok=True)
     return DataConfig(name="flowers", dir=str(target), url=url, sha256=sha256)
 
 
@@ -120,7 +122,7 @@ def test_wrong_sha256_is_a_data_error_and_leaves_no_class_folders(tmp_path, arch
     assert server.requests, "the server was never asked"
     assert not target.exists() or not class_dirs(target)
     assert not list(tmp_path.glob(".extract-*"))
-    assert not [p for p in tmp_path.rglob("*") if p.is_dir()], "something was unpacked"
+    assert not [p for p in tmp_path.rglob("*") if p.is_dir() and p != target], "unpacked"
 
 
 def test_unreachable_url_tells_how_to_use_a_local_copy(tmp_path):
@@ -166,3 +168,19 @@ def test_download_never_deletes_a_users_existing_folder(tmp_path, archive, serve
 
     assert (mine / "notes.txt").exists()
     assert len(list(mine.rglob("*.jpg"))) >= 2
+
+
+def test_a_mistyped_data_dir_never_starts_a_download(tmp_path, server):
+    cfg = DataConfig(name="flowers", dir=str(tmp_path / "flower_phtos"), url=server.url(),
+                     sha256=None)
+    with pytest.raises(DataError, match="flower_phtos does not exist"):
+        sources.resolve_data_dir(cfg)
+    assert server.requests == [] and not (tmp_path / "flower_phtos").exists()
+
+
+def test_default_location_downloads_without_data_dir(tmp_path, archive, server, monkeypatch):
+    _, sha = archive
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    root = sources.resolve_data_dir(DataConfig(name="flowers", url=server.url(), sha256=sha))
+    assert root == tmp_path / "keras" / "datasets" / "flower_photos"
+    assert any(p.is_dir() for p in root.iterdir())

@@ -17,7 +17,7 @@ from test_cli import TINY_MODEL, cli, store
 from alexnet_exp import tracking
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.evaluate import evaluate_folder, predict_files, view_size
+from alexnet_exp.evaluate import evaluate_folder, predict_files, sidecar_path, view_size
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
 from alexnet_exp.tool_config import EvalConfig, ExportConfig
 
@@ -122,7 +122,7 @@ def test_exports_predict_like_the_keras_model(bundle, trained, tmp_path, fmt, qu
                                               tolerance):
     path = export_model(bundle, fmt, quantize, tmp_path)
     assert path.exists() and not list(tmp_path.glob(".export-*"))
-    assert json.loads(path.with_suffix(".json").read_text())["class_names"] == list(CLASSES)
+    assert json.loads(sidecar_path(path).read_text())["class_names"] == list(CLASSES)
     files = sorted(str(p) for p in trained.test.rglob("*.jpg"))
     parity = check_parity(bundle, exported_predictor(path, fmt), files)
     assert parity.max_abs_diff <= tolerance
@@ -134,7 +134,7 @@ def test_keras_export_evaluates_like_the_logged_model(bundle, trained, tmp_path)
                        data_dir=str(trained.test), log=False,
                        tracking=TrackingConfig(uri=trained.uri))
     path, parity = run_export(cfg, trained.work)
-    sidecar = json.loads(path.with_suffix(".json").read_text())
+    sidecar = json.loads(sidecar_path(path).read_text())
     assert sidecar["class_names"] == ["apple", "kiwi", "plum"]
     assert sidecar["train_run_id"] == trained.run_id
     reloaded = tracking.load_model_bundle(EvalConfig(model_path=str(path)), trained.work)
@@ -193,14 +193,13 @@ def test_export_cli_tflite_is_checked_and_logged_to_the_training_run(trained):
     client = store(trained.work)
     exported = {a.path for a in client.list_artifacts(trained.run_id, "exports/tflite")}
     name = f"alexnet-{trained.run_id[:12]}_dynamic"
-    assert exported == {f"exports/tflite/{name}.tflite", f"exports/tflite/{name}.json"}
+    assert exported == {f"exports/tflite/{name}.tflite", f"exports/tflite/{name}.tflite.json"}
 
 
 @pytest.mark.parametrize(
     ("program", "args", "message"),
     [
-        ("alexnet-exp-eval", ["run_id=0123456789abcdef", "data.dir=."],
-         "run_id=0123456789abcdef: no such run"),
+        ("alexnet-exp-eval", ["run_id=0123456789abcdef", "data.dir=."], "no MLflow store at"),
         ("alexnet-exp-eval", ["model_path=/nowhere/model.keras", "data.dir=."],
          "model_path=/nowhere/model.keras does not exist"),
         ("alexnet-exp-eval", ["data.dir=."], "give exactly one of run_id"),
@@ -274,3 +273,53 @@ def test_logged_model_serves_raw_pixels_with_mlflow_models_serve(trained, bundle
     expected = bundle.model.predict(pixels.astype(np.float32), verbose=0)
     assert served.shape == (3, 3)
     np.testing.assert_allclose(served, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_eval_of_an_exported_file_and_of_a_model_uri_link_to_the_training_run(trained):
+    exported = cli(trained.work, f"run_id={trained.run_id}", "format=keras", "log=false",
+                   program="alexnet-exp-export", env=trained.env)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    path = trained.work / "exports" / f"alexnet-{trained.run_id[:12]}.keras"
+    for source in (f"model_path={path}", f"model_uri=runs:/{trained.run_id}/model"):
+        result = cli(trained.work, source, f"data.dir={trained.test}", "tta=flip",
+                     program="alexnet-exp-eval", env=trained.env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr
+    client = store(trained.work)
+    experiment = client.get_run(trained.run_id).info.experiment_id
+    linked = client.search_runs(
+        [experiment], filter_string=f"tags.`alexnet_exp.train_run_id` = '{trained.run_id}'"
+        " and params.tta = 'flip'")
+    assert sorted(r.data.tags["model_source"] for r in linked) == sorted(
+        [str(path), f"runs:/{trained.run_id}/model"])
+    assert len({round(r.data.metrics["test_accuracy"], 6) for r in linked}) == 1
+    assert all("test_f1.kiwi" in r.data.metrics for r in linked)
+
+
+def test_parity_images_skip_files_that_do_not_decode(trained, bundle, tmp_path):
+    from alexnet_exp.export import parity_images
+
+    folder = make_image_folder(tmp_path / "imgs", classes={"apple": 3})
+    (folder / "apple" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    picked = parity_images(str(folder), 10)
+    assert len(picked) == 3 and all("broken" not in p for p in picked)
+
+
+def test_predict_accepts_a_bare_folder_and_keeps_json_clean(trained, tmp_path):
+    folder = make_image_folder(tmp_path / "imgs", classes={"x": 2})
+    (folder / "x" / "broken.png").write_bytes(b"not a png")
+    result = cli(trained.work, f"run_id={trained.run_id}", f"images={folder}", "format=json",
+                 program="alexnet-exp-predict", env=trained.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2
+    assert "broken.png" in result.stderr
+
+
+def test_unknown_run_id_in_a_real_store_is_one_line(trained):
+    result = cli(trained.work, "run_id=0123456789abcdef", f"data.dir={trained.test}",
+                 program="alexnet-exp-eval", env=trained.env)
+    assert result.returncode == 2
+    assert "run_id=0123456789abcdef: no such run in sqlite:///" in result.stderr
+    assert "Traceback" not in result.stderr
