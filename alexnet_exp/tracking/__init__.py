@@ -1,0 +1,40 @@
+"""Everything MLflow: the only package that imports it (the rest of alexnet_exp stays testable
+and usable without a tracking server).
+
+- :mod:`.runs`: the store and the :class:`Tracker` that writes one training run;
+- :mod:`.models`: logged models read back, evaluation runs, exports attached to runs;
+- :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
+"""
+
+from alexnet_exp.tracking.models import (
+    experiment_name_of,
+    load_model_bundle,
+    log_artifact_to_run,
+    log_evaluation,
+    run_exists,
+    run_tag,
+)
+from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, resolve_tracking_uri
+from alexnet_exp.tracking.sweeps import (
+    PARENT_RUN_ENV,
+    end_sweep_parent,
+    finished_run_with_hash,
+    start_sweep_parent,
+)
+
+__all__ = [
+    "PARENT_RUN_ENV",
+    "Tracker",
+    "end_sweep_parent",
+    "experiment_name_of",
+    "finished_run_with_hash",
+    "flatten",
+    "git_commit",
+    "load_model_bundle",
+    "log_artifact_to_run",
+    "log_evaluation",
+    "resolve_tracking_uri",
+    "run_exists",
+    "run_tag",
+    "start_sweep_parent",
+]
