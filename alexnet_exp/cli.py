@@ -16,6 +16,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
@@ -59,16 +60,25 @@ def _train(cfg: DictConfig) -> float | None:
         overrides=list(hydra_cfg.overrides.task),
         config_yaml=OmegaConf.to_yaml(cfg),
         hydra_dir=output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
+        parallel_jobs=parallel_jobs(hydra_cfg),
     )
     try:
         summary = runner.run(experiment, ctx)
     except UserError as exc:
         fail(str(exc))
-    if summary is None:
-        return None
+    if summary is None or isinstance(summary, runner.SkippedJob):
+        return summary and summary.objective  # a skipped sweep job reports its earlier run
     (output_dir / "summary.json").write_text(runner.summary_json(summary))
     print(runner.summary_lines(summary), flush=True)
-    return summary.best_val_accuracy
+    return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
+
+
+def parallel_jobs(hydra_cfg) -> int:
+    """How many jobs the launcher runs at once: ``n_jobs`` of joblib (negative as joblib counts)."""
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if not n_jobs:
+        return 1
+    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
 
 
 def train_main() -> None:
@@ -109,3 +119,8 @@ def predict_main() -> None:
 def export_main() -> None:
     """``alexnet-exp-export``: .keras, SavedModel or TFLite with a parity check."""
     _tool("alexnet-exp-export", "export", "alexnet_exp.export:run_export")()
+
+
+def report_main() -> None:
+    """``alexnet-exp-report``: runs of an experiment -> Markdown table + plots, logged to MLflow."""
+    _tool("alexnet-exp-report", "report", "alexnet_exp.report:run_report")()

@@ -29,6 +29,10 @@ AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 TRACKING_BACKENDS = ("local", "server")
+# What a sweep job returns to the sweeper (Optuna maximises or minimises it).
+OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "best_val_loss")
+# Paper section 3.4: overlapping z=3, s=2 against the traditional non-overlapping z=s=2.
+POOL_WINDOWS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}
 
 
 
@@ -62,8 +66,9 @@ class ModelConfig:
     strides: list[int] = field(default_factory=lambda: [4, 1, 1, 1, 1])
     padding: list[str] = field(default_factory=lambda: ["valid", "same", "same", "same", "same"])
     pool_after: list[bool] = field(default_factory=lambda: [True, True, False, False, True])
-    pool_size: int = 3
-    pool_stride: int = 2
+    pool: str = "overlapping"
+    pool_size: int | None = None  # set both to override the window that model.pool names
+    pool_stride: int | None = None
     norm_after: list[bool] = field(default_factory=lambda: [True, True, False, False, False])
     conv_groups: int = 1
     grouped: list[bool] = field(default_factory=lambda: [False, True, False, True, True])
@@ -110,7 +115,7 @@ class TrainerConfig:
     verbose: int = 1
     tensorboard: bool = True
     checkpoint: bool = True
-    intra_op_threads: int = 0
+    threads: str = "auto"  # intra-op threads: "auto" = cores / parallel sweep jobs, or a number
     inter_op_threads: int = 0
 
 
@@ -129,6 +134,8 @@ class SweepConfig:
     """Rerunning a multirun skips jobs whose config already has a FINISHED run, unless asked."""
 
     rerun_finished: bool = False
+    objective: str = "best_val_accuracy"  # the job's return value, e.g. for hydra/sweeper=optuna
+    seeds: int = 3  # repeats per variant where an experiment sweeps seed: range(0,${sweep.seeds})
 
 
 @dataclass
@@ -141,6 +148,7 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
+    variant: str | None = None  # a label that reports group runs by (experiment=six_ideas)
     dry_run: bool = False
 
 
@@ -148,13 +156,14 @@ def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; each primary YAML in ``conf/`` lists its own."""
     from hydra.core.config_store import ConfigStore
 
-    from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig
+    from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig, ReportConfig
 
     store = ConfigStore.instance()
     store.store(name="base_config", node=ExperimentConfig)
     store.store(name="eval_schema", node=EvalConfig)
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="export_schema", node=ExportConfig)
+    store.store(name="report_schema", node=ReportConfig)
 
 
 def require_choice(key: str, value: str, allowed: tuple) -> None:
@@ -174,12 +183,26 @@ def require_at_least(key: str, value: float | None, low: float) -> None:
         raise ConfigError(f"{key}={value} must be >= {low}")
 
 
+def pool_window(model: ModelConfig) -> tuple[int, int]:
+    """(size, stride) of the max-pools: explicit ``pool_size``/``pool_stride`` win over ``pool``."""
+    size, stride = POOL_WINDOWS.get(model.pool, (3, 2))
+    return model.pool_size or size, model.pool_stride or stride
+
+
+def resolve_threads(threads: str, parallel_jobs: int, cores: int | None = None) -> int:
+    """Intra-op threads for one job: a number as given, ``auto`` = cores / parallel jobs."""
+    if threads == "auto":
+        return max(1, (cores or os.cpu_count() or 1) // max(1, parallel_jobs))
+    return int(threads)
+
+
 def feature_map_trace(model: ModelConfig, input_size: int | None = None) -> list[tuple]:
     """Walk the conv/pool stack in pure Python: ``[(layer_name, size_in, size_out), ...]``.
 
     ``size_out`` is 0 where the feature map vanishes, so callers can name that layer.
     """
     size = model.input_size if input_size is None else input_size
+    pool_size, pool_stride = pool_window(model)
     trace = []
     for i, (kernel, stride, pad) in enumerate(
         zip(model.kernels, model.strides, model.padding, strict=True), start=1
@@ -188,8 +211,8 @@ def feature_map_trace(model: ModelConfig, input_size: int | None = None) -> list
         trace.append((f"conv{i}", size, max(out, 0), kernel))
         size = max(out, 0)
         if size and model.pool_after[i - 1]:
-            out = (size - model.pool_size) // model.pool_stride + 1
-            trace.append((f"pool{i}", size, max(out, 0), model.pool_size))
+            out = (size - pool_size) // pool_stride + 1
+            trace.append((f"pool{i}", size, max(out, 0), pool_size))
             size = max(out, 0)
         if not size:
             break
@@ -215,6 +238,7 @@ def validate_model(model: ModelConfig) -> None:
             require_at_least(f"model.{key}[{i}] (conv{i + 1})", v, 1)
     for i, pad in enumerate(model.padding):
         require_choice(f"model.padding[{i}]", pad, PADDINGS)
+    require_choice("model.pool", model.pool, tuple(POOL_WINDOWS))
     require_at_least("model.pool_size", model.pool_size, 1)
     require_at_least("model.pool_stride", model.pool_stride, 1)
     require_at_least("model.input_size", model.input_size, 1)
@@ -288,9 +312,12 @@ def validate(cfg: ExperimentConfig) -> None:
             "trainer.target_val_accuracy", t.target_val_accuracy, 0.0, 1.0, high_open=True
         )
     require_in_range("trainer.label_smoothing", t.label_smoothing, 0.0, 1.0, high_open=True)
-    require_at_least("trainer.intra_op_threads", t.intra_op_threads, 0)
+    if t.threads != "auto" and not (t.threads.isdigit() and int(t.threads) >= 1):
+        raise ConfigError(f"trainer.threads={t.threads!r} must be auto or a whole number >= 1")
     require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
     require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
+    require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
+    require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
     if cfg.tracking.backend == "server" and not (
         cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
     ):

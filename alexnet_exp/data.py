@@ -9,6 +9,7 @@ prefetches.
 
 import hashlib
 import json
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -102,7 +103,7 @@ def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, str | No
             known[p] = [*stamps[p], reason]
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_suffix(".tmp")
+        tmp = store.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs write too
         tmp.write_text(json.dumps({p: known[p] for p in paths}))
         tmp.replace(store)
     except OSError:

@@ -8,7 +8,7 @@ probabilities in float32 whatever the mixed-precision policy.
 import keras
 import tensorflow as tf
 
-from alexnet_exp.config import ModelConfig
+from alexnet_exp.config import ModelConfig, pool_window
 
 
 @keras.saving.register_keras_serializable(package="alexnet_exp")
@@ -54,6 +54,7 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
     """Conv stack (conv -> activation -> norm -> pool), then dropout + FC layers, softmax."""
     inputs = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    pool_size, pool_stride = pool_window(cfg)
     for i, filters in enumerate(cfg.filters):
         n = i + 1
         x = keras.layers.Conv2D(
@@ -70,7 +71,7 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
         if norm is not None:
             x = norm(x)
         if cfg.pool_after[i]:
-            x = keras.layers.MaxPooling2D(cfg.pool_size, cfg.pool_stride, name=f"pool{n}")(x)
+            x = keras.layers.MaxPooling2D(pool_size, pool_stride, name=f"pool{n}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(cfg.fc_units):
         n = len(cfg.filters) + i + 1

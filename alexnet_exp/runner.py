@@ -14,7 +14,7 @@ from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from alexnet_exp.config import ExperimentConfig, validate
+from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -26,6 +26,7 @@ class JobContext:
     overrides: list[str] = field(default_factory=list)
     config_yaml: str = ""
     hydra_dir: Path | None = None
+    parallel_jobs: int = 1  # jobs of a sweep running at once on this machine
 
 
 @dataclass
@@ -39,6 +40,15 @@ class RunSummary:
     epochs: int
     seconds: float
     parameters: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's summary metrics
+
+
+@dataclass
+class SkippedJob:
+    """A sweep job whose config already FINISHED: the sweeper gets that run's objective."""
+
+    run_id: str
+    objective: float | None
 
 
 def run_name_for(overrides: list[str]) -> str:
@@ -61,13 +71,13 @@ def model_summary_text(model) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
+def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | None:
     """Train one model and record it; returns None for ``dry_run=true``."""
     validate(cfg)
     digest = config_hash(cfg)
     parent_run_id = None if cfg.dry_run else _sweep_parent(cfg, ctx, digest)
-    if parent_run_id == "skip":
-        return None
+    if isinstance(parent_run_id, SkippedJob):
+        return parent_run_id
     from alexnet_exp import train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet
@@ -79,7 +89,7 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
 
         tracker = Tracker(cfg.tracking, ctx.launch_dir)
         tracker.check()  # a dead store fails here, not after training
-    policy = train.configure_runtime(cfg.trainer, cfg.seed)
+    policy = train.configure_runtime(cfg.trainer, cfg.seed, ctx.parallel_jobs)
     root = resolve_data_dir(cfg.data)
     datasets = make_datasets(
         cfg.data, cfg.augment, root, cfg.model.input_size, cfg.trainer.batch_size, cfg.seed,
@@ -103,6 +113,7 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
             "git_commit": git_commit(PACKAGE_DIR),  # the code that ran, wherever launched
             "hydra_output_dir": str(ctx.output_dir),
             "precision_policy": policy,
+            "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
             "data_root": str(root),
             "alexnet_exp.config_hash": digest,
         },
@@ -120,8 +131,8 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | None:
     return summary
 
 
-def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | None:
-    """Inside a multirun: the parent run's id, or ``"skip"`` for a job that already FINISHED."""
+def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | SkippedJob | None:
+    """Inside a multirun: the parent run's id, or the earlier run of a job that FINISHED."""
     from alexnet_exp import tracking
 
     parent = os.environ.get(tracking.PARENT_RUN_ENV)
@@ -132,7 +143,7 @@ def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | 
     if done:
         print(f"alexnet-exp: skipping {run_name_for(ctx.overrides)}: its config already"
               f" FINISHED as MLflow run {done} (sweep.rerun_finished=true reruns it)", flush=True)
-        return "skip"
+        return SkippedJob(done, tracking.run_metric(done, cfg.sweep.objective))
     return parent
 
 
@@ -184,13 +195,15 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
     report = classification_report(datasets.val_labels, predicted, labels=labels,
                                    target_names=names, digits=4, zero_division=0)
     tracker.log_text(report, "eval/classification_report.txt")
-    tracker.log_metrics({
+    final_metrics = {
         "best_val_accuracy": result.best_val_accuracy,
+        "best_val_loss": min(h.get("val_loss", math.inf) for h in result.history),
         "best_epoch": result.best_epoch,
         "final_val_accuracy": float(np.mean(predicted == datasets.val_labels)),
         "train_seconds": result.seconds,
         "epochs_run": len(result.history),
-    })
+    }
+    tracker.log_metrics(final_metrics)
     if cfg.tracking.log_model:
         example = next(iter(datasets.val.take(1)))[0].numpy()[:1]
         preprocessing = {
@@ -206,7 +219,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
         run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
         url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,
         best_epoch=result.best_epoch, epochs=len(result.history), seconds=result.seconds,
-        parameters=model.count_params(),
+        parameters=model.count_params(), metrics=final_metrics,
     )
 
 

@@ -130,8 +130,13 @@ def materialise_digits(target: Path | None) -> Path:
             image = Image.fromarray((pixels * (255.0 / 16.0)).round().astype("uint8"))
             image.resize((32, 32), Image.Resampling.NEAREST).save(folder / f"{index:04d}.png")
         (Path(tmp) / ".complete").write_text("sklearn.datasets.load_digits\n")
-        if target.exists():
-            target.rmdir()  # empty, checked above
-        Path(tmp).rename(target)
-        Path(tmp).mkdir()  # TemporaryDirectory wants something to clean up
+        try:
+            if target.exists():
+                target.rmdir()  # empty, checked above
+            Path(tmp).rename(target)
+            Path(tmp).mkdir()  # TemporaryDirectory wants something to clean up
+        except OSError:
+            if not (target / ".complete").exists():
+                raise
+            # a parallel sweep job wrote the same digits first: use theirs
     return target

@@ -23,6 +23,8 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
 
+        if config.get("dry_run"):
+            return  # nothing is trained or logged, so there is nothing to group
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
         self.parent_run_id = tracking.start_sweep_parent(
             tracking_cfg,
@@ -37,5 +39,11 @@ class MlflowSweepCallback(Callback):
         from alexnet_exp import tracking
 
         if self.parent_run_id:
+            objective = config.sweep.objective
+            best = tracking.tag_best_child(self.parent_run_id, objective,
+                                           maximize=not objective.endswith("loss"))
+            if best:
+                print(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}",
+                      flush=True)
             tracking.end_sweep_parent(self.parent_run_id)
             os.environ.pop(tracking.PARENT_RUN_ENV, None)

@@ -65,6 +65,24 @@ class ExportConfig(ModelSourceConfig):
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+@dataclass
+class ReportConfig:
+    """``alexnet-exp-report``: the runs of an experiment (or of one sweep) compared in a table."""
+
+    experiment_name: str | None = None
+    parent_run_id: str | None = None  # only the children of this sweep parent run
+    metric: str = "best_val_accuracy"  # the headline column and the bar chart's metric
+    baseline: str = "baseline"  # the group that effects are measured against, when present
+    output_dir: str | None = None  # default: reports/<experiment_name>[-<parent id[:8]>]
+    log: bool = True  # log the table and plots to the sweep parent run (or a report run)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def validate_report(cfg: ReportConfig) -> None:
+    if not cfg.experiment_name:
+        raise ConfigError("experiment_name is required: alexnet-exp-report experiment_name=<name>")
+
+
 def validate_model_source(cfg) -> None:
     given = [k for k in ("run_id", "model_uri", "model_path") if getattr(cfg, k)]
     if len(given) != 1:

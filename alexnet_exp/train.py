@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_exp.config import OptimizerConfig, TrainerConfig
+from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -40,16 +40,20 @@ def resolve_precision(requested: str, has_gpu: bool, cpu_bf16: bool) -> str:
     return POLICIES["bf16"] if cpu_bf16 else POLICIES["fp32"]
 
 
-def configure_runtime(trainer: TrainerConfig, seed: int) -> str:
-    """Fresh Keras session, seeds, threads, GPU memory growth and precision; returns policy."""
+def configure_runtime(trainer: TrainerConfig, seed: int, parallel_jobs: int = 1) -> str:
+    """Fresh Keras session, seeds, threads, GPU memory growth and precision; returns policy.
+
+    ``parallel_jobs`` is how many jobs of a sweep share the machine (joblib launcher): each then
+    gets its share of the cores, since N jobs of all-core thread pools thrash each other.
+    """
     keras.backend.clear_session()  # the basic launcher runs sweep jobs in one process
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         with contextlib.suppress(RuntimeError):  # already set up by an earlier sweep job
             tf.config.experimental.set_memory_growth(gpu, True)
     try:
-        if trainer.intra_op_threads:
-            tf.config.threading.set_intra_op_parallelism_threads(trainer.intra_op_threads)
+        tf.config.threading.set_intra_op_parallelism_threads(
+            resolve_threads(trainer.threads, parallel_jobs))
         if trainer.inter_op_threads:
             tf.config.threading.set_inter_op_parallelism_threads(trainer.inter_op_threads)
     except RuntimeError:

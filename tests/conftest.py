@@ -97,3 +97,10 @@ def image_folder():
     ``image_folder(tmp_path / "data", classes={"a": 4, "b": 4}, size=(48, 48), fmt="PNG")``
     """
     return make_image_folder
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """Three classes of twelve 48x40 JPEGs: enough for a CLI run of a tiny model."""
+    return make_image_folder(tmp_path / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
+                             size=(48, 40))

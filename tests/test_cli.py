@@ -48,11 +48,6 @@ def runs_of(client: MlflowClient, experiment: str = "alexnet-exp"):
     return client.search_runs([exp.experiment_id])
 
 
-@pytest.fixture
-def tiny_data(tmp_path, image_folder):
-    return image_folder(tmp_path / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
-                        size=(48, 40))
-
 
 @pytest.mark.slow
 def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):

@@ -1,12 +1,20 @@
 """Composition and validation of the Hydra configs, with no TensorFlow involved."""
 
+import os
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from alexnet_exp.config import ExperimentConfig, feature_map_trace, register_configs, validate
+from alexnet_exp.config import (
+    ExperimentConfig,
+    feature_map_trace,
+    pool_window,
+    register_configs,
+    resolve_threads,
+    validate,
+)
 from alexnet_exp.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -73,6 +81,9 @@ def test_type_errors_are_refused_at_composition():
         (["model.lrn.n=4"], "model.lrn.n=4 must be an odd number"),
         (["trainer.precision=fp8"], "trainer.precision='fp8' is not one of"),
         (["optimizer.learning_rate=0"], "optimizer.learning_rate=0.0 must be > 0"),
+        (["model.pool=average"], "model.pool='average' is not one of overlapping, non_overlap"),
+        (["trainer.threads=0"], "trainer.threads='0' must be auto or a whole number >= 1"),
+        (["sweep.objective=accuracy"], "sweep.objective='accuracy' is not one of best_val_acc"),
     ],
 )
 def test_out_of_range_values_name_key_and_value(overrides, message):
@@ -93,3 +104,77 @@ def test_vanishing_input_names_layer_and_minimum_size():
 def test_feature_map_trace_of_the_paper_network():
     trace = {name: out for name, _, out, _ in feature_map_trace(compose_config().model)}
     assert (trace["conv1"], trace["pool1"], trace["pool2"], trace["pool5"]) == (55, 27, 13, 6)
+
+
+def flat(cfg: ExperimentConfig) -> dict:
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg))
+    out = {}
+    for section in ("model", "augment", "optimizer", "trainer", "data"):
+        out.update({f"{section}.{k}": v for k, v in tree[section].items()})
+    return out
+
+
+SIX_IDEAS = {  # ablation option -> the only settings it may change against the baseline
+    "tanh": {"model.activation"},
+    "bn": {"model.norm"},
+    "no_norm": {"model.norm"},
+    "non_overlapping_pool": {"model.pool"},
+    "no_augment": {"augment.name", "augment.flip", "augment.crop_scale", "augment.pca_std"},
+    "no_dropout": {"model.dropout_rate"},
+    "grouped": {"model.conv_groups"},
+}
+
+
+def test_six_ideas_changes_one_idea_per_variant_against_the_paper_baseline():
+    base = compose_config("experiment=six_ideas", "ablation=baseline")
+    assert (base.model.activation, base.model.norm, base.model.pool, base.augment.name,
+            base.model.dropout_rate, base.model.conv_groups) == (
+        "relu", "lrn", "overlapping", "paper", 0.5, 1)
+    assert base.model.name == "small" and 64 <= base.model.input_size <= 128
+    assert group_options("ablation") == sorted(["baseline", *SIX_IDEAS])
+    for option, allowed in SIX_IDEAS.items():
+        variant = compose_config("experiment=six_ideas", f"ablation={option}")
+        validate(variant)
+        changed = {k for k, v in flat(variant).items() if flat(base)[k] != v}
+        assert changed and changed <= allowed, (option, changed)
+        assert variant.variant == option
+
+
+def test_six_ideas_sweeps_every_variant_times_the_seeds():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=six_ideas", "sweep.seeds=5"],
+                      return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params.ablation.split(",") == ["baseline", *SIX_IDEAS]
+    assert params.seed == "range(0,5)"
+
+
+def test_pool_names_the_window_and_explicit_sizes_win():
+    assert pool_window(compose_config().model) == (3, 2)
+    assert pool_window(compose_config("model.pool=non_overlapping").model) == (2, 2)
+    assert pool_window(compose_config("model=seed").model) == (2, 2)
+    assert pool_window(compose_config("model.pool_size=4", "model.pool_stride=3").model) == (4, 3)
+    trace = {n: out for n, _, out, _ in feature_map_trace(
+        compose_config("model.pool=non_overlapping").model)}
+    assert (trace["pool1"], trace["pool2"]) == (27, 13)  # paper 3.4: same output size
+
+
+@pytest.mark.parametrize(("threads", "jobs", "cores", "expected"),
+                         [("auto", 1, 2, 2), ("auto", 2, 2, 1), ("auto", 4, 2, 1),
+                          ("auto", 2, 8, 4), ("3", 4, 2, 3)])
+def test_threads_auto_shares_the_cores_between_parallel_jobs(threads, jobs, cores, expected):
+    assert resolve_threads(threads, jobs, cores) == expected
+
+
+def test_parallel_jobs_come_from_the_joblib_launcher():
+    from hydra.types import RunMode
+
+    from alexnet_exp.cli import parallel_jobs
+
+    def hydra_cfg(mode, **launcher):
+        return OmegaConf.create({"mode": mode, "launcher": launcher})
+
+    assert parallel_jobs(hydra_cfg(RunMode.RUN)) == 1
+    assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN)) == 1  # the basic launcher: one at a time
+    assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=3)) == 3
+    assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=-1)) == os.cpu_count()

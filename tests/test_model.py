@@ -51,6 +51,14 @@ def test_switches_change_the_layers():
     assert tanh.get_layer("conv1").activation.__name__ == "tanh"
 
 
+def test_pool_switch_sets_the_max_pool_window():
+    overlapping = build_alexnet(model_config("paper"), 5).get_layer("pool1")
+    plain = build_alexnet(model_config("paper", pool="non_overlapping"), 5).get_layer("pool1")
+    assert (overlapping.pool_size, overlapping.strides) == ((3, 3), (2, 2))
+    assert (plain.pool_size, plain.strides) == ((2, 2), (2, 2))
+    assert plain.output.shape == overlapping.output.shape  # paper 3.4: same output size
+
+
 def test_overrides_reach_the_layers():
     cfg = model_config("small", input_size=96, kernels=[7, 5, 3, 3, 3], strides=[2, 1, 1, 1, 1],
                        fc_units=[64], filters=[8, 16, 16, 16, 8])

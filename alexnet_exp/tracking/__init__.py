@@ -19,7 +19,9 @@ from alexnet_exp.tracking.sweeps import (
     PARENT_RUN_ENV,
     end_sweep_parent,
     finished_run_with_hash,
+    run_metric,
     start_sweep_parent,
+    tag_best_child,
 )
 
 __all__ = [
@@ -36,5 +38,7 @@ __all__ = [
     "resolve_tracking_uri",
     "run_exists",
     "run_tag",
+    "run_metric",
     "start_sweep_parent",
+    "tag_best_child",
 ]

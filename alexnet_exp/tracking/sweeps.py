@@ -49,3 +49,29 @@ def finished_run_with_hash(experiment_name: str, config_hash: str) -> str | None
         f"tags.`alexnet_exp.config_hash` = '{config_hash}' and attributes.status = 'FINISHED'",
         max_results=1)
     return runs[0].info.run_id if runs else None
+
+
+def run_metric(run_id: str, name: str) -> float | None:
+    """The latest value of a run's metric (None when it was never logged)."""
+    return mlflow.MlflowClient().get_run(run_id).data.metrics.get(name)
+
+
+def tag_best_child(parent_run_id: str, metric: str, maximize: bool) -> str | None:
+    """Mark the sweep's best FINISHED child (``alexnet_exp.best_trial=true``) and name it on
+    the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'")
+    scored = [r for r in children if metric in r.data.metrics]
+    if not scored:
+        return None
+    best = (max if maximize else min)(scored, key=lambda r: r.data.metrics[metric])
+    for run in children:
+        if run.data.tags.get("alexnet_exp.best_trial") and run is not best:
+            client.delete_tag(run.info.run_id, "alexnet_exp.best_trial")
+    client.set_tag(best.info.run_id, "alexnet_exp.best_trial", "true")
+    client.set_tag(parent_run_id, "best_run_id", best.info.run_id)
+    client.log_metric(parent_run_id, f"best_{metric}", best.data.metrics[metric])
+    return best.info.run_id

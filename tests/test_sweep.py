@@ -1,0 +1,102 @@
+"""Sweeps as users launch them: parallel jobs (joblib), Optuna search, resume after a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cli import TINY_MODEL, cli, runs_of, store
+
+
+def children_of(runs):
+    (parent,) = [r for r in runs if r.data.tags.get("alexnet_exp.kind") == "sweep"]
+    return parent, [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+
+
+@pytest.mark.slow
+def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tiny_data):
+    result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                 "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=3",
+                 "tracking.log_model=false", "seed=1,2,3,4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.data.params["seed"] for r in children) == ["1", "2", "3", "4"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        for metric in ("loss", "val_accuracy", "val_loss", "epoch_seconds"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+            assert steps == [1, 2, 3], (run.info.run_name, metric)
+        # four jobs on this machine's cores: each job gets its share, never all of them
+        assert run.data.tags["intra_op_threads"] == str(max(1, os.cpu_count() // 4))
+
+
+@pytest.mark.slow
+def test_optuna_sweep_returns_the_objective_and_tags_the_best_trial(tmp_path, tiny_data):
+    result = cli(tmp_path, "-m", "experiment=tune_lr", "data=folder", f"data.dir={tiny_data}",
+                 *TINY_MODEL[1:], "trainer.epochs=2", "tracking.log_model=false",
+                 "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    parent, trials = children_of(runs_of(client, "tune_lr"))
+    assert len(trials) == 3 and {r.info.status for r in trials} == {"FINISHED"}
+    assert len({r.data.params["optimizer.learning_rate"] for r in trials}) == 3  # searched
+    optuna_best = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
+    best_value = max(r.data.metrics["best_val_accuracy"] for r in trials)
+    assert optuna_best["best_value"] == pytest.approx(best_value)  # the job's return value
+    (tagged,) = [r for r in trials if r.data.tags.get("alexnet_exp.best_trial") == "true"]
+    assert tagged.data.metrics["best_val_accuracy"] == best_value
+    assert client.get_run(parent.info.run_id).data.tags["best_run_id"] == tagged.info.run_id
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_jobs_and_reruns_a_job_killed_mid_run(tmp_path, tiny_data):
+    sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=6",
+             "tracking.log_model=false", "seed=1,2", f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = store(tmp_path)
+
+    def second_job_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        jobs = {r.data.params.get("seed"): r for r in runs if "seed" in r.data.params}
+        second = jobs.get("2")
+        return bool(second and jobs["1"].info.status == "FINISHED"
+                    and client.get_metric_history(second.info.run_id, "loss"))
+
+    try:
+        wait_for(second_job_mid_run, 300, "seed=1 FINISHED and seed=2 mid-training")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # kill -9: no handler runs, the run stays RUNNING
+        process.wait()
+    killed = {r.data.params["seed"]: r for r in children_of(runs_of(client))[1]}
+    assert killed["2"].info.status == "RUNNING"
+
+    again = cli(tmp_path, *sweep)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipping") == 1 and "seed=1" in again.stdout
+    parent, children = children_of(runs_of(client))
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    assert sorted(r.data.params["seed"] for r in finished) == ["1", "2"]
+    rerun = next(r for r in finished if r.data.params["seed"] == "2")
+    assert rerun.info.run_id != killed["2"].info.run_id
+    steps = [m.step for m in client.get_metric_history(rerun.info.run_id, "loss")]
+    assert steps == [1, 2, 3, 4, 5, 6]
