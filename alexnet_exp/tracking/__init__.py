@@ -4,6 +4,7 @@ and usable without a tracking server).
 - :mod:`.runs`: the store and the :class:`Tracker` that writes one training run;
 - :mod:`.models`: logged models read back, evaluation runs, exports attached to runs;
 - :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
+- :mod:`.reports`: FINISHED training runs read back for a report, and the report logged.
 """
 
 from alexnet_exp.tracking.models import (
@@ -13,6 +14,12 @@ from alexnet_exp.tracking.models import (
     log_evaluation,
     run_exists,
     run_tag,
+)
+from alexnet_exp.tracking.reports import (
+    RunSelection,
+    TrainingRun,
+    find_training_runs,
+    log_report,
 )
 from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
@@ -26,6 +33,10 @@ from alexnet_exp.tracking.sweeps import (
 
 __all__ = [
     "PARENT_RUN_ENV",
+    "RunSelection",
+    "TrainingRun",
+    "find_training_runs",
+    "log_report",
     "Tracker",
     "end_sweep_parent",
     "experiment_name_of",

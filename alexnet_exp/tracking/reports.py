@@ -1,0 +1,144 @@
+"""Training runs read back for ``alexnet-exp-report``, and the report logged to MLflow.
+
+A training run is one without an ``alexnet_exp.kind`` tag: sweep parents (``sweep``),
+evaluation runs (``evaluation``) and the report runs written here (``report``) all carry one,
+so a later report never counts them as training runs.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from alexnet_exp.config import TrackingConfig
+from alexnet_exp.errors import UserError
+from alexnet_exp.tracking.runs import resolve_tracking_uri
+
+KIND_TAG = "alexnet_exp.kind"
+REPORT_KIND = "report"
+HISTORIES = ("val_accuracy", "val_loss")  # the per-epoch metrics a report plots or summarises
+
+
+@dataclass
+class TrainingRun:
+    """One FINISHED training run as plain values: nothing MLflow leaks out of this package."""
+
+    run_id: str
+    name: str
+    params: dict[str, str]
+    metrics: dict[str, float]  # the latest value of each metric (the summary metrics)
+    tags: dict[str, str]
+    history: dict[str, list[float]] = field(default_factory=dict)  # per epoch, by step
+
+
+@dataclass
+class RunSelection:
+    """The runs a report covers, and how many in scope it left out (and why)."""
+
+    experiment_id: str
+    runs: list[TrainingRun]
+    not_finished: dict[str, int]  # status -> count of training runs that did not FINISH
+
+
+def connect(tracking: TrackingConfig, launch_dir: Path) -> str:
+    """Point MLflow at the existing store; a report never creates an empty one."""
+    uri, _ = resolve_tracking_uri(tracking, launch_dir, create=False)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _experiment_id(name: str, uri: str) -> str:
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+    except Exception as exc:  # MLflow raises many types for a bad store or a dead server
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"MLflow tracking store {uri} is not usable: {reason[:300]}"
+                        " (check tracking.uri / MLFLOW_TRACKING_URI)") from exc
+    if experiment is None:
+        known = sorted(e.name for e in mlflow.search_experiments())
+        raise UserError(f"experiment_name={name}: no such experiment in {uri}"
+                        f" (it has: {', '.join(known) or 'none'})")
+    return experiment.experiment_id
+
+
+def _check_parent(parent_run_id: str, experiment_id: str, experiment_name: str) -> None:
+    """A wrong id gives an empty report otherwise: say what is wrong instead."""
+    try:
+        parent = mlflow.MlflowClient().get_run(parent_run_id)
+    except MlflowException as exc:
+        raise UserError(f"parent_run_id={parent_run_id}: no such run; take the id of the"
+                        " sweep's parent run from the MLflow UI or the sweep's output") from exc
+    if parent.info.experiment_id != experiment_id:
+        other = mlflow.get_experiment(parent.info.experiment_id).name
+        raise UserError(f"parent_run_id={parent_run_id} belongs to experiment {other!r}, not"
+                        f" {experiment_name!r}: pass experiment_name={other}")
+
+
+def _history(client, run_id: str, metric: str) -> list[float]:
+    points = sorted(client.get_metric_history(run_id, metric), key=lambda m: (m.step, m.timestamp))
+    by_step = {m.step: m.value for m in points}  # a re-logged step keeps its latest value
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _as_training_run(client, run) -> TrainingRun:
+    return TrainingRun(
+        run_id=run.info.run_id, name=run.info.run_name or run.info.run_id,
+        params=dict(run.data.params), metrics=dict(run.data.metrics), tags=dict(run.data.tags),
+        history={m: _history(client, run.info.run_id, m) for m in HISTORIES},
+    )
+
+
+def find_training_runs(tracking: TrackingConfig, launch_dir: Path, experiment_name: str,
+                       parent_run_id: str | None = None) -> RunSelection:
+    """The FINISHED training runs of an experiment (or of one sweep), with their histories.
+
+    Raises a one-line :class:`UserError` for an unknown experiment or parent run, or when
+    nothing FINISHED is left to report on.
+    """
+    uri = connect(tracking, launch_dir)
+    experiment_id = _experiment_id(experiment_name, uri)
+    query = ""
+    if parent_run_id:
+        _check_parent(parent_run_id, experiment_id, experiment_name)
+        query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    found = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
+                               order_by=["attributes.start_time ASC"])
+    training = [r for r in found if r.data.tags.get(KIND_TAG) in (None, "training")]
+    not_finished: dict[str, int] = {}
+    for run in training:
+        if run.info.status != "FINISHED":
+            not_finished[run.info.status] = not_finished.get(run.info.status, 0) + 1
+    finished = [r for r in training if r.info.status == "FINISHED"]
+    if not finished:
+        scope = f"sweep {parent_run_id}" if parent_run_id else f"experiment {experiment_name!r}"
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(not_finished.items()))
+        raise UserError(f"{scope} has no FINISHED training runs ({counts or 'no runs at all'})"
+                        " to report on: train some first (alexnet-exp -m ...)")
+    client = mlflow.MlflowClient()
+    runs = [_as_training_run(client, r) for r in finished]
+    return RunSelection(experiment_id, runs, not_finished)
+
+
+def log_report(experiment_id: str, files: list[Path], parent_run_id: str | None = None,
+               artifact_path: str = "report") -> str:
+    """Attach the report's files to the sweep parent run, or else to a new ``report`` run.
+
+    The new run is tagged ``alexnet_exp.kind=report``, which keeps it out of later reports.
+    Returns the id of the run the files went to.
+    """
+    client = mlflow.MlflowClient()
+    run_id = parent_run_id
+    if run_id is None:
+        run = client.create_run(experiment_id, run_name="report", tags={KIND_TAG: REPORT_KIND})
+        run_id = run.info.run_id
+    try:
+        for path in files:
+            client.log_artifact(run_id, str(path), artifact_path)
+    except BaseException:
+        if parent_run_id is None:
+            client.set_terminated(run_id, "FAILED")
+        raise
+    if parent_run_id is None:
+        client.set_terminated(run_id, "FINISHED")
+    return run_id
