@@ -243,3 +243,22 @@ def test_unusable_tracking_store_fails_before_training(tmp_path, tiny_data):
     assert "MLflow tracking store http://127.0.0.1:9 is not usable" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "outputs" / "run" / "tensorboard").exists()
+
+
+@pytest.mark.slow
+def test_credentials_in_urls_are_never_logged(tmp_path, tiny_data):
+    secret_url = "https://alice:s3cr3t-token@example.com/flowers.tgz"
+    result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+                 "trainer.epochs=1", "tracking.log_model=false", f"data.url={secret_url}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    assert run.data.params["data.url"] == "https://***@example.com/flowers.tgz"
+    logged = [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]
+    artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
+                                                         artifact_path="config",
+                                                         dst_path=str(tmp_path / "dl")))
+    files = {p.name: p.read_text() for p in artifacts.rglob("*") if p.is_file()}
+    assert "***@example.com" in files["resolved.yaml"]
+    assert "***@example.com" in files["overrides.yaml"]  # Hydra's own record of the command
+    assert not [text for text in [*logged, *files.values()] if "s3cr3t" in text]

@@ -21,7 +21,7 @@ from alexnet_exp.tracking.reports import (
     find_training_runs,
     log_report,
 )
-from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, resolve_tracking_uri
+from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, redact, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
     PARENT_RUN_ENV,
     end_sweep_parent,
@@ -42,6 +42,7 @@ __all__ = [
     "experiment_name_of",
     "finished_run_with_hash",
     "flatten",
+    "redact",
     "git_commit",
     "load_model_bundle",
     "log_artifact_to_run",

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import warnings
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -38,6 +39,15 @@ def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
         raise UserError(f"no MLflow store at {store / 'mlflow.db'}: run from the folder you"
                         " trained in, or pass tracking.uri=...")
     return f"sqlite:///{store / 'mlflow.db'}", store / "artifacts"
+
+
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``https://user:token@host`` -> ``https://***@host``: what is logged must not hold secrets
+    (a tracking URI with credentials can reach params, tags, run names and the config files)."""
+    return CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -85,7 +95,8 @@ class Tracker:
             mlflow.search_experiments(max_results=1)
         except Exception as exc:  # MLflow raises many types for a bad store or a dead server
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"MLflow tracking store {self.uri} is not usable: {reason[:300]}"
+            raise UserError(f"MLflow tracking store {redact(self.uri)} is not usable:"
+                            f" {redact(reason)[:300]}"
                             " (check tracking.uri / MLFLOW_TRACKING_URI)") from exc
 
     def _experiment_id(self) -> str:
@@ -105,14 +116,15 @@ class Tracker:
 
     def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
         self.experiment_id = self._experiment_id()
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name,
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=redact(run_name),
                                parent_run_id=parent_run_id,
-                               tags={k: v for k, v in tags.items() if v is not None})
+                               tags={k: redact(v) for k, v in tags.items() if v is not None})
         self.run_id = run.info.run_id
         return self.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
-        mlflow.log_params({k: "null" if v is None else v for k, v in flatten(params).items()})
+        mlflow.log_params({k: "null" if v is None else redact(str(v))
+                           for k, v in flatten(params).items()})
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         mlflow.log_metrics(metrics, step=epoch)
@@ -124,7 +136,7 @@ class Tracker:
         mlflow.set_tags(tags)
 
     def log_text(self, text: str, path: str) -> None:
-        mlflow.log_text(text, path)
+        mlflow.log_text(redact(text), path)
 
     def log_dict(self, data: dict, path: str) -> None:
         mlflow.log_dict(data, path)
@@ -133,8 +145,16 @@ class Tracker:
         mlflow.log_figure(figure, path)
 
     def log_artifacts(self, local_dir: Path, path: str | None = None) -> None:
-        if Path(local_dir).is_dir():
-            mlflow.log_artifacts(str(local_dir), path)
+        """Log a folder of text files (Hydra's ``.hydra/``) with credentials redacted."""
+        if not Path(local_dir).is_dir():
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            for source in Path(local_dir).rglob("*"):
+                if source.is_file():
+                    target = Path(tmp) / source.relative_to(local_dir)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(redact(source.read_text(errors="replace")))
+            mlflow.log_artifacts(tmp, path)
 
     def log_dataset(self, files: list[str], labels: list[str], splits: list[str], root: str,
                     name: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import mlflow
 
 from alexnet_exp.config import TrackingConfig
-from alexnet_exp.tracking.runs import Tracker
+from alexnet_exp.tracking.runs import Tracker, redact
 
 # Sweeps: one parent run per multirun, found again by its key when the same sweep is rerun.
 PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"  # not MLFLOW_RUN_ID: that would override the parent
@@ -28,10 +28,10 @@ def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[st
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "sweep_dir", sweep_dir)
         return run_id
-    name = "sweep " + (" ".join(overrides) or "(defaults)")
-    run = client.create_run(experiment_id, run_name=name[:250],
+    shown = redact(" ".join(overrides))
+    run = client.create_run(experiment_id, run_name=f"sweep {shown or '(defaults)'}"[:250],
                             tags={"alexnet_exp.kind": "sweep", "alexnet_exp.sweep_key": key,
-                                  "sweep_overrides": " ".join(overrides), "sweep_dir": sweep_dir})
+                                  "sweep_overrides": shown, "sweep_dir": sweep_dir})
     return run.info.run_id
 
 
