@@ -27,15 +27,16 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 register_configs()
 
 
-def fail(message: str, program: str = "alexnet-exp") -> None:
+def fail(message: str, program: str = "alexnet-exp", code: int = 2,
+         status: str = "FAILED") -> None:
     """One line, exit 2; inside a sweep the parent run is closed as FAILED first."""
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     parent = os.environ.get("ALEXNET_EXP_PARENT_RUN_ID")
     if parent:
         from alexnet_exp import tracking
 
-        tracking.end_sweep_parent(parent, "FAILED")
-    sys.exit(2)
+        tracking.end_sweep_parent(parent, status)
+    sys.exit(code)
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
@@ -66,6 +67,8 @@ def _train(cfg: DictConfig) -> float | None:
         summary = runner.run(experiment, ctx)
     except UserError as exc:
         fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted (Ctrl-C); the MLflow run is marked KILLED", code=130, status="KILLED")
     if summary is None or isinstance(summary, runner.SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
     (output_dir / "summary.json").write_text(runner.summary_json(summary))

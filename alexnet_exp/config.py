@@ -115,6 +115,7 @@ class TrainerConfig:
     verbose: int = 1
     tensorboard: bool = True
     checkpoint: bool = True
+    resume: bool = True  # rerunning a killed run's command continues it from its last epoch
     threads: str = "auto"  # intra-op threads: "auto" = cores / parallel sweep jobs, or a number
     inter_op_threads: int = 0
 

@@ -83,13 +83,16 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     from alexnet_exp.model import build_alexnet
     from alexnet_exp.sources import resolve_data_dir
 
-    tracker = None
+    tracker, point = None, None
     if not cfg.dry_run:
         from alexnet_exp.tracking import Tracker
 
         tracker = Tracker(cfg.tracking, ctx.launch_dir)
         tracker.check()  # a dead store fails here, not after training
-    policy = train.configure_runtime(cfg.trainer, cfg.seed, ctx.parallel_jobs)
+        point = _resume_point(cfg, ctx, digest)
+    # A resumed run draws fresh dropout/augmentation randomness for the epochs it has left.
+    seed = cfg.seed + (point.epoch if point else 0)
+    policy = train.configure_runtime(cfg.trainer, seed, ctx.parallel_jobs)
     root = resolve_data_dir(cfg.data)
     datasets = make_datasets(
         cfg.data, cfg.augment, root, cfg.model.input_size, cfg.trainer.batch_size, cfg.seed,
@@ -103,9 +106,12 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
         print(f"total parameters: {model.count_params():,} (dry run: nothing trained or logged)")
         return None
 
+    from alexnet_exp.resume import restore_model
     from alexnet_exp.tracking import git_commit
 
     train.compile_model(model, cfg.optimizer, cfg.trainer)
+    if point and point.epoch:
+        model = restore_model(point)  # weights and optimizer state of the last epoch
     tracker.start(
         cfg.tracking.run_name or run_name_for(ctx.overrides),
         tags={
@@ -116,19 +122,46 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
             "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
             "data_root": str(root),
             "alexnet_exp.config_hash": digest,
+            "checkpoint_dir": str(point.directory) if point else None,
         },
         parent_run_id=parent_run_id,
+        resume_run_id=point.run_id if point else None,
     )
     try:
-        summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train)
+        summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train, point)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
+        if point and point.epoch:
+            print(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
+                  f" {point.directory}: run the same command again to resume", flush=True)
         raise
     except BaseException as exc:
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
         raise
     tracker.end("FINISHED")
     return summary
+
+
+def _resume_point(cfg: ExperimentConfig, ctx: JobContext, digest: str):
+    """Where this job starts: a killed run of the same config (``trainer.resume``), else a new
+    checkpoint folder in the job's output dir; None when ``trainer.checkpoint=false``."""
+    if not cfg.trainer.checkpoint:
+        return None
+    from alexnet_exp import resume, tracking
+
+    if cfg.trainer.resume:
+        for run_id, folder in tracking.unfinished_runs_with_hash(
+                cfg.tracking.experiment_name, digest):
+            directory = Path(folder)
+            if directory.is_dir() and resume.claim(directory):  # its process is gone
+                point = resume.read_point(directory, run_id) or resume.ResumePoint(run_id,
+                                                                                   directory)
+                print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
+                      f" (trainer.resume=false starts afresh)", flush=True)
+                return point
+    fresh = ctx.output_dir / "checkpoints"
+    resume.claim(fresh)
+    return resume.ResumePoint(None, fresh)
 
 
 def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | SkippedJob | None:
@@ -147,16 +180,11 @@ def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | 
     return parent
 
 
-def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> RunSummary:
+def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text) -> None:
+    """What a run records before training: config, model summary, classes, data set."""
     import numpy as np
-    from sklearn.metrics import classification_report, confusion_matrix
 
-    from alexnet_exp import plots
-    from alexnet_exp.errors import UserError
-    from alexnet_exp.model import as_float32
-
-    params = asdict(cfg)
-    tracker.log_params(params)
+    tracker.log_params(asdict(cfg))
     tracker.log_metrics({"parameters": model.count_params()})
     tracker.log_text(ctx.config_yaml, "config/resolved.yaml")
     if ctx.hydra_dir:
@@ -173,8 +201,31 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train) -> R
         datasets.report.root, name=Path(datasets.report.root).name,
     )
 
+
+def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
+                   point=None) -> RunSummary:
+    import numpy as np
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from alexnet_exp import plots
+    from alexnet_exp.errors import UserError
+    from alexnet_exp.model import as_float32
+
+    if point and point.run_id:  # a resumed run has its params and inputs already
+        tracker.replay_epochs(point.history)
+    else:
+        _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text)
+    names = datasets.class_names
+
     result = train.fit(model, datasets.train, datasets.val, len(datasets.train_files),
-                       cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch)
+                       cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point)
+    if result.non_finite_at:
+        epoch, step = result.non_finite_at
+        tracker.set_tags({"failure_reason": "nan_loss", "nan_epoch": str(epoch),
+                          "nan_step": str(step)})
+        kept = f"; the best epoch so far is in {result.checkpoint}" if result.checkpoint else ""
+        raise UserError(f"training diverged: the loss became NaN/Inf in epoch {epoch}, step"
+                        f" {step}{kept}. Lower optimizer.learning_rate or use norm=bn")
     losses = [h.get("loss", math.nan) for h in result.history]
     if not result.history or not all(math.isfinite(v) for v in losses):
         tracker.set_tags({"failure_reason": "nan_loss"})

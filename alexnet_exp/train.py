@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
+from alexnet_exp.resume import COUNTERS, EpochCheckpoint, ResumePoint
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -96,13 +97,32 @@ class TargetValAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class EpochReporter(keras.callbacks.Callback):
-    """Adds lr, epoch seconds and images/s to each epoch's logs, then hands them on."""
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is NaN or Inf, and remember where (epoch, step)."""
 
-    def __init__(self, train_size: int, on_epoch_end: Callable[[int, dict], None] | None):
+    def __init__(self):
+        super().__init__()
+        self.epoch, self.where = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.where = (self.epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Adds lr, epoch seconds and images/s to each epoch's logs, checkpoints, then logs them."""
+
+    def __init__(self, train_size: int, on_epoch_end: Callable[[int, dict], None] | None,
+                 history: list[dict] | None = None):
         super().__init__()
         self.train_size, self.hook = train_size, on_epoch_end
-        self.history: list[dict] = []
+        self.history: list[dict] = list(history or [])  # a resumed run's earlier epochs
+        self.saver: EpochCheckpoint | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -115,7 +135,9 @@ class EpochReporter(keras.callbacks.Callback):
                        images_per_second=self.train_size / max(seconds, 1e-9))
         self.history.append(metrics)
         if not all(math.isfinite(v) for v in metrics.values()):
-            return  # TerminateOnNaN stops the run; a NaN is not a metric worth logging
+            return  # training stops on a NaN; it is neither a checkpoint nor a metric
+        if self.saver:
+            self.saver.save(epoch + 1, self.history)  # first the checkpoint, then the log
         if self.hook:
             self.hook(epoch + 1, metrics)
 
@@ -128,6 +150,7 @@ class FitResult:
     seconds: float
     stopped_early: bool
     checkpoint: Path | None = None
+    non_finite_at: tuple[int, int] | None = None  # (epoch, step) where the loss became NaN/Inf
     notes: list[str] = field(default_factory=list)
 
 
@@ -139,10 +162,16 @@ def fit(
     trainer: TrainerConfig,
     output_dir: Path,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    point: ResumePoint | None = None,
 ) -> FitResult:
-    """Train; leave the model holding the weights of its best validation epoch."""
-    reporter = EpochReporter(train_size, on_epoch_end)
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    """Train; leave the model holding the weights of its best validation epoch.
+
+    With a ``point`` every completed epoch is checkpointed into ``point.directory``, and a
+    point taken from a killed run continues from its epoch (``model`` must be restored from it).
+    """
+    reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
+    guard = StopOnNonFiniteLoss()
+    callbacks: list[keras.callbacks.Callback] = [guard]
     if trainer.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=trainer.reduce_lr_factor,
@@ -154,7 +183,7 @@ def fit(
         callbacks.append(TargetValAccuracy(trainer.target_val_accuracy))
     checkpoint = None
     if trainer.checkpoint:
-        checkpoint = output_dir / "checkpoints" / "best.weights.h5"
+        checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(keras.callbacks.ModelCheckpoint(
             str(checkpoint), monitor="val_accuracy", mode="max", save_best_only=True,
@@ -163,10 +192,15 @@ def fit(
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=str(output_dir / "tensorboard"), profile_batch=0))
     callbacks.append(reporter)
+    if point is not None:
+        reporter.saver = EpochCheckpoint(point, [c for c in callbacks
+                                                 if type(c).__name__ in COUNTERS])
+        callbacks.append(reporter.saver)  # last: restores counters after the others reset
 
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
-              verbose=trainer.verbose, shuffle=False)  # the pipeline shuffles, seeded
+              verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
+              initial_epoch=point.epoch if point else 0)
     seconds = time.perf_counter() - started
     history = reporter.history
     val_acc = [h.get("val_accuracy", float("nan")) for h in history]
@@ -180,6 +214,7 @@ def fit(
         seconds=seconds,
         stopped_early=len(history) < trainer.epochs,
         checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None,
+        non_finite_at=guard.where,
     )
 
 

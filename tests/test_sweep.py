@@ -65,7 +65,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_jobs_and_reruns_a_job_killed_mid_run(tmp_path, tiny_data):
+def test_rerun_skips_finished_jobs_and_resumes_a_job_killed_mid_run(tmp_path, tiny_data):
     sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=6",
              "tracking.log_model=false", "seed=1,2", f"hydra.sweep.dir={tmp_path}/multirun"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -97,6 +97,7 @@ def test_rerun_skips_finished_jobs_and_reruns_a_job_killed_mid_run(tmp_path, tin
     finished = [r for r in children if r.info.status == "FINISHED"]
     assert sorted(r.data.params["seed"] for r in finished) == ["1", "2"]
     rerun = next(r for r in finished if r.data.params["seed"] == "2")
-    assert rerun.info.run_id != killed["2"].info.run_id
+    assert rerun.info.run_id == killed["2"].info.run_id  # continued from its checkpoint
+    assert "resuming MLflow run " + rerun.info.run_id in again.stdout
     steps = [m.step for m in client.get_metric_history(rerun.info.run_id, "loss")]
-    assert steps == [1, 2, 3, 4, 5, 6]
+    assert steps == [1, 2, 3, 4, 5, 6]  # every epoch exactly once

@@ -29,6 +29,7 @@ from alexnet_exp.tracking.sweeps import (
     run_metric,
     start_sweep_parent,
     tag_best_child,
+    unfinished_runs_with_hash,
 )
 
 __all__ = [
@@ -53,4 +54,5 @@ __all__ = [
     "run_metric",
     "start_sweep_parent",
     "tag_best_child",
+    "unfinished_runs_with_hash",
 ]

@@ -114,13 +114,26 @@ class Tracker:
         except MlflowException:  # a parallel job created it first
             return mlflow.get_experiment_by_name(name).experiment_id
 
-    def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
-        self.experiment_id = self._experiment_id()
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=redact(run_name),
-                               parent_run_id=parent_run_id,
-                               tags={k: redact(v) for k, v in tags.items() if v is not None})
-        self.run_id = run.info.run_id
+    def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None,
+              resume_run_id: str | None = None) -> str:
+        """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again."""
+        tags = {k: redact(v) for k, v in tags.items() if v is not None}
+        if resume_run_id:
+            run = mlflow.start_run(run_id=resume_run_id)
+            mlflow.set_tags(tags)
+        else:
+            run = mlflow.start_run(experiment_id=self._experiment_id(),
+                                   run_name=redact(run_name), parent_run_id=parent_run_id,
+                                   tags=tags)
+        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
         return self.run_id
+
+    def replay_epochs(self, history: list[dict]) -> None:
+        """Log the checkpointed epochs the store misses (a kill between checkpoint and log)."""
+        logged = {m.step for m in mlflow.MlflowClient().get_metric_history(self.run_id, "loss")}
+        for epoch, metrics in enumerate(history, start=1):
+            if epoch not in logged:
+                mlflow.log_metrics(metrics, step=epoch)
 
     def log_params(self, params: dict[str, Any]) -> None:
         mlflow.log_params({k: "null" if v is None else redact(str(v))

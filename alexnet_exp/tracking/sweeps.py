@@ -51,6 +51,19 @@ def finished_run_with_hash(experiment_name: str, config_hash: str) -> str | None
     return runs[0].info.run_id if runs else None
 
 
+def unfinished_runs_with_hash(experiment_name: str, config_hash: str) -> list[tuple[str, str]]:
+    """``(run_id, checkpoint_dir)`` of this config's RUNNING or KILLED runs, newest first: the
+    runs a rerun of the same command may continue (FAILED ones failed for a reason)."""
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment.experiment_id], f"tags.`alexnet_exp.config_hash` = '{config_hash}'",
+        order_by=["attributes.start_time DESC"])
+    return [(r.info.run_id, r.data.tags["checkpoint_dir"]) for r in runs
+            if r.info.status in ("RUNNING", "KILLED") and r.data.tags.get("checkpoint_dir")]
+
+
 def run_metric(run_id: str, name: str) -> float | None:
     """The latest value of a run's metric (None when it was never logged)."""
     return mlflow.MlflowClient().get_run(run_id).data.metrics.get(name)

@@ -1,0 +1,111 @@
+"""Pick a killed run up where it stopped: a checkpoint after every completed epoch.
+
+After each epoch the model (weights and optimizer state, so momentum and a reduced learning
+rate survive), the history so far and the counters of the callbacks that watch epochs (best
+val accuracy, plateau and early-stopping patience) are written to the run's checkpoint folder.
+``state.json`` is the commit point: the model goes to a new file first, then ``state.json``
+(written to a temporary name and renamed) starts naming it, then the old model file goes. A
+kill at any instant leaves a consistent pair from the last completed epoch.
+
+A lock file held while a job trains tells a crashed run (lock free: resume it) from one still
+training in another process (lock held: leave it alone).
+"""
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+
+STATE = "state.json"
+LOCK = ".lock"
+# Callback attributes that carry across epochs; Keras resets them in on_train_begin.
+COUNTERS = {
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+    "EarlyStopping": ("wait", "best", "best_epoch"),
+    "ModelCheckpoint": ("best",),
+}
+_held_locks: list[int] = []  # open lock files, released when the process ends (or is killed)
+
+
+@dataclass
+class ResumePoint:
+    """Where a run stopped: its MLflow run, its checkpoint folder, its last completed epoch."""
+
+    run_id: str | None
+    directory: Path
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    counters: dict[str, dict] = field(default_factory=dict)
+    model_file: str | None = None
+
+
+def claim(directory: Path) -> bool:
+    """Take the folder's lock for this process's lifetime; False if another process holds it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held_locks.append(fd)
+    return True
+
+
+def read_point(directory: Path, run_id: str | None) -> ResumePoint | None:
+    """The last completed epoch checkpointed in ``directory``, or None if there is none."""
+    try:
+        state = json.loads((directory / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (directory / state["model_file"]).exists():
+        return None
+    return ResumePoint(run_id, directory, state["epoch"], state["history"], state["counters"],
+                       state["model_file"])
+
+
+def restore_model(point: ResumePoint) -> keras.Model:
+    """The checkpointed model, compiled, with its optimizer state (safe_mode stays on)."""
+    import alexnet_exp.model  # noqa: F401  (registers LocalResponseNormalization)
+
+    return keras.models.load_model(point.directory / point.model_file, safe_mode=True)
+
+
+def _plain(value):
+    return float(value) if hasattr(value, "__float__") else value
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Restores the watched callbacks' counters at the start and saves after every epoch.
+
+    :meth:`save` is called by the epoch reporter once the epoch's metrics are complete and
+    before they are logged, so a checkpoint never lags behind what the tracking store shows.
+    """
+
+    def __init__(self, point: ResumePoint, watched: list[keras.callbacks.Callback]):
+        super().__init__()
+        self.point, self.watched = point, watched
+
+    def on_train_begin(self, logs=None):
+        for callback in self.watched:
+            for attr, value in self.point.counters.get(type(callback).__name__, {}).items():
+                setattr(callback, attr, value)
+
+    def save(self, epoch: int, history: list[dict]) -> None:
+        directory = self.point.directory
+        model_file = f"epoch-{epoch:04d}.keras"
+        self.model.save(directory / model_file)
+        counters = {type(c).__name__: {a: _plain(getattr(c, a, None)) for a in attrs}
+                    for c in self.watched if (attrs := COUNTERS.get(type(c).__name__))}
+        state = {"epoch": epoch, "history": history, "counters": counters,
+                 "model_file": model_file}
+        tmp = directory / f".{STATE}.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, directory / STATE)  # the commit point
+        previous = self.point.model_file
+        if previous and previous != model_file:
+            (directory / previous).unlink(missing_ok=True)
+        self.point.model_file, self.point.epoch = model_file, epoch

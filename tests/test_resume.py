@@ -1,0 +1,137 @@
+"""Nothing lost: a killed run continues where it stopped; Ctrl-C and NaN end runs cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from test_cli import TINY_MODEL, cli, runs_of, store
+from test_sweep import wait_for
+
+from alexnet_exp import resume, train
+from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
+from alexnet_exp.model import build_alexnet
+
+RUN = ["data=folder", *TINY_MODEL, "tracking.log_model=false", "trainer.verbose=2"]
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    return subprocess.Popen([exe, *args, f"hydra.run.dir={tmp_path}/outputs/first"],
+                            cwd=tmp_path, env=env, start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def epochs_logged(client) -> int:
+    exp = client.get_experiment_by_name("alexnet-exp")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return len(client.get_metric_history(runs[0].info.run_id, "loss")) if runs else 0
+
+
+@pytest.mark.slow
+def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
+        tmp_path, tiny_data):
+    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=4"]
+    process = start(tmp_path, *args)
+    client = store(tmp_path)
+    try:
+        wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    (killed,) = runs_of(client)
+    assert killed.info.status == "RUNNING"
+    state = json.loads((Path(killed.data.tags["checkpoint_dir"]) / "state.json").read_text())
+    assert state["epoch"] >= 2
+
+    again = cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id} after epoch {state['epoch']}" in again.stdout
+    (run,) = runs_of(client)  # the same run, not a second one
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    for metric in ("loss", "val_accuracy", "lr"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+        assert steps == [1, 2, 3, 4], metric  # each epoch exactly once, all of them
+    assert run.data.metrics["epochs_run"] == 4
+    assert len(client.get_metric_history(run.info.run_id, "parameters")) == 1
+
+
+@pytest.mark.slow
+def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
+    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=30"]
+    process = start(tmp_path, *args)
+    client = store(tmp_path)
+    try:
+        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, output[-3000:]
+    assert "run the same command again to resume" in output
+    assert "Traceback" not in output
+    (run,) = runs_of(client)
+    assert run.info.status == "KILLED"
+    assert resume.read_point(Path(run.data.tags["checkpoint_dir"]), run.info.run_id).epoch >= 1
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
+    result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=3", "optimizer=sgd",
+                 "optimizer.learning_rate=1e12", "norm=none")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "training diverged: the loss became NaN/Inf in epoch 1, step" in result.stderr
+    assert "Traceback" not in result.stderr
+    (run,) = runs_of(store(tmp_path))
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "nan_loss"
+    assert run.data.tags["nan_epoch"] == "1" and int(run.data.tags["nan_step"]) >= 1
+
+
+def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
+    cfg = ModelConfig(name="t", input_size=67, filters=[4, 4, 4, 4, 4], fc_units=[8, 8])
+    trainer = TrainerConfig(epochs=2, batch_size=4, verbose=0, tensorboard=False,
+                            reduce_lr_patience=1, early_stopping_patience=5)
+    model = build_alexnet(cfg, 2)
+    train.compile_model(model, OptimizerConfig(), trainer)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (8, 67, 67, 3)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 2, 8), 2)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    point = resume.ResumePoint(None, tmp_path / "ckpt")
+    result = train.fit(model, ds, ds, 8, trainer, tmp_path, point=point)
+    saved = resume.read_point(tmp_path / "ckpt", "run")
+    assert saved.epoch == 2 and len(saved.history) == 2 == len(result.history)
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*")) == ["epoch-0002.keras"]
+    assert set(saved.counters) == {"ReduceLROnPlateau", "EarlyStopping", "ModelCheckpoint"}
+    restored = resume.restore_model(saved)
+    assert int(restored.optimizer.iterations) == 4  # 2 epochs x 2 steps: momentum survives
+    momentum = [v for v in restored.optimizer.variables if "momentum" in v.path]
+    assert momentum and any(np.abs(np.asarray(v)).sum() > 0 for v in momentum)
+    # A second fit from the point continues the epoch count and the history.
+    more = train.fit(restored, ds, ds, 8, TrainerConfig(**{**trainer.__dict__, "epochs": 3}),
+                     tmp_path, point=saved)
+    assert len(more.history) == 3 and resume.read_point(tmp_path / "ckpt", "run").epoch == 3
+
+
+def test_a_folder_locked_by_a_live_process_is_not_claimed_twice(tmp_path):
+    code = ("import sys, time; from pathlib import Path; from alexnet_exp import resume;"
+            "print(resume.claim(Path(sys.argv[1])), flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], text=True,
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert resume.claim(tmp_path) is False  # alive elsewhere: leave its run alone
+    finally:
+        holder.kill()
+        holder.wait()
+    assert resume.claim(tmp_path) is True  # its process is gone: the lock went with it
