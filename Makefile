@@ -7,7 +7,10 @@ STORE  := $(CURDIR)/mlruns
 PORT   ?= 5000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup train test test-fast lint ui clean-runs
+.PHONY: setup train test test-fast lint ui clean-runs browser
+
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+BROWSER_PKGS ?= chromium chromium-driver
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +23,7 @@ setup: $(STAMP)
 train: setup
 	$(BIN)/alexnet-exp experiment=demo
 
-test: setup lint
+test: setup lint browser
 	$(BIN)/python -m pytest -q -ra --durations=10
 
 test-fast: setup
@@ -32,6 +35,14 @@ lint: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
 	  --default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+
+# Headless Chromium for tests/test_ui_browser.py; if it cannot be installed that test skips.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { echo "installing headless Chromium (Debian: $(BROWSER_PKGS)) for the UI test"; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BROWSER_PKGS) >/dev/null; } || \
+	  echo "warning: could not install $(BROWSER_PKGS); tests/test_ui_browser.py will skip" >&2
 
 clean-runs:
 	rm -rf $(STORE)/mlflow.db $(STORE)/artifacts outputs multirun
