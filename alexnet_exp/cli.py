@@ -6,6 +6,7 @@ and exit code 2, before any MLflow run is started when it can be caught that ear
 
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -84,8 +85,45 @@ def parallel_jobs(hydra_cfg) -> int:
     return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
 
 
+def composition_error(exc: Exception) -> str:
+    """Hydra's multi-line composition error as one line: the key, the value, what is allowed."""
+    text = str(exc)
+    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if missing:
+        group, option = missing.groups()
+        choices = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
+        return f"{group}={option} is not an option of {group}: choose one of {', '.join(choices)}"
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        return f"{key} is not a key of the config (alexnet-exp --cfg job lists every key)"
+    cause = exc.__cause__
+    override = re.search(r"Error merging override (\S+)", text)
+    if override and cause is not None:
+        return f"{override.group(1)}: {str(cause).splitlines()[0]}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and not line.startswith("See https://")]
+    return f"cannot parse the command line ({'; '.join(lines)}): write overrides as key=value"
+
+
+def preflight(args: list[str]) -> None:
+    """Compose a single run's config before Hydra does, so a mistyped key, value or option is
+    one line and exit 2 (Hydra prints several lines and exits 1). Sweeps are left to Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    if any(a.startswith("-") for a in args):  # -m, --cfg, --help, ...: Hydra's own business
+        return
+    try:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            compose(config_name="config", overrides=args)
+    except HydraException as exc:
+        fail(f"config: {composition_error(exc)}")
+
+
 def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
+    preflight(sys.argv[1:])
     _train()
 
 

@@ -178,12 +178,35 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_option_gets_hydras_list_of_choices(tmp_path):
+def test_unknown_option_gets_hydras_list_of_choices_in_one_line(tmp_path):
     result = cli(tmp_path, "norm=groupnorm")
-    assert result.returncode != 0
-    assert "Could not find 'norm/groupnorm'" in result.stderr
-    for option in ("bn", "lrn", "none"):
-        assert option in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "alexnet-exp: error: config: norm=groupnorm is not an option of norm:"
+        " choose one of bn, lrn, none")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.batch_size=many", "trainer.batch_size=many: Value 'many' of type 'str' could"
+                                    " not be converted to Integer"),
+        ("trainer.epochs=1.5", "trainer.epochs=1.5: Value '1.5' of type 'float'"),
+        ("model.filters=[8,x]", "model.filters=[8,x]: Value 'x' of type 'str'"),
+        ("optimizer=rmsprop", "optimizer=rmsprop is not an option of optimizer: choose one of"
+                              " adam, sgd"),
+        ("trainer.epoch=3", "trainer.epoch is not a key of the config"),
+        ("model.kernels=[11,5", "cannot parse the command line"),
+        ("model.pool=average", "model.pool='average' is not one of overlapping, non_overlapping"),
+        ("trainer.threads=0", "trainer.threads='0' must be auto or a whole number >= 1"),
+    ],
+)
+def test_mistyped_keys_values_and_options_exit_2_with_one_line(tmp_path, override, message):
+    result = cli(tmp_path, "data=folder", "data.dir=/nowhere", override)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("alexnet-exp: error: config: ") and message in line
+    assert not (tmp_path / "mlruns").exists()  # no run started, so none is left RUNNING
 
 
 def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
