@@ -1,16 +1,16 @@
 """Find and check the images of a class-folder tree, split them, and build the tf.data pipeline.
 
-Every image is decoded once with Pillow before training (results cached per file size and
-mtime), so a corrupt file is skipped and listed in the data report instead of killing an
-epoch halfway. The pipeline decodes in parallel, caches the resized uint8 images before any
-random op (so every epoch draws fresh crops from the cache), then augments, batches and
-prefetches.
+Every image is decoded once before training by the decoder the pipeline uses (the result and
+a hash of the bytes are cached per file size and mtime), so a corrupt file is skipped and
+listed in the data report instead of killing an epoch halfway; :mod:`alexnet_exp.checks`
+says why. The pipeline decodes in parallel, caches the resized uint8 images before any random
+op (so every epoch draws fresh crops from the cache), then augments, batches and prefetches.
 """
 
 import hashlib
 import json
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,12 +19,17 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp import augment
+from alexnet_exp.checks import (
+    PERMISSION_DENIED,
+    check_image,
+    decode_pixels,
+    file_digest,
+    list_files,
+)
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES, cache_root
 
-# Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
-DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
 SHUFFLE_BUFFER = 2048
 
 
@@ -39,6 +44,9 @@ class DataReport:
     ignored: list[str] = field(default_factory=list)
     train_size: int = 0
     val_size: int = 0
+    # Groups of byte-identical files filed under different classes: a labelling error, so
+    # every copy is left out (which label would be right?). Copies within a class are kept.
+    duplicates: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +61,12 @@ class DataReport:
             f"  skipped {len(self.skipped)} unreadable images",
         ]
         lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        if self.duplicates:
+            lines.append(
+                f"  WARNING: {sum(map(len, self.duplicates))} files are the same image in"
+                " different classes (a labelling error); left out:"
+            )
+            lines += ["    " + " = ".join(group) for group in self.duplicates]
         return "\n".join(lines)
 
 
@@ -69,46 +83,49 @@ class Datasets:
     lighting: augment.LightingBasis | None = None
 
 
-def check_image(path: str) -> str | None:
-    """Why ``path`` cannot be trained on, or None when Pillow decodes it as a readable format."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if image.format not in DECODABLE_FORMATS:
-                return f"format {image.format} is not JPEG, PNG, BMP or GIF"
-            if image.format == "BMP" and image.mode not in ("RGB", "RGBA", "L"):
-                # TF's BMP decoder cannot read 1-bit BMPs and reads palette indices as grey.
-                return f"{image.mode}-mode BMP: TensorFlow cannot decode it faithfully; save as RGB"
-            image.load()
-    except Exception as exc:  # Pillow raises many types for bad bytes
-        return f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]
-    return None
+def _inspect(path: str) -> list:
+    reason = check_image(path)
+    return [reason, None if reason else file_digest(path)]
 
 
-def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, str | None]:
-    """Run :func:`check_image` on files not seen before (keyed by size and mtime)."""
+def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, list]:
+    """``[reason, digest]`` per file, running :func:`check_image` only on files not seen before.
+
+    The cache is keyed by size and mtime. Its entries were ``[size, mtime, reason]`` before
+    the digest was added: such an entry is checked again once. Readability is asked afresh
+    every time, as chmod does not change the mtime.
+    """
     store = cache_root() / "checks" / (hashlib.sha1(str(root).encode()).hexdigest() + ".json")
     try:
         known = json.loads(store.read_text())
     except (OSError, ValueError):
         known = {}
-    stamps = {}
+    stamps, result = {}, {}
     for p in paths:
-        st = Path(p).stat()
+        try:
+            st = Path(p).stat()
+        except OSError as exc:
+            result[p] = [f"cannot read: {exc.strerror or exc}", None]
+            continue
+        if not os.access(p, os.R_OK):
+            result[p] = [PERMISSION_DENIED, None]
+            continue
         stamps[p] = [st.st_size, st.st_mtime_ns]
-    todo = [p for p in paths if known.get(p, [None, None])[:2] != stamps[p]]
+        entry = known.get(p, [])
+        if entry[:2] == stamps[p] and len(entry) == 4:
+            result[p] = entry[2:]
+    todo = [p for p in stamps if p not in result]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for p, reason in zip(todo, pool.map(check_image, todo), strict=True):
-            known[p] = [*stamps[p], reason]
+        for p, checked in zip(todo, pool.map(_inspect, todo), strict=True):
+            known[p], result[p] = [*stamps[p], *checked], checked
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs write too
-        tmp.write_text(json.dumps({p: known[p] for p in paths}))
+        tmp.write_text(json.dumps({p: known[p] for p in stamps}))
         tmp.replace(store)
     except OSError:
         pass  # a read-only cache only costs a re-check next time
-    return {p: known[p][2] for p in paths}
+    return result
 
 
 def scan_folder(
@@ -116,28 +133,43 @@ def scan_folder(
 ) -> tuple[list[str], np.ndarray, DataReport]:
     """Usable image paths, integer labels (index into sorted class names) and the report.
 
-    Training needs two classes; a test set may hold one (``min_classes=1``).
+    Training needs two classes; a test set may hold one (``min_classes=1``). Every problem
+    that would otherwise surface mid-epoch is raised here, before anything is trained.
     """
+    layout = "(layout: <data.dir>/<class name>/<image files>)"
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
+                        f" {layout}")
     class_dirs = sorted(
         (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
         key=lambda d: d.name,
     )
     if len(class_dirs) < min_classes or not class_dirs:
+        found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
         raise DataError(
-            f"{root} has {len(class_dirs)} class folder(s); need at least {min_classes}"
-            " (layout: <data.dir>/<class name>/<image files>)"
+            f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
+            f" put each class's images in its own sub-folder {layout}"
         )
     class_names = [d.name for d in class_dirs]
-    candidates, ignored = [], []
+    others = {root.resolve()} | {d.resolve() for d in class_dirs}
+    candidates, ignored, problems = [], [], []
     for label, folder in enumerate(class_dirs):
-        files = sorted(f for f in folder.rglob("*") if f.is_file())
+        files, unfollowed = list_files(folder, others - {folder.resolve()})
+        problems += unfollowed
         images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
         ignored += [str(f) for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
         candidates += [(str(f), label) for f in images]
     ignored += [str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
-    reasons = _check_all([p for p, _ in candidates], root, cfg.check_workers)
-    skipped = [(p, reasons[p]) for p, _ in candidates if reasons[p]]
-    usable = [(p, label) for p, label in candidates if not reasons[p]]
+    checked = _check_all([p for p, _ in candidates], root, cfg.check_workers)
+    skipped = problems + [(p, checked[p][0]) for p, _ in candidates if checked[p][0]]
+    usable = [(p, label) for p, label in candidates if not checked[p][0]]
+    by_digest = defaultdict(list)
+    for path, label in usable:
+        by_digest[checked[path][1]].append((path, label))
+    duplicates = [[p for p, _ in group] for group in by_digest.values()
+                  if len({label for _, label in group}) > 1]
+    left_out = {p for group in duplicates for p in group}
+    usable = [(p, label) for p, label in usable if p not in left_out]
     if cfg.max_images_per_class:
         kept, taken = [], Counter()
         for path, label in usable:
@@ -147,15 +179,34 @@ def scan_folder(
         usable = kept
     counts = Counter(label for _, label in usable)
     report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
-                        skipped, ignored)
+                        skipped, ignored, duplicates=duplicates)
     empty = [c for c, n in report.counts.items() if n == 0]
     if empty:
+        why = "; ".join(f"{c}: {_why_no_image(root / c, report)}" for c in empty)
         raise DataError(
-            f"class folder(s) {', '.join(empty)} under {root} hold no usable image:"
+            f"class folder(s) {', '.join(empty)} under {root} hold no usable image ({why}):"
             " add images or remove the folder"
         )
     files = [p for p, _ in usable]
     return files, np.array([y for _, y in usable], dtype=np.int32), report
+
+
+def _why_no_image(folder: Path, report: DataReport) -> str:
+    """What a class folder holds instead of images, in a few words for the error message."""
+    def inside(path: str) -> bool:
+        return path == str(folder) or path.startswith(str(folder) + os.sep)
+
+    skipped = [(Path(p).name, r) for p, r in report.skipped if inside(p)]
+    copies = sum(inside(p) for group in report.duplicates for p in group)
+    others = sum(inside(p) for p in report.ignored)
+    parts = []
+    if skipped:
+        parts.append(f"{len(skipped)} skipped, e.g. {skipped[0][0]}: {skipped[0][1]}")
+    if copies:
+        parts.append(f"{copies} also filed under another class")
+    if others:
+        parts.append(f"{others} non-image file(s), not .jpg, .jpeg, .png, .bmp or .gif")
+    return ", ".join(parts) or "empty folder"
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int):
@@ -175,8 +226,7 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int):
 
 def decoder(size: int):
     def decode(path: tf.Tensor, label: tf.Tensor):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-        image = tf.image.resize(image, [size, size])
+        image = tf.image.resize(decode_pixels(tf.io.read_file(path), size), [size, size])
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         return tf.ensure_shape(image, [size, size, 3]), label
 
@@ -203,6 +253,11 @@ def _decoded(files, labels, size, cfg, cache_dir, split) -> tf.data.Dataset:
     key = hashlib.sha1(json.dumps([stamps, size]).encode()).hexdigest()[:16]
     ds = tf.data.Dataset.from_tensor_slices((files, labels))
     ds = ds.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
+    if split == "train":
+        # Every file passed the same decoder in scan_folder; one replaced or deleted since then
+        # is dropped with a logged warning rather than ending the run. Not for val: its order
+        # must stay aligned with val_files and val_labels.
+        ds = ds.ignore_errors(log_warning=True)
     return _cached(ds, cfg, cache_dir, f"{split}-{key}")
 
 

@@ -25,7 +25,7 @@ LOCK = ".lock"
 COUNTERS = {
     "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
     "EarlyStopping": ("wait", "best", "best_epoch"),
-    "ModelCheckpoint": ("best",),
+    "BestWeights": ("best",),
 }
 _held_locks: list[int] = []  # open lock files, released when the process ends (or is killed)
 
@@ -97,7 +97,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def save(self, epoch: int, history: list[dict]) -> None:
         directory = self.point.directory
         model_file = f"epoch-{epoch:04d}.keras"
-        self.model.save(directory / model_file)
+        partial = directory / f".partial-{model_file}"  # a truncated file never looks complete
+        try:
+            self.model.save(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, directory / model_file)
         counters = {type(c).__name__: {a: _plain(getattr(c, a, None)) for a in attrs}
                     for c in self.watched if (attrs := COUNTERS.get(type(c).__name__))}
         state = {"epoch": epoch, "history": history, "counters": counters,

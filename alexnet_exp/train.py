@@ -6,6 +6,7 @@ nothing of MLflow; the runner wires the hook to the tracker.
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,6 +98,28 @@ class TargetValAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the best val-accuracy epoch, written to a temporary name and then
+    renamed, so a full disk or a kill never leaves a truncated file that looks complete."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.best = path, -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is None or not value > self.best:
+            return
+        self.best = float(value)
+        partial = self.path.with_name(f".partial-{self.path.name}")
+        try:
+            self.model.save_weights(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, self.path)
+
+
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
     """Stop at the first batch whose loss is NaN or Inf, and remember where (epoch, step)."""
 
@@ -185,9 +208,7 @@ def fit(
     if trainer.checkpoint:
         checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(checkpoint), monitor="val_accuracy", mode="max", save_best_only=True,
-            save_weights_only=True))
+        callbacks.append(BestWeights(checkpoint))
     if trainer.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=str(output_dir / "tensorboard"), profile_batch=0))

@@ -112,7 +112,7 @@ def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
     saved = resume.read_point(tmp_path / "ckpt", "run")
     assert saved.epoch == 2 and len(saved.history) == 2 == len(result.history)
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*")) == ["epoch-0002.keras"]
-    assert set(saved.counters) == {"ReduceLROnPlateau", "EarlyStopping", "ModelCheckpoint"}
+    assert set(saved.counters) == {"ReduceLROnPlateau", "EarlyStopping", "BestWeights"}
     restored = resume.restore_model(saved)
     assert int(restored.optimizer.iterations) == 4  # 2 epochs x 2 steps: momentum survives
     momentum = [v for v in restored.optimizer.variables if "momentum" in v.path]
@@ -135,3 +135,38 @@ def test_a_folder_locked_by_a_live_process_is_not_claimed_twice(tmp_path):
         holder.kill()
         holder.wait()
     assert resume.claim(tmp_path) is True  # its process is gone: the lock went with it
+
+
+def test_unwritable_output_folder_is_one_line_before_anything_runs(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = cli(tmp_path, "data=digits", f"hydra.run.dir={tmp_path}/a_file/run")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"alexnet-exp: error: hydra.run.dir={tmp_path}/a_file/run cannot be created:"
+        f" {tmp_path}/a_file is a file: pass hydra.run.dir=<a writable folder>")
+
+
+def limit_file_size():
+    """A stand-in for a full disk: writes past 4 MB fail with EFBIG instead of a signal."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4_000_000, 4_000_000))
+
+
+@pytest.mark.slow
+def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_path, tiny_data):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    big_fc = [*TINY_MODEL, "model.fc_units=[1024,1024]"]  # checkpoints of ~12 MB
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("alexnet-exp")), *RUN, *big_fc,
+         f"data.dir={tiny_data}", "trainer.epochs=2", f"hydra.run.dir={tmp_path}/out"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        preexec_fn=limit_file_size)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("alexnet-exp: error:")]
+    assert "cannot write " in line and "File too large" in line and "Traceback" not in result.stderr
+    (run,) = runs_of(store(tmp_path))
+    assert run.info.status == "FAILED"
+    checkpoints = tmp_path / "out" / "checkpoints"
+    assert not [p.name for p in checkpoints.iterdir() if p.name.endswith((".h5", ".keras"))]

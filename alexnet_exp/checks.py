@@ -1,0 +1,210 @@
+"""Which files under a class folder can be trained on, and in words why the others cannot.
+
+The test of an image is TensorFlow's own decoder (:func:`decode_pixels`, the one the tf.data
+pipeline runs), because Pillow and TensorFlow disagree at the edges: Pillow reads a PNG that
+lost its last bytes, TensorFlow does not, and that file would kill an epoch. Pillow reads the
+header first (format, mode, size) and names the problem when TensorFlow refuses a file.
+"""
+
+import contextlib
+import errno
+import functools
+import hashlib
+import os
+import re
+import threading
+import warnings
+from pathlib import Path
+
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+# Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
+DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
+# Pillow's own decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS, ~179 MP, e.g.
+# 13000x13000). Up to it an image is used: a JPEG is decoded DCT-scaled (a few MB), a
+# PNG/BMP/GIF in full (width x height x 3 bytes, 300 MB at 10000x10000) once per decode.
+MAX_PIXELS = 2 * 89_478_485
+BIG_PIXELS = 32_000_000
+CHECK_SIZE = 1024  # the check decodes a JPEG scaled down to no less than this
+PERMISSION_DENIED = "permission denied: make the file readable (chmod a+r)"
+# One full-size decode of a big non-JPEG at a time bounds the check's memory to one image.
+_one_big_decode = threading.Semaphore(1)
+_trace_lock = threading.Lock()
+
+
+def decode_pixels(contents: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 (height, width, 3) pixels of a JPEG, PNG, BMP or GIF (first frame).
+
+    A JPEG whose sides are at least 2, 4 or 8 times ``size`` is decoded at 1/2, 1/4 or 1/8
+    scale by libjpeg's DCT scaling: a 10000x10000 photo then costs 4.7 MB instead of 300 MB,
+    and the scaled decode averages pixels where the bilinear resize alone would alias. Grey,
+    CMYK, palette, alpha (dropped) and 16-bit (scaled to 8) inputs all come out as RGB.
+    """
+
+    def jpeg():
+        short = tf.reduce_min(tf.io.extract_jpeg_shape(contents)[:2])
+        scale = tf.reduce_sum(tf.cast(short // tf.constant([2, 4, 8]) >= size, tf.int32))
+        ratios = (1, 2, 4, 8)
+        return tf.switch_case(
+            scale, [lambda r=r: tf.io.decode_jpeg(contents, channels=3, ratio=r) for r in ratios]
+        )
+
+    def other():
+        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+    return tf.cond(tf.io.is_jpeg(contents), jpeg, other)
+
+
+@functools.cache
+def _check_graph():
+    # One graph call instead of a dozen eager ops: the check is twice as fast. A pixel is
+    # returned so that nothing can optimise the decode away.
+    decode = tf.function(lambda path: decode_pixels(tf.io.read_file(path), CHECK_SIZE)[0, 0])
+    return decode.get_concrete_function(tf.TensorSpec([], tf.string))
+
+
+def _decode_file(path: str) -> None:
+    with _trace_lock:  # traced once, not once per checking thread
+        graph = _check_graph()
+    graph(tf.constant(path))
+
+
+def check_image(path: str) -> str | None:
+    """Why ``path`` cannot be trained on, or None when TensorFlow decodes it."""
+    try:
+        if os.stat(path).st_size == 0:
+            return "empty file (0 bytes)"
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except PermissionError:
+        return PERMISSION_DENIED
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    try:
+        # Over Image.MAX_IMAGE_PIXELS Pillow warns; MAX_PIXELS is our own, explicit limit.
+        # (The filter list is process-wide: a concurrent check can at worst leave this one
+        # harmless filter installed.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except UnidentifiedImageError:
+        return _not_an_image(head)
+    except Image.DecompressionBombError as exc:  # over twice Image.MAX_IMAGE_PIXELS
+        return f"too large: {str(exc).rstrip('.')}; downscale it"
+    except Exception as exc:  # Pillow raises many types for bad headers
+        return f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]
+    with image:
+        fmt, mode, (width, height) = image.format, image.mode, image.size
+    if fmt not in DECODABLE_FORMATS:
+        return f"format {fmt} is not JPEG, PNG, BMP or GIF"
+    if fmt == "BMP" and mode not in ("RGB", "RGBA", "L"):
+        # TF's BMP decoder cannot read 1-bit BMPs and reads palette indices as grey.
+        return f"{mode}-mode BMP: TensorFlow cannot decode it faithfully; save as RGB"
+    if width * height > MAX_PIXELS:
+        return (f"too large: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the"
+                f" {MAX_PIXELS / 1e6:.0f} MP limit; downscale it")
+    failure = _tensorflow_error(path, width * height > BIG_PIXELS and fmt not in ("JPEG", "MPO"))
+    if failure is None:
+        return None
+    return _pillow_error(path) or f"TensorFlow cannot decode it ({failure}); re-save the image"
+
+
+def _tensorflow_error(path: str, big: bool) -> str | None:
+    try:
+        with _one_big_decode if big else contextlib.nullcontext():
+            _decode_file(path)
+    except tf.errors.OpError as exc:
+        # A graph error wraps the decoder's one line in node names and a call stack.
+        lines = [re.sub(r"\{\{.*?\}\}|\[\[.*?\]\]|\[Op:[^\]]*\]", "", line).strip()
+                 for line in exc.message.splitlines()]
+        noise = ("Graph execution error", "Detected at node", "File ")
+        useful = [line for line in lines if line and not line.startswith(noise)]
+        return useful[0] if useful else type(exc).__name__
+    return None
+
+
+def _pillow_error(path: str) -> str | None:
+    """Pillow's words for a file TensorFlow refused (a truncated file says so), if any."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.draft(image.mode, (CHECK_SIZE, CHECK_SIZE))  # a big JPEG, scaled
+                image.load()
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "truncated" in text:
+            return f"truncated file ({text}); copy or download it again"
+        return f"cannot decode: {type(exc).__name__}: {text}"
+    return None
+
+
+def _not_an_image(head: bytes) -> str:
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml")):
+        return "not an image: an HTML or XML page saved under an image name"
+    if b"\0" not in head and all(b >= 0x20 or b in b"\t\n\r" for b in head):
+        return "not an image: a text file with an image name"
+    return f"not an image: unknown content (starts {head[:8].hex(' ')})"
+
+
+def file_digest(path: str) -> str:
+    """A hash of the file's bytes, to find the same image filed under two classes."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def list_files(folder: Path, others: set[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files under ``folder`` (sorted) and the entries that cannot be followed, with why.
+
+    Symlinked folders are followed, each real folder once: a link back to an ancestor (a
+    loop) or into ``others`` (the data root, other class folders) is reported, not
+    entered, so the walk always ends. A dangling link, or a name that is not UTF-8 (TensorFlow
+    cannot open it, print cannot show it), is reported too instead of vanishing from the data.
+    """
+    files, problems, seen = [], [], {folder.resolve()}
+
+    def visit(directory: Path) -> None:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError as exc:
+            problems.append((str(directory), f"cannot list folder: {exc.strerror or exc}"))
+            return
+        for entry in entries:
+            where = str(entry)
+            try:
+                where.encode("utf-8")
+            except UnicodeEncodeError:
+                printable = where.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                problems.append((printable, "name is not valid UTF-8: rename it"))
+                continue
+            if entry.is_dir():
+                target = entry.resolve()
+                parent = entry.parent.resolve()
+                if target == parent or target in parent.parents:
+                    problems.append((where, f"symlink loop: points back to {target}; not followed"))
+                elif target in seen or target in others:
+                    problems.append((where, f"links to {target}, scanned elsewhere; not followed"))
+                else:
+                    seen.add(target)
+                    visit(entry)
+            elif entry.is_file():
+                files.append(entry)
+            elif entry.is_symlink():
+                problems.append((where, _broken_link(entry)))
+        # sockets and FIFOs are neither images nor worth a line in the report
+
+    visit(folder)
+    return sorted(files), problems
+
+
+def _broken_link(link: Path) -> str:
+    try:
+        link.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symlink loop: {os.readlink(link)} leads back to itself"
+    return f"broken symlink: its target {os.readlink(link)} does not exist"
