@@ -139,7 +139,10 @@ def test_a_folder_locked_by_a_live_process_is_not_claimed_twice(tmp_path):
 
 def test_unwritable_output_folder_is_one_line_before_anything_runs(tmp_path):
     (tmp_path / "a_file").write_text("")
-    result = cli(tmp_path, "data=digits", f"hydra.run.dir={tmp_path}/a_file/run")
+    result = subprocess.run(  # not cli(): it passes a writable hydra.run.dir of its own
+        [str(Path(sys.executable).with_name("alexnet-exp")), "data=digits", "dry_run=true",
+         f"hydra.run.dir={tmp_path}/a_file/run"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"alexnet-exp: error: hydra.run.dir={tmp_path}/a_file/run cannot be created:"
