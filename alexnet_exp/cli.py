@@ -8,6 +8,7 @@ import importlib
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
@@ -68,6 +69,9 @@ def _train(cfg: DictConfig) -> float | None:
         summary = runner.run(experiment, ctx)
     except UserError as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk, a read-only or vanished folder: the run is FAILED
+        fail(f"{write_error(exc)}; free disk space or point hydra.run.dir / the tracking store"
+             " elsewhere, then run the same command again (it resumes)")
     except KeyboardInterrupt:
         fail("interrupted (Ctrl-C); the MLflow run is marked KILLED", code=130, status="KILLED")
     if summary is None or isinstance(summary, runner.SkippedJob):
@@ -83,6 +87,15 @@ def parallel_jobs(hydra_cfg) -> int:
     if not n_jobs:
         return 1
     return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+def write_error(exc: OSError) -> str:
+    """``cannot write <file>: <reason>`` from an OSError, h5py's multi-line ones included."""
+    text = " ".join(str(exc).split())
+    named = re.search(r"filename = '([^']+)'", text)
+    where = exc.filename or (named.group(1) if named else None)
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or text)[:200]
+    return f"cannot write {where}: {reason}" if where else f"cannot write: {reason}"
 
 
 def composition_error(exc: Exception) -> str:
@@ -116,9 +129,26 @@ def preflight(args: list[str]) -> None:
         return
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            compose(config_name="config", overrides=args)
+            cfg = compose(config_name="config", overrides=args, return_hydra_config=True)
     except HydraException as exc:
         fail(f"config: {composition_error(exc)}")
+    problem = unwritable(Path(cfg.hydra.run.dir))
+    if problem:
+        fail(f"hydra.run.dir={cfg.hydra.run.dir} {problem}: pass hydra.run.dir=<a writable folder>")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (or where it would be created), else None."""
+    existing = folder.expanduser().absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot be created: {existing} is a file"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            return None
+    except OSError as exc:
+        return f"is not writable ({exc.strerror} in {existing})"
 
 
 def train_main() -> None:
@@ -165,3 +195,31 @@ def export_main() -> None:
 def report_main() -> None:
     """``alexnet-exp-report``: runs of an experiment -> Markdown table + plots, logged to MLflow."""
     _tool("alexnet-exp-report", "report", "alexnet_exp.report:run_report")()
+
+
+def sync_main() -> None:
+    """``alexnet-exp-sync``: send what runs buffered while the tracking server was away.
+
+    A plain argparse main (no Hydra config): it reads only the outbox folder, and answers
+    without loading TensorFlow unless a buffered model has to be logged.
+    """
+    import argparse
+
+    from alexnet_exp.tracking import outbox
+
+    parser = argparse.ArgumentParser(
+        prog="alexnet-exp-sync",
+        description="Replay the metrics, tags, artifacts and models that training runs buffered"
+        " while their MLflow tracking server was unreachable, and end those runs.")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help=f"outbox_dir=<folder> (default {outbox.default_dir()}),"
+                        " tracking.uri=<server> (default: the server each run was logged to)")
+    args = parser.parse_args()
+    keys = {"outbox_dir": None, "tracking.uri": None}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or key not in keys:
+            fail(f"{item}: use outbox_dir=<folder> or tracking.uri=<server>", "alexnet-exp-sync")
+        keys[key] = value
+    folder = Path(keys["outbox_dir"]).expanduser() if keys["outbox_dir"] else outbox.default_dir()
+    sys.exit(outbox.sync(folder, keys["tracking.uri"]))

@@ -5,6 +5,8 @@ and usable without a tracking server).
 - :mod:`.models`: logged models read back, evaluation runs, exports attached to runs;
 - :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
 - :mod:`.reports`: FINISHED training runs read back for a report, and the report logged.
+- :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
+- :mod:`.outbox`: what a run logs while its server is away, replayed later (``alexnet-exp-sync``).
 """
 
 from alexnet_exp.tracking.models import (

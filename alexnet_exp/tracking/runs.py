@@ -4,14 +4,23 @@ The default store is SQLite at ``<launch dir>/mlruns/mlflow.db`` with artifacts 
 ``<launch dir>/mlruns/artifacts``, both absolute, so every job of a sweep (whatever its working
 directory) and ``make ui`` see the same runs. ``tracking.uri`` or ``MLFLOW_TRACKING_URI``
 point elsewhere (a team server).
+
+A server that goes away mid-run does not stop training: the :class:`Tracker` buffers what it
+cannot send in a local outbox (:mod:`.outbox`) and replays it when the server answers again, at
+the latest at the end of the run; otherwise ``alexnet-exp-sync`` does.
 """
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import tempfile
-import warnings
+import time
+from collections.abc import Callable
+from contextlib import nullcontext, suppress
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -21,6 +30,7 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
+from alexnet_exp.tracking import outage, outbox
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
@@ -71,6 +81,26 @@ def git_commit(directory: Path) -> str | None:
     return out.stdout.strip() or None
 
 
+def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
+                 run_id: str | None = None) -> str:
+    """Log with the tensorflow flavour: it carries the package (the registered LRN layer
+    must be importable where the model loads) and takes an input example."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        code_paths=[str(code_dir)],
+        pip_requirements=_pinned("tensorflow", "keras", "numpy"),
+        metadata=metadata,
+        run_id=run_id,
+    )
+    return info.model_uri
+
+
 def _pinned(*packages: str) -> list[str]:
     """Exact versions of what the logged model needs, so MLflow need not infer them by
     loading the model in a subprocess (slow, and it drags in the whole environment)."""
@@ -78,25 +108,44 @@ def _pinned(*packages: str) -> list[str]:
 
 
 class Tracker:
-    """One MLflow run per training job; every write goes through here."""
+    """One MLflow run per training job; every write goes through here.
 
-    def __init__(self, cfg: TrackingConfig, launch_dir: Path):
+    Writes go to the server at once. When one fails because the server cannot be reached, the
+    run goes on: that write and every later one are appended to the run's outbox file, and the
+    server is asked again (``GET /health``, 2 s) at most every ``retry_seconds``; once it
+    answers, the outbox is replayed in order and writes go straight to the server again.
+    """
+
+    retry_seconds = 10.0
+
+    def __init__(self, cfg: TrackingConfig, launch_dir: Path, outbox_dir: Path | None = None):
         self.cfg = cfg
         self.uri, self.artifact_root = resolve_tracking_uri(cfg, launch_dir)
         mlflow.set_tracking_uri(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+        self.outbox_dir = Path(outbox_dir) if outbox_dir else outbox.default_dir()
+        self.outbox: outbox.Outbox | None = None  # set while the server is unreachable
+        self._next_probe = 0.0
 
     def check(self) -> None:
-        """Fail now, with one line, if the store cannot be used: not after an hour of training."""
+        """Fail now, with one line, if the store cannot be used: not after an hour of training.
+
+        An http(s) server is asked ``/health`` first with a 2 s timeout: MLflow's own client
+        would retry a closed port for ~15 s and a server that never answers for ~100 s.
+        """
         from alexnet_exp.errors import UserError
 
+        where = f"MLflow tracking store {redact(self.uri)} is not usable"
+        reason = outage.probe(self.uri)
+        if reason:
+            raise UserError(f"{where}: {reason}; start the server or fix tracking.uri /"
+                            " MLFLOW_TRACKING_URI")
         try:
             mlflow.search_experiments(max_results=1)
         except Exception as exc:  # MLflow raises many types for a bad store or a dead server
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UserError(f"MLflow tracking store {redact(self.uri)} is not usable:"
-                            f" {redact(reason)[:300]}"
+            raise UserError(f"{where}: {redact(reason)[:300]}"
                             " (check tracking.uri / MLFLOW_TRACKING_URI)") from exc
 
     def _experiment_id(self) -> str:
@@ -117,45 +166,148 @@ class Tracker:
     def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None,
               resume_run_id: str | None = None) -> str:
         """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again."""
+        from alexnet_exp.errors import UserError
+
         tags = {k: redact(v) for k, v in tags.items() if v is not None}
-        if resume_run_id:
-            run = mlflow.start_run(run_id=resume_run_id)
-            mlflow.set_tags(tags)
-        else:
-            run = mlflow.start_run(experiment_id=self._experiment_id(),
-                                   run_name=redact(run_name), parent_run_id=parent_run_id,
-                                   tags=tags)
+        try:
+            if resume_run_id:
+                run = mlflow.start_run(run_id=resume_run_id)
+                mlflow.set_tags(tags)
+            else:
+                run = mlflow.start_run(experiment_id=self._experiment_id(),
+                                       run_name=redact(run_name), parent_run_id=parent_run_id,
+                                       tags=tags)
+        except Exception as exc:
+            if not outage.is_outage(exc):
+                raise
+            raise UserError(f"MLflow tracking server {redact(self.uri)} went away before the"
+                            " run started: nothing was trained; run the same command again"
+                            " when it is up") from exc
         self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+        self._adopt_outbox()
         return self.run_id
+
+    def _adopt_outbox(self) -> None:
+        """A killed process of this run may have left metrics in the outbox: send them now
+        (before ``replay_epochs`` compares the store with the checkpoint)."""
+        path = outbox.path_for(self.outbox_dir, self.run_id)
+        if not path.exists() or outbox.Outbox(path).writer_alive():
+            return
+        try:
+            outbox.replay(outbox.Outbox(path), self.uri, with_end=False)
+        except Exception as exc:
+            if outage.is_outage(exc):
+                self._go_offline(exc)
+            else:
+                self._leave_for_sync(path, exc)
+
+    def _leave_for_sync(self, path: Path, exc: BaseException) -> None:
+        """A buffered record the server refuses must not stop training: sync retries it."""
+        print(f"alexnet-exp: warning: could not replay {path}:"
+              f" {redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:200]};"
+              " it is left for alexnet-exp-sync", file=sys.stderr, flush=True)
+
+    # -- writes: straight to the server, or into the outbox while it is unreachable --------
+
+    def _send(self, live: Callable[[], Any], park: Callable[[outbox.Outbox], dict],
+              small: bool = True) -> None:
+        """``live()`` against the server; during an outage ``park(outbox)`` -> a record.
+
+        ``small`` writes (metrics, tags, params) get a 5 s timeout and one retry, so the first
+        failure costs ~0 s (refused) to ~12 s (a hung server) instead of MLflow's ~15-100 s;
+        artifacts and the model keep MLflow's own (user-set) limits.
+        """
+        if self.outbox is not None and not self._reconnect():
+            self.outbox.append(park(self.outbox))
+            return
+        try:
+            with outage.http_limits(outage.WRITE_LIMITS) if small else nullcontext():
+                live()
+        except Exception as exc:
+            if self.run_id is None or not outage.is_outage(exc):
+                raise
+            self._go_offline(exc)
+            self.outbox.append(park(self.outbox))
+
+    def _go_offline(self, exc: BaseException) -> None:
+        if self.outbox is None:
+            self.outbox = outbox.Outbox.create(self.outbox_dir, self.run_id, redact(self.uri))
+            reason = outage.probe(self.uri, timeout=2.0) or str(exc).splitlines()[0][:200]
+            print(f"alexnet-exp: warning: tracking server {redact(self.uri)} unreachable:"
+                  f" {redact(reason)}; buffering metrics to {self.outbox.path}; they are"
+                  " replayed when it is back or by alexnet-exp-sync", file=sys.stderr,
+                  flush=True)
+        self._next_probe = time.monotonic() + self.retry_seconds
+
+    def _reconnect(self) -> bool:
+        """True once the server answers again and the outbox has been replayed."""
+        if time.monotonic() < self._next_probe:
+            return False
+        self._next_probe = time.monotonic() + self.retry_seconds
+        if outage.probe(self.uri, timeout=2.0):
+            return False
+        try:  # MLflow's own limits: the buffered artifacts and model may be large
+            done = outbox.replay(self.outbox, self.uri, with_end=False)
+        except Exception as exc:
+            if outage.is_outage(exc):
+                return False
+            self._leave_for_sync(self.outbox.path, exc)  # writes go to the server again
+            self.outbox = None
+            return True
+        print(f"alexnet-exp: tracking server {redact(self.uri)} is back: replayed"
+              f" {done.points} buffered metric points", file=sys.stderr, flush=True)
+        self.outbox = None
+        return True
 
     def replay_epochs(self, history: list[dict]) -> None:
         """Log the checkpointed epochs the store misses (a kill between checkpoint and log)."""
         logged = {m.step for m in mlflow.MlflowClient().get_metric_history(self.run_id, "loss")}
         for epoch, metrics in enumerate(history, start=1):
             if epoch not in logged:
-                mlflow.log_metrics(metrics, step=epoch)
+                self.log_epoch(epoch, metrics)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        mlflow.log_params({k: "null" if v is None else redact(str(v))
-                           for k, v in flatten(params).items()})
+        flat = {k: "null" if v is None else redact(str(v)) for k, v in flatten(params).items()}
+        self._send(lambda: mlflow.log_params(flat), lambda box: {"op": "params", "params": flat})
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics, step=epoch)
+        self._metrics(metrics, epoch)
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        mlflow.log_metrics(metrics)
+        self._metrics(metrics, None)
+
+    def _metrics(self, metrics: dict[str, float], step: int | None) -> None:
+        """The timestamp is taken once, so a replay can tell a point the server already has."""
+        values = {k: float(v) for k, v in metrics.items()}
+        stamp = int(time.time() * 1000)
+        self._send(lambda: mlflow.log_metrics(values, step=step, timestamp=stamp),
+                   lambda box: {"op": "metrics", "metrics": values, "step": step or 0,
+                                "timestamp": stamp})
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        mlflow.set_tags(tags)
+        tags = {k: str(v) for k, v in tags.items()}
+        self._send(lambda: mlflow.set_tags(tags), lambda box: {"op": "tags", "tags": tags})
+
+    def _file(self, path: str, live: Callable[[], Any], write: Callable[[Path], Any]) -> None:
+        """An artifact at ``path`` in the run: during an outage ``write`` saves it locally."""
+        def park(box: outbox.Outbox) -> dict:
+            write(box.file(f"artifacts/{path}"))
+            parent = str(Path(path).parent)
+            return {"op": "artifact", "file": f"artifacts/{path}",
+                    "artifact_path": None if parent == "." else parent}
+
+        self._send(live, park, small=False)
 
     def log_text(self, text: str, path: str) -> None:
-        mlflow.log_text(redact(text), path)
+        text = redact(text)
+        self._file(path, lambda: mlflow.log_text(text, path), lambda f: f.write_text(text))
 
     def log_dict(self, data: dict, path: str) -> None:
-        mlflow.log_dict(data, path)
+        self._file(path, lambda: mlflow.log_dict(data, path),
+                   lambda f: f.write_text(json.dumps(data, indent=2)))
 
     def log_figure(self, figure, path: str) -> None:
-        mlflow.log_figure(figure, path)
+        self._file(path, lambda: mlflow.log_figure(figure, path), figure.savefig)
 
     def log_artifacts(self, local_dir: Path, path: str | None = None) -> None:
         """Log a folder of text files (Hydra's ``.hydra/``) with credentials redacted."""
@@ -167,42 +319,68 @@ class Tracker:
                     target = Path(tmp) / source.relative_to(local_dir)
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_text(redact(source.read_text(errors="replace")))
-            mlflow.log_artifacts(tmp, path)
+
+            def park(box: outbox.Outbox) -> dict:
+                name = f"artifacts/{path or ''}/{len(box.records())}"  # one folder a record
+                shutil.copytree(tmp, box.file(name), dirs_exist_ok=True)
+                return {"op": "artifacts", "dir": name, "artifact_path": path}
+
+            self._send(lambda: mlflow.log_artifacts(tmp, path), park, small=False)
 
     def log_dataset(self, files: list[str], labels: list[str], splits: list[str], root: str,
                     name: str) -> None:
         """Record the exact file list (its digest identifies the data set in the UI)."""
-        import pandas as pd
+        data = {"files": files, "labels": labels, "splits": splits, "root": root, "name": name}
 
-        frame = pd.DataFrame({"path": files, "label": labels, "split": splits})
-        with warnings.catch_warnings():  # "source can be interpreted in multiple ways"
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_pandas(frame, source=root, name=name, targets="label")
-        mlflow.log_input(dataset, context="training")
+        def park(box: outbox.Outbox) -> dict:
+            box.file("dataset.json").write_text(json.dumps(data))
+            return {"op": "dataset", "file": "dataset.json"}
+
+        self._send(lambda: mlflow.MlflowClient().log_inputs(
+            self.run_id, datasets=[outbox.dataset_input(**data)]), park, small=False)
 
     def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict) -> str:
-        """Log with the tensorflow flavour: it carries the package (the registered LRN layer
-        must be importable where the model loads) and takes an input example."""
-        from mlflow.models import infer_signature
+        """The best weights as a logged model; during an outage saved (``.keras`` plus the
+        input example) for ``alexnet-exp-sync`` to log. Returns the model URI."""
+        uri = f"runs:/{self.run_id}/model"
 
-        signature = infer_signature(example, model.predict(example, verbose=0))
-        info = mlflow.tensorflow.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            code_paths=[str(code_dir)],
-            pip_requirements=_pinned("tensorflow", "keras", "numpy"),
-            metadata=metadata,
-        )
-        return info.model_uri
+        def live() -> None:
+            nonlocal uri
+            uri = log_tf_model(model, example, code_dir, metadata)
+
+        def park(box: outbox.Outbox) -> dict:
+            model.save(box.file("model.keras"))
+            np.save(box.file("model_example.npy"), example)
+            return {"op": "model", "file": "model.keras", "example": "model_example.npy",
+                    "code_dir": str(code_dir), "metadata": metadata}
+
+        self._send(live, park, small=False)
+        return uri
 
     def end(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """End the run; with the server still away, the end is stored with the outbox and
+        one line says how to send it."""
         if mlflow.active_run() is None:
             return
+        if self.outbox is not None:
+            self._next_probe = 0.0  # the last chance to replay from this process
         if error:
-            mlflow.set_tag("error", error[:5000])
-        mlflow.end_run(status=status)
+            self.set_tags({"error": error[:5000]})
+
+        def park(box: outbox.Outbox) -> dict:
+            # Leave MLflow's active-run stack (end_run pops it, then cannot reach the server).
+            with outage.http_limits({"MLFLOW_HTTP_REQUEST_TIMEOUT": 1,
+                                     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 0}), suppress(Exception):
+                mlflow.end_run(status=status)
+            return {"op": "end", "status": status}
+
+        self._send(lambda: mlflow.end_run(status=status), park)
+        if self.outbox is not None:
+            hint = "" if self.outbox_dir == outbox.default_dir() else (
+                f" outbox_dir={self.outbox_dir}")
+            print(f"alexnet-exp: tracking server {redact(self.uri)} is still unreachable: run"
+                  f" {self.run_id} ({status}) waits in {self.outbox.path}; when the server is"
+                  f" up, run: alexnet-exp-sync{hint}", file=sys.stderr, flush=True)
 
     def run_url(self) -> str:
         return f"http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id}"

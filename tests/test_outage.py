@@ -1,0 +1,312 @@
+"""Tracking outages against a real ``mlflow server`` on 127.0.0.1, stopped and restarted.
+
+The server is a subprocess in its own process group (mlflow and its uvicorn worker stop
+together); its SQLite store and artifact folder live in the test's tmp dir, so a restart on the
+same port serves the same runs. Training runs are real ``alexnet-exp`` subprocesses.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from test_cli import TINY_MODEL, cli
+
+from alexnet_exp.tracking import outbox
+
+EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+              "images_per_second")
+START_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``mlflow server`` on a fixed port and store, which a test can stop and start again."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = root, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        command = [str(Path(sys.executable).with_name("mlflow")), "server",
+                   "--backend-store-uri", f"sqlite:///{self.root / 'db.sqlite'}",
+                   "--artifacts-destination", str(self.root / "artifacts"),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # starts in ~7 s instead of ~25 s
+        self.starts += 1
+        log = self.root / f"server-{self.starts}.log"
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                            env=env, start_new_session=True)
+        deadline = time.monotonic() + START_SECONDS
+        while not self.healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"mlflow server did not come up on {self.url}:\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to the process group, SIGKILL if it lingers; the port is free afterwards."""
+        if self.process is None:
+            return
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.process = None
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.url)
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "server")
+    srv.root.mkdir()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def train_async(cwd: Path, data: Path, url: str, *args: str) -> subprocess.Popen:
+    """A real ``alexnet-exp`` run logging to ``url``, in the background."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    command = [str(Path(sys.executable).with_name("alexnet-exp")), "data=folder",
+               f"data.dir={data}", *TINY_MODEL, "tracking=server", f"tracking.uri={url}",
+               "tracking.log_model=false", f"hydra.run.dir={cwd}/outputs/run", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(condition, what: str, process: subprocess.Popen, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        if process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"training ended (exit {process.returncode}) before {what}:\n{err[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds} s for {what}")
+        time.sleep(0.1)
+    return found
+
+
+def first_epoch_logged(client: MlflowClient):
+    """The run's id once epoch 1's loss is in the server's store."""
+    experiment = client.get_experiment_by_name("alexnet-exp")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    for run in runs:
+        if client.get_metric_history(run.info.run_id, "loss"):
+            return run.info.run_id
+    return None
+
+
+def buffered(box: Path) -> bool:
+    """True once the trainer has put an epoch's metrics into its outbox."""
+    return box.exists() and any(r["op"] == "metrics" and r["step"] >= 2
+                                for r in outbox.Outbox(box).records())
+
+
+def server_goes_away_after_epoch_1(server: Server, trainer: subprocess.Popen) -> Path:
+    """Epoch 1 reaches the server, then it stops; returns the run's outbox once an epoch
+    has been buffered there. The trainer is paused (SIGSTOP) while the server stops, so the
+    outage starts at epoch 2 however fast the epochs are, and is paused again on return."""
+    run_id = wait_until(lambda: first_epoch_logged(server.client()), "epoch 1 on the server",
+                        trainer)
+    trainer.send_signal(signal.SIGSTOP)
+    server.stop()
+    trainer.send_signal(signal.SIGCONT)
+    box = outbox.path_for(outbox.default_dir(), run_id)
+    wait_until(lambda: buffered(box), "an epoch buffered in the outbox", trainer)
+    trainer.send_signal(signal.SIGSTOP)
+    return box
+
+
+def assert_every_epoch_once(client: MlflowClient, run_id: str, epochs: int) -> None:
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for key in EPOCH_KEYS:
+        steps = [m.step for m in client.get_metric_history(run_id, key)]
+        assert sorted(steps) == list(range(1, epochs + 1)), (key, steps)
+    for key in ("best_val_accuracy", "train_seconds", "epochs_run", "parameters"):
+        assert len(client.get_metric_history(run_id, key)) == 1, key
+    assert run.data.metrics["epochs_run"] == epochs
+    artifacts = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert artifacts == {"plots/training_curves.png", "plots/confusion_matrix.png"}
+
+
+@pytest.mark.slow
+def test_server_back_before_the_run_ends(tmp_path, tiny_data, server):
+    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6")
+    try:
+        box = server_goes_away_after_epoch_1(server, trainer)
+        server.start()  # same port, same store
+        trainer.send_signal(signal.SIGCONT)
+        out, err = trainer.communicate(timeout=120)
+    finally:
+        with suppress(ProcessLookupError):
+            trainer.send_signal(signal.SIGCONT)
+            trainer.kill()
+    assert trainer.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    assert f"tracking server {server.url} unreachable" in err
+    assert f"buffering metrics to {box}" in err
+    assert f"tracking server {server.url} is back: replayed" in err
+    assert not box.exists()
+    run_id = box.stem.removeprefix(outbox.PREFIX)
+    assert_every_epoch_once(server.client(), run_id, 6)
+
+
+@pytest.mark.slow
+def test_run_ended_during_the_outage_is_sent_by_sync(tmp_path, tiny_data, server):
+    """The model too: saved in the outbox during the outage, logged by sync."""
+    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6",
+                          "tracking.log_model=true")
+    try:
+        box = server_goes_away_after_epoch_1(server, trainer)
+        trainer.send_signal(signal.SIGCONT)
+        out, err = trainer.communicate(timeout=120)
+    finally:
+        with suppress(ProcessLookupError):
+            trainer.send_signal(signal.SIGCONT)
+            trainer.kill()
+    assert trainer.returncode == 0, err[-3000:]  # training went on and finished
+    assert "Traceback" not in err
+    assert "best val_accuracy" in out
+    assert f"run {box.stem.removeprefix(outbox.PREFIX)} (FINISHED) waits in {box}" in err
+    assert box.exists()
+    assert '"op": "end", "status": "FINISHED"' in box.read_text()
+
+    still_down = cli(tmp_path, program="alexnet-exp-sync")
+    assert still_down.returncode == 2
+    assert still_down.stderr.count("\n") == 1, still_down.stderr  # one line
+    assert f"tracking server {server.url} is not reachable (connection refused" in still_down.stderr
+    assert box.exists()
+
+    server.start()
+    synced = cli(tmp_path, program="alexnet-exp-sync")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    run_id = box.stem.removeprefix(outbox.PREFIX)
+    assert f"run {run_id}: " in synced.stdout and "ended FINISHED" in synced.stdout
+    assert not box.exists()
+    assert "1 model" in synced.stdout
+    client = server.client()
+    assert_every_epoch_once(client, run_id, 6)
+    run = client.get_run(run_id)
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run_id and model.name == "model"
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    again = cli(tmp_path, program="alexnet-exp-sync")
+    assert again.returncode == 0 and "nothing to sync" in again.stdout
+
+
+@pytest.mark.slow
+def test_unreachable_server_fails_fast_before_training(tmp_path, tiny_data):
+    """A closed port and a server that accepts connections but never answers."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshakes; nobody ever reads or answers
+    closed = free_port()
+    try:
+        for port, what in ((closed, "connection refused"), (silent.getsockname()[1],
+                                                            "no answer from")):
+            began = time.monotonic()
+            result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+                         "tracking=server", f"tracking.uri=http://127.0.0.1:{port}")
+            seconds = time.monotonic() - began
+            assert result.returncode == 2, result.stderr[-2000:]
+            assert seconds < 10, (what, seconds)
+            (line,) = [x for x in result.stderr.splitlines() if x.startswith("alexnet-exp")]
+            assert line.startswith(f"alexnet-exp: error: MLflow tracking store"
+                                   f" http://127.0.0.1:{port} is not usable: {what}")
+            assert "Traceback" not in result.stderr
+            assert not (tmp_path / "outputs" / "run" / "checkpoints").exists()
+    finally:
+        silent.close()
+
+
+@pytest.mark.slow
+def test_server_that_hangs_mid_run(tmp_path, tiny_data, server):
+    """A frozen server (SIGSTOP: connections are accepted, nothing answers) costs the run one
+    bounded wait, then buffering; when it thaws, sync sends every point exactly once, even
+    if the server also processes requests that had timed out on the client."""
+    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=4")
+    try:
+        run_id = wait_until(lambda: first_epoch_logged(server.client()), "epoch 1 on the server",
+                            trainer)
+        os.killpg(server.process.pid, signal.SIGSTOP)
+        began = time.monotonic()
+        out, err = trainer.communicate(timeout=120)
+        seconds = time.monotonic() - began
+    finally:
+        trainer.kill()
+        with suppress(ProcessLookupError):
+            os.killpg(server.process.pid, signal.SIGCONT)
+    assert trainer.returncode == 0, err[-3000:]
+    assert "no answer from" in err and "Traceback" not in err
+    assert seconds < 60, seconds  # ~12 s for the first write, then ~2 s probes
+    assert server.healthy()
+    synced = cli(tmp_path, program="alexnet-exp-sync")
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert_every_epoch_once(server.client(), run_id, 4)
+
+
+def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_path):
+    """Idempotent replay against a local store: no server needed."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    client.log_metric(run_id, "loss", 0.5, timestamp=1000, step=1)  # sent before the outage
+    box = outbox.Outbox.create(tmp_path / "outbox", run_id, uri)
+    box.append({"op": "metrics", "metrics": {"loss": 0.5}, "step": 1, "timestamp": 1000})
+    box.append({"op": "metrics", "metrics": {"loss": 0.4}, "step": 2, "timestamp": 2000})
+    box.append({"op": "tags", "tags": {"error": "x"}})
+    box.append({"op": "artifact", "file": "missing.txt", "artifact_path": None})
+    box.append({"op": "end", "status": "FAILED"})
+    with box.path.open("a") as out:
+        out.write('{"op": "metr')  # a kill mid-write
+    with pytest.raises(Exception):  # noqa: B017  the artifact file is gone
+        outbox.replay(box, uri)
+    assert [r["op"] for r in box.records()] == ["run", "artifact", "end"]  # the rest is sent
+    box.files.mkdir(parents=True, exist_ok=True)
+    (box.files / "missing.txt").write_text("found")
+    done = outbox.replay(box, uri)
+    assert (done.points, done.status) == (0, "FAILED")
+    assert not box.path.exists() and not box.files.exists()
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [
+        (1, 0.5), (2, 0.4)]
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "x"
+    sent = client.download_artifacts(run_id, "missing.txt", str(tmp_path))
+    assert Path(sent).read_text() == "found"
