@@ -78,18 +78,18 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     parent_run_id = None if cfg.dry_run else _sweep_parent(cfg, ctx, digest)
     if isinstance(parent_run_id, SkippedJob):
         return parent_run_id
-    from alexnet_exp import train
-    from alexnet_exp.data import make_datasets
-    from alexnet_exp.model import build_alexnet
-    from alexnet_exp.sources import resolve_data_dir
-
     tracker, point = None, None
     if not cfg.dry_run:
         from alexnet_exp.tracking import Tracker
 
         tracker = Tracker(cfg.tracking, ctx.launch_dir)
-        tracker.check()  # a dead store fails here, not after training
+        tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
         point = _resume_point(cfg, ctx, digest)
+    from alexnet_exp import train
+    from alexnet_exp.data import make_datasets
+    from alexnet_exp.model import build_alexnet
+    from alexnet_exp.sources import resolve_data_dir
+
     # A resumed run draws fresh dropout/augmentation randomness for the epochs it has left.
     seed = cfg.seed + (point.epoch if point else 0)
     policy = train.configure_runtime(cfg.trainer, seed, ctx.parallel_jobs)
