@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
 from alexnet_exp.errors import UserError  # noqa: E402
 
+TARGET_KEY = "_target_"
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 register_configs()
@@ -119,6 +120,41 @@ def composition_error(exc: Exception) -> str:
     return f"cannot parse the command line ({'; '.join(lines)}): write overrides as key=value"
 
 
+def refuse_target_overrides(args: list[str], program: str = "alexnet-exp") -> None:
+    """Refuse any command-line ``_target_``: Hydra would import and call whatever it names
+    (``hydra.callbacks.x._target_=os.system``), so a pasted or generated command line could run
+    arbitrary code. Classes are chosen in config files under ``conf/``, which are reviewed code.
+
+    Hydra's own parse is checked, not the text, so quoting, a dict value
+    (``+hydra.callbacks.x={_target_: ...}``) or a sweep over dicts does not slip through while a
+    folder that happens to be called ``_target_`` is still a plain value.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        try:
+            (override,) = OverridesParser.create().parse_overrides([arg])
+        except HydraException:  # malformed: composing it fails before anything is instantiated
+            continue
+        if TARGET_KEY in override.key_or_group.split(".") or names_a_target(override.value()):
+            fail(f"{arg}: a {TARGET_KEY} cannot be set on the command line (Hydra would import"
+                 " and call it); choose a config option instead, or add a YAML file under"
+                 f" {CONFIG_DIR}", program)
+
+
+def names_a_target(value) -> bool:
+    """Whether a parsed override value holds a ``_target_`` key at any depth."""
+    if isinstance(value, dict):
+        return TARGET_KEY in value or any(names_a_target(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(names_a_target(v) for v in value)
+    choices = getattr(value, "list", None)  # ChoiceSweep / GlobChoiceSweep of a -m sweep
+    return isinstance(choices, list) and names_a_target(choices)
+
+
 def preflight(args: list[str]) -> None:
     """Compose a single run's config before Hydra does, so a mistyped key, value or option is
     one line and exit 2 (Hydra prints several lines and exits 1). Sweeps are left to Hydra."""
@@ -153,6 +189,7 @@ def unwritable(folder: Path) -> str | None:
 
 def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
+    refuse_target_overrides(sys.argv[1:])
     preflight(sys.argv[1:])
     _train()
 
@@ -165,7 +202,7 @@ def _tool(program: str, config_name: str, job: str):
     """
 
     @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
-    def main(cfg: DictConfig) -> None:
+    def run_tool(cfg: DictConfig) -> None:
         typed = OmegaConf.to_object(cfg)
         module, function = job.split(":")
         try:
@@ -173,6 +210,10 @@ def _tool(program: str, config_name: str, job: str):
                 typed, Path(HydraConfig.get().runtime.cwd))
         except UserError as exc:
             fail(str(exc), program)
+
+    def main() -> None:
+        refuse_target_overrides(sys.argv[1:], program)
+        run_tool()
 
     return main
 
