@@ -28,6 +28,10 @@ INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "l
 AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+BATCH_MEANINGS = ("global", "per_replica")
+LR_SCALINGS = ("none", "linear", "sqrt")
+COMMUNICATIONS = ("auto", "ring", "nccl")
 TRACKING_BACKENDS = ("local", "server")
 # What a sweep job returns to the sweeper (Optuna maximises or minimises it).
 OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "best_val_loss")
@@ -140,6 +144,22 @@ class SweepConfig:
 
 
 @dataclass
+class DistributeConfig:
+    """How one job spreads over devices and machines (tf.distribute).
+
+    ``trainer.batch_size`` is the global batch unless ``batch_size=per_replica``; then the
+    global batch grows with the replicas and ``lr_scaling`` says how the learning rate follows
+    (linear: Goyal et al. 2017; sqrt: Krizhevsky 2014, "One weird trick").
+    """
+
+    strategy: str = "none"
+    batch_size: str = "global"
+    lr_scaling: str = "none"
+    devices: list[str] | None = None  # mirrored: e.g. [/gpu:0,/gpu:1]; null = every GPU
+    communication: str = "auto"  # multi_worker all-reduce: auto, ring (gRPC) or nccl (GPUs)
+
+
+@dataclass
 class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -148,6 +168,7 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
     seed: int = 42
     variant: str | None = None  # a label that reports group runs by (experiment=six_ideas)
     dry_run: bool = False
@@ -317,6 +338,10 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"trainer.threads={t.threads!r} must be auto or a whole number >= 1")
     require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
     require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
+    require_choice("distribute", cfg.distribute.strategy, STRATEGIES)
+    require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)
+    require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
+    require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
     require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
     if cfg.tracking.backend == "server" and not (

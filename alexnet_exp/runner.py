@@ -72,8 +72,14 @@ def model_summary_text(model) -> str:
 
 
 def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | None:
-    """Train one model and record it; returns None for ``dry_run=true``."""
+    """Train one model and record it; returns None for ``dry_run=true`` and for a worker of a
+    multi-worker job that is not its chief (the chief records the run)."""
     validate(cfg)
+    from alexnet_exp.distribute import placement
+
+    where = placement(cfg.distribute)
+    if not where.chief:
+        return _run_worker(cfg, ctx, where.task)
     digest = config_hash(cfg)
     parent_run_id = None if cfg.dry_run else _sweep_parent(cfg, ctx, digest)
     if isinstance(parent_run_id, SkippedJob):
@@ -85,7 +91,33 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
         tracker = Tracker(cfg.tracking, ctx.launch_dir)
         tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
         point = _resume_point(cfg, ctx, digest)
-    from alexnet_exp import train
+    return _train_job(cfg, ctx, tracker, point, parent_run_id, digest)
+
+
+def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
+    """A non-chief worker: the same steps as the chief, its files in a folder removed after."""
+    import shutil
+    import tempfile
+
+    from alexnet_exp import resume
+    from alexnet_exp.distribute import SilentTracker
+
+    scratch = Path(tempfile.mkdtemp(prefix=f"alexnet-exp-{task.replace(':', '-')}-"))
+    try:
+        point = resume.ResumePoint(None, scratch / "checkpoints") if cfg.trainer.checkpoint \
+            else None
+        worker_ctx = JobContext(ctx.launch_dir, scratch, ctx.overrides, ctx.config_yaml)
+        _train_job(cfg, worker_ctx, SilentTracker(), point, None, "")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"alexnet-exp: {task} done; the chief recorded the run", flush=True)
+
+
+def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_run_id,
+               digest: str) -> RunSummary | None:
+    from dataclasses import replace
+
+    from alexnet_exp import distribute, train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet
     from alexnet_exp.sources import resolve_data_dir
@@ -93,13 +125,20 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     # A resumed run draws fresh dropout/augmentation randomness for the epochs it has left.
     seed = cfg.seed + (point.epoch if point else 0)
     policy = train.configure_runtime(cfg.trainer, seed, ctx.parallel_jobs)
+    strategy = distribute.make_strategy(cfg.distribute)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
     root = resolve_data_dir(cfg.data)
     datasets = make_datasets(
-        cfg.data, cfg.augment, root, cfg.model.input_size, cfg.trainer.batch_size, cfg.seed,
+        cfg.data, cfg.augment, root, cfg.model.input_size, global_batch, cfg.seed,
         cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
     )
+    if cfg.distribute.strategy == "multi_worker":
+        datasets = replace(datasets, train=distribute.shard_by_data(datasets.train),
+                           val=distribute.shard_by_data(datasets.val))
     print(datasets.report.to_text(), flush=True)
-    model = build_alexnet(cfg.model, len(datasets.class_names))
+    with strategy.scope():
+        model = build_alexnet(cfg.model, len(datasets.class_names))
     summary_text = model_summary_text(model)
     if cfg.dry_run:
         print(summary_text)
@@ -109,9 +148,15 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     from alexnet_exp.resume import restore_model
     from alexnet_exp.tracking import git_commit
 
-    train.compile_model(model, cfg.optimizer, cfg.trainer)
-    if point and point.epoch:
-        model = restore_model(point)  # weights and optimizer state of the last epoch
+    learning_rate = distribute.scaled_learning_rate(
+        cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)
+    with strategy.scope():
+        train.compile_model(model, replace(cfg.optimizer, learning_rate=learning_rate),
+                            cfg.trainer)
+        if point and point.epoch:
+            model = restore_model(point)  # weights and optimizer state of the last epoch
+    if cfg.distribute.strategy == "multi_worker":
+        distribute.build_from_spec(model, datasets.train.element_spec)
     tracker.start(
         cfg.tracking.run_name or run_name_for(ctx.overrides),
         tags={
@@ -123,6 +168,9 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
             "data_root": str(root),
             "alexnet_exp.config_hash": digest,
             "checkpoint_dir": str(point.directory) if point else None,
+            "distribute.replicas": str(replicas),
+            "distribute.global_batch_size": str(global_batch),
+            "distribute.learning_rate": f"{learning_rate:g}",
         },
         parent_run_id=parent_run_id,
         resume_run_id=point.run_id if point else None,
@@ -149,7 +197,7 @@ def _resume_point(cfg: ExperimentConfig, ctx: JobContext, digest: str):
         return None
     from alexnet_exp import resume, tracking
 
-    if cfg.trainer.resume:
+    if cfg.trainer.resume and cfg.distribute.strategy != "multi_worker":  # workers can't agree
         for run_id, folder in tracking.unfinished_runs_with_hash(
                 cfg.tracking.experiment_name, digest):
             directory = Path(folder)
@@ -265,6 +313,10 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
         }
         tracker.log_dict(preprocessing, "preprocessing.json")
         with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
+            if cfg.distribute.strategy != "none":
+                from alexnet_exp.distribute import plain_copy
+
+                model = plain_copy(model)
             tracker.log_model(as_float32(model), example, PACKAGE_DIR, metadata=preprocessing)
     return RunSummary(
         run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
