@@ -7,7 +7,7 @@ STORE  := $(CURDIR)/mlruns
 PORT   ?= 5000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup train test test-fast lint ui clean-runs browser
+.PHONY: setup train test test-fast lint ui server clean-runs browser
 
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 BROWSER_PKGS ?= chromium chromium-driver
@@ -35,6 +35,17 @@ lint: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
 	  --default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+
+# An MLflow tracking server to try tracking=server (a team's runs in one place): SQLite and
+# artifacts under mlruns/server/, on 127.0.0.1 only. Train against it with
+#   alexnet-exp tracking=server tracking.uri=http://127.0.0.1:$(PORT)
+# README "Scaling out" has the PostgreSQL + object store set-up for a real team server.
+SERVER_STORE ?= $(STORE)/server
+server: setup
+	mkdir -p $(SERVER_STORE)/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+	  --backend-store-uri sqlite:///$(SERVER_STORE)/mlflow.db \
+	  --artifacts-destination $(SERVER_STORE)/artifacts --host 127.0.0.1 --port $(PORT)
 
 # Headless Chromium for tests/test_ui_browser.py; if it cannot be installed that test skips.
 browser:

@@ -83,11 +83,18 @@ def _train(cfg: DictConfig) -> float | None:
 
 
 def parallel_jobs(hydra_cfg) -> int:
-    """How many jobs the launcher runs at once: ``n_jobs`` of joblib (negative as joblib counts)."""
-    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    """How many jobs share this machine's cores: joblib's ``n_jobs`` (negative as joblib counts
+    them), or for submitit's local launcher as many as ``cpus_per_task`` leaves room for."""
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return 1
+    launcher = hydra_cfg.launcher
+    cores = os.cpu_count() or 1
+    if "LocalLauncher" in str(launcher.get("_target_", "")) and launcher.get("cpus_per_task"):
+        return max(1, cores // launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")
     if not n_jobs:
         return 1
-    return max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
 def write_error(exc: OSError) -> str:

@@ -1,11 +1,20 @@
 """Shared fixtures: an isolated per-test cache and a factory for real class-folder image trees."""
 
+import socket
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
 
 _SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "GIF": ".gif"}
 

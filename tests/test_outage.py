@@ -17,6 +17,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from mlflow.tracking import MlflowClient
 from test_cli import TINY_MODEL, cli
 
@@ -25,12 +26,6 @@ from alexnet_exp.tracking import outbox
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
               "images_per_second")
 START_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

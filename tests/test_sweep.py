@@ -1,4 +1,5 @@
-"""Sweeps as users launch them: parallel jobs (joblib), Optuna search, resume after a kill."""
+"""Sweeps as users launch them: parallel jobs (joblib, submitit), Optuna search, resume after a
+kill."""
 
 import os
 import signal
@@ -34,6 +35,27 @@ def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tin
             assert steps == [1, 2, 3], (run.info.run_name, metric)
         # four jobs on this machine's cores: each job gets its share, never all of them
         assert run.data.tags["intra_op_threads"] == str(max(1, os.cpu_count() // 4))
+
+
+@pytest.mark.slow
+def test_submitit_local_preset_runs_each_job_as_its_own_submitit_job(tmp_path, tiny_data):
+    result = cli(tmp_path, "-m", "cluster=submitit_local", "data=folder",
+                 f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=2",
+                 "tracking.log_model=false", "seed=1,2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.data.params["seed"] for r in children) == ["1", "2"]
+    assert {r.info.status for r in children} == {"FINISHED"}
+    for run in children:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert steps == [1, 2]
+        assert run.data.tags["intra_op_threads"] == "1"  # the preset's cpus_per_task
+    # submitit ran them: one folder of pickled job, result and logs per job
+    jobs = [d for d in (tmp_path / "multirun" / ".submitit").iterdir() if d.name != "%j"]
+    assert len(jobs) == 2
+    assert all(any(d.glob("*_result.pkl")) for d in jobs)
 
 
 @pytest.mark.slow
