@@ -43,7 +43,10 @@ class LocalResponseNormalization(keras.layers.Layer):
 
 def _norm_layer(cfg: ModelConfig, name: str):
     if cfg.norm == "bn":
-        return keras.layers.BatchNormalization(momentum=cfg.bn_momentum, name=name)
+        # Under a tf.distribute strategy, batch statistics over the global batch, not each
+        # replica's slice of it (which would make the result depend on the replica count).
+        return keras.layers.BatchNormalization(momentum=cfg.bn_momentum, name=name,
+                                               synchronized=tf.distribute.has_strategy())
     if cfg.norm == "lrn":
         lrn = cfg.lrn
         return LocalResponseNormalization(lrn.k, lrn.n, lrn.alpha, lrn.beta, name=name)
