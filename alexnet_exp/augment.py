@@ -73,12 +73,13 @@ def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | 
     max_angle = math.radians(aug.rotation_degrees)
 
     def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        # Crop and flip move bytes: on uint8 they touch a quarter of the memory float32 would.
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
-        image = tf.cast(image, tf.float32)
         if crop:
             image = tf.image.stateless_random_crop(image, [input_size, input_size, 3], seeds[0])
         if aug.flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+        image = tf.cast(image, tf.float32)
         if aug.rotation_degrees > 0 or aug.zoom > 0:
             angle = tf.random.stateless_uniform([], seeds[2], -max_angle, max_angle)
             zoom = tf.random.stateless_uniform([], seeds[3], 1.0 - aug.zoom, 1.0 + aug.zoom)
@@ -87,7 +88,9 @@ def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | 
             alpha = tf.random.stateless_normal([3], seeds[4], stddev=aug.pca_std)
             shift = tf.linalg.matvec(basis.eigenvectors, alpha * basis.eigenvalues)
             image = image + 255.0 * shift
-        return tf.clip_by_value(image, 0.0, 255.0)
+        if aug.pca_std > 0 or aug.rotation_degrees > 0 or aug.zoom > 0:
+            image = tf.clip_by_value(image, 0.0, 255.0)  # only these can leave 0..255
+        return image
 
     return transform
 

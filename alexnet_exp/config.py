@@ -51,6 +51,8 @@ class DataConfig:
     sha256: str | None = FLOWERS_SHA256
     max_images_per_class: int | None = None
     check_workers: int = 8
+    threads: int = 0  # tf.data private thread pool size; 0 = share TensorFlow's intra-op pool
+    ordered: bool = True  # false: the train pipeline hands over images as soon as they are ready
 
 
 @dataclass
@@ -306,6 +308,7 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("data.cache", cfg.data.cache, CACHE_MODES)
     require_at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
     require_at_least("data.check_workers", cfg.data.check_workers, 1)
+    require_at_least("data.threads", cfg.data.threads, 0)
     if cfg.data.name == "folder" and not cfg.data.dir:
         raise ConfigError(
             "data=folder needs data.dir: pass data.dir=/path/to/class_folders"

@@ -273,6 +273,15 @@ def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augmen
     return augment.lighting_basis(np.stack(chunks))
 
 
+def with_options(ds: tf.data.Dataset, cfg: DataConfig, ordered: bool) -> tf.data.Dataset:
+    """tf.data's threading and ordering switches from ``data.threads`` / ``data.ordered``."""
+    options = tf.data.Options()
+    options.deterministic = ordered
+    if cfg.threads:
+        options.threading.private_threadpool_size = cfg.threads
+    return ds.with_options(options)
+
+
 def make_datasets(
     data_cfg: DataConfig,
     aug_cfg: AugmentConfig,
@@ -315,8 +324,10 @@ def make_datasets(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     return Datasets(
-        train=train.batch(batch_size).prefetch(tf.data.AUTOTUNE),
-        val=val.batch(batch_size).prefetch(tf.data.AUTOTUNE),
+        train=with_options(train.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg,
+                           ordered=data_cfg.ordered),
+        val=with_options(val.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg,
+                         ordered=True),  # aligned with val_files and val_labels
         class_names=report.class_names,
         train_files=train_files,
         val_files=val_files,
