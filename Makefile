@@ -7,7 +7,7 @@ STORE  := $(CURDIR)/mlruns
 PORT   ?= 5000
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup train test test-fast lint ui server clean-runs browser
+.PHONY: setup train test test-fast lint ui server bench clean-runs browser
 
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 BROWSER_PKGS ?= chromium chromium-driver
@@ -35,6 +35,18 @@ lint: setup
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
 	  --default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+
+# The performance benchmarks on ../shared/data/flower_photos_224 (DATA=<class folders> to use
+# another set): JSON under bench/, one summary line each; ~35 min on 2 cores. See
+# scripts/BENCHMARKS.md.
+DATA ?= $(CURDIR)/../shared/data/flower_photos_224
+bench: setup
+	$(BIN)/python scripts/bench_input.py --data $(DATA)
+	$(BIN)/python scripts/bench_train.py --data $(DATA)
+	$(BIN)/python scripts/bench_scaling.py --data $(DATA)
+	$(BIN)/python scripts/bench_time_to_accuracy.py --data $(DATA)
+	@echo; for f in bench/*.json; do \
+	  $(BIN)/python -c "import json, sys; print(json.load(open(sys.argv[1]))['summary'])" $$f; done
 
 # An MLflow tracking server to try tracking=server (a team's runs in one place): SQLite and
 # artifacts under mlruns/server/, on 127.0.0.1 only. Train against it with

@@ -27,6 +27,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish")
 INITIALIZERS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal")
 AUGMENTS = ("none", "flip", "paper", "seed")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("plateau", "cosine", "one_cycle")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 BATCH_MEANINGS = ("global", "per_replica")
@@ -105,6 +106,11 @@ class OptimizerConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
+    # plateau: divide by trainer.reduce_lr_factor when val_loss stalls (the paper); cosine:
+    # warm up linearly for warmup_epochs, then cosine to 0; one_cycle: up from lr/25 over the
+    # first 30% of steps, then cosine down (Smith & Topin 2017). Set per step, never per epoch.
+    schedule: str = "plateau"
+    warmup_epochs: float = 0.0
 
 
 @dataclass
@@ -324,6 +330,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.optimizer.learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate={cfg.optimizer.learning_rate} must be > 0")
     require_in_range("optimizer.momentum", cfg.optimizer.momentum, 0.0, 1.0, high_open=True)
+    require_choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+    require_at_least("optimizer.warmup_epochs", cfg.optimizer.warmup_epochs, 0.0)
     require_at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
     t = cfg.trainer
     require_at_least("trainer.epochs", t.epochs, 1)

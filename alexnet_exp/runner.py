@@ -176,7 +176,10 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
         resume_run_id=point.run_id if point else None,
     )
     try:
-        summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train, point)
+        schedule = train.step_schedule(cfg.optimizer, learning_rate, cfg.trainer.epochs,
+                                       math.ceil(len(datasets.train_files) / global_batch))
+        summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train, point,
+                                 schedule)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
         if point and point.epoch:
@@ -251,7 +254,7 @@ def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text) -> None:
 
 
 def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
-                   point=None) -> RunSummary:
+                   point=None, schedule=None) -> RunSummary:
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -266,7 +269,8 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
     names = datasets.class_names
 
     result = train.fit(model, datasets.train, datasets.val, len(datasets.train_files),
-                       cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point)
+                       cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
+                       schedule=schedule)
     if result.non_finite_at:
         epoch, step = result.non_finite_at
         tracker.set_tags({"failure_reason": "nan_loss", "nan_epoch": str(epoch),

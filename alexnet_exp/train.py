@@ -85,6 +85,53 @@ def compile_model(model: keras.Model, opt: OptimizerConfig, trainer: TrainerConf
     )
 
 
+class StepSchedule(keras.callbacks.Callback):
+    """The learning rate of ``optimizer.schedule=cosine|one_cycle``, set before every step.
+
+    A function of the global step alone, so a resumed run (``initial_epoch``) continues the
+    same curve, and the epoch reporter, which runs after it, logs each epoch's starting rate.
+    """
+
+    def __init__(self, kind: str, peak: float, epochs: int, steps_per_epoch: int,
+                 warmup_epochs: float = 0.0):
+        super().__init__()
+        self.kind, self.peak, self.steps = kind, peak, max(1, steps_per_epoch)
+        self.total = max(1, epochs * self.steps)
+        self.warmup = warmup_epochs * self.steps
+        self.epoch = 0
+
+    def rate(self, step: int) -> float:
+        progress = min(1.0, step / self.total)
+        if self.kind == "one_cycle":
+            start, end, rise = self.peak / 25, self.peak / 1e4, 0.3
+            if progress < rise:
+                return start + (self.peak - start) * progress / rise
+            return end + (self.peak - end) * 0.5 * (1 + math.cos(math.pi * (progress - rise)
+                                                                 / (1 - rise)))
+        if step < self.warmup:
+            return self.peak * (step + 1) / self.warmup
+        fraction = (step - self.warmup) / max(1.0, self.total - self.warmup)
+        return self.peak * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+
+    def _set(self, step: int) -> None:
+        self.model.optimizer.learning_rate = self.rate(step)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._set(epoch * self.steps)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._set(self.epoch * self.steps + batch)
+
+
+def step_schedule(opt: OptimizerConfig, peak: float, epochs: int,
+                  steps_per_epoch: int) -> StepSchedule | None:
+    """The per-step schedule ``optimizer.schedule`` asks for; None for ``plateau``."""
+    if opt.schedule == "plateau":
+        return None
+    return StepSchedule(opt.schedule, peak, epochs, steps_per_epoch, opt.warmup_epochs)
+
+
 class TargetValAccuracy(keras.callbacks.Callback):
     """Stop once validation accuracy reaches the target (never training accuracy)."""
 
@@ -186,6 +233,7 @@ def fit(
     output_dir: Path,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     point: ResumePoint | None = None,
+    schedule: StepSchedule | None = None,
 ) -> FitResult:
     """Train; leave the model holding the weights of its best validation epoch.
 
@@ -195,7 +243,9 @@ def fit(
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
     guard = StopOnNonFiniteLoss()
     callbacks: list[keras.callbacks.Callback] = [guard]
-    if trainer.reduce_lr_patience:
+    if schedule is not None:
+        callbacks.append(schedule)
+    elif trainer.reduce_lr_patience:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=trainer.reduce_lr_factor,
             patience=trainer.reduce_lr_patience, verbose=1))
