@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
 from alexnet_exp.errors import UserError  # noqa: E402
+from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
 
 TARGET_KEY = "_target_"
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -75,10 +76,10 @@ def _train(cfg: DictConfig) -> float | None:
              " elsewhere, then run the same command again (it resumes)")
     except KeyboardInterrupt:
         fail("interrupted (Ctrl-C); the MLflow run is marked KILLED", code=130, status="KILLED")
-    if summary is None or isinstance(summary, runner.SkippedJob):
+    if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
-    (output_dir / "summary.json").write_text(runner.summary_json(summary))
-    print(runner.summary_lines(summary), flush=True)
+    (output_dir / "summary.json").write_text(summary_json(summary))
+    print(summary_lines(summary), flush=True)
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
 
 

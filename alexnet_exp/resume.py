@@ -115,3 +115,24 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if previous and previous != model_file:
             (directory / previous).unlink(missing_ok=True)
         self.point.model_file, self.point.epoch = model_file, epoch
+
+
+def starting_point(cfg, output_dir: Path, digest: str) -> ResumePoint | None:
+    """Where this job starts: a killed run of the same config (``trainer.resume``), else a new
+    checkpoint folder in the job's output dir; None when ``trainer.checkpoint=false``."""
+    if not cfg.trainer.checkpoint:
+        return None
+    from alexnet_exp import tracking
+
+    if cfg.trainer.resume and cfg.distribute.strategy != "multi_worker":  # workers can't agree
+        for run_id, folder in tracking.unfinished_runs_with_hash(
+                cfg.tracking.experiment_name, digest):
+            directory = Path(folder)
+            if directory.is_dir() and claim(directory):  # its process is gone
+                point = read_point(directory, run_id) or ResumePoint(run_id, directory)
+                print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
+                      f" (trainer.resume=false starts afresh)", flush=True)
+                return point
+    fresh = output_dir / "checkpoints"
+    claim(fresh)
+    return ResumePoint(None, fresh)

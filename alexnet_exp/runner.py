@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
+from alexnet_exp.outcome import RunSummary, SkippedJob
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -27,28 +28,6 @@ class JobContext:
     config_yaml: str = ""
     hydra_dir: Path | None = None
     parallel_jobs: int = 1  # jobs of a sweep running at once on this machine
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    experiment_id: str
-    tracking_uri: str
-    url: str
-    best_val_accuracy: float
-    best_epoch: int
-    epochs: int
-    seconds: float
-    parameters: int
-    metrics: dict[str, float] = field(default_factory=dict)  # the run's summary metrics
-
-
-@dataclass
-class SkippedJob:
-    """A sweep job whose config already FINISHED: the sweeper gets that run's objective."""
-
-    run_id: str
-    objective: float | None
 
 
 def run_name_for(overrides: list[str]) -> str:
@@ -90,7 +69,9 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
 
         tracker = Tracker(cfg.tracking, ctx.launch_dir)
         tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
-        point = _resume_point(cfg, ctx, digest)
+        from alexnet_exp.resume import starting_point
+
+        point = starting_point(cfg, ctx.output_dir, digest)
     return _train_job(cfg, ctx, tracker, point, parent_run_id, digest)
 
 
@@ -191,28 +172,6 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
         raise
     tracker.end("FINISHED")
     return summary
-
-
-def _resume_point(cfg: ExperimentConfig, ctx: JobContext, digest: str):
-    """Where this job starts: a killed run of the same config (``trainer.resume``), else a new
-    checkpoint folder in the job's output dir; None when ``trainer.checkpoint=false``."""
-    if not cfg.trainer.checkpoint:
-        return None
-    from alexnet_exp import resume, tracking
-
-    if cfg.trainer.resume and cfg.distribute.strategy != "multi_worker":  # workers can't agree
-        for run_id, folder in tracking.unfinished_runs_with_hash(
-                cfg.tracking.experiment_name, digest):
-            directory = Path(folder)
-            if directory.is_dir() and resume.claim(directory):  # its process is gone
-                point = resume.read_point(directory, run_id) or resume.ResumePoint(run_id,
-                                                                                   directory)
-                print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
-                      f" (trainer.resume=false starts afresh)", flush=True)
-                return point
-    fresh = ctx.output_dir / "checkpoints"
-    resume.claim(fresh)
-    return resume.ResumePoint(None, fresh)
 
 
 def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | SkippedJob | None:
@@ -328,27 +287,3 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
         best_epoch=result.best_epoch, epochs=len(result.history), seconds=result.seconds,
         parameters=model.count_params(), metrics=final_metrics,
     )
-
-
-def summary_lines(summary: RunSummary) -> str:
-    return "\n".join([
-        f"alexnet-exp: {summary.epochs} epochs in {summary.seconds:.0f} s,"
-        f" {summary.parameters:,} parameters",
-        f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
-        f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
-        f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
-    ])
-
-
-def ui_command(tracking_uri: str) -> str:
-    """``make ui`` where it opens this store (the repo's own mlruns), else the full command."""
-    repo_store = f"sqlite:///{PACKAGE_DIR.parent / 'mlruns' / 'mlflow.db'}"
-    if tracking_uri == repo_store:
-        return "make ui"
-    if tracking_uri.startswith("sqlite:///"):
-        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
-    return f"open {tracking_uri}"
-
-
-def summary_json(summary: RunSummary) -> str:
-    return json.dumps(asdict(summary))

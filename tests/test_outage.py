@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -147,6 +147,23 @@ def server_goes_away_after_epoch_1(server: Server, trainer: subprocess.Popen) ->
     return box
 
 
+@contextmanager
+def reaped(trainer: subprocess.Popen):
+    """Whatever the block does or fails at, the trainer is not left behind, stopped or not."""
+    try:
+        yield trainer
+    finally:
+        with suppress(ProcessLookupError):
+            trainer.send_signal(signal.SIGCONT)
+            trainer.kill()
+
+
+def run_to_end(trainer: subprocess.Popen) -> tuple[str, str]:
+    """Let a paused trainer go on and finish; its stdout and stderr."""
+    trainer.send_signal(signal.SIGCONT)
+    return trainer.communicate(timeout=120)
+
+
 def assert_every_epoch_once(client: MlflowClient, run_id: str, epochs: int) -> None:
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -162,16 +179,10 @@ def assert_every_epoch_once(client: MlflowClient, run_id: str, epochs: int) -> N
 
 @pytest.mark.slow
 def test_server_back_before_the_run_ends(tmp_path, tiny_data, server):
-    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6")
-    try:
+    with reaped(train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6")) as trainer:
         box = server_goes_away_after_epoch_1(server, trainer)
         server.start()  # same port, same store
-        trainer.send_signal(signal.SIGCONT)
-        out, err = trainer.communicate(timeout=120)
-    finally:
-        with suppress(ProcessLookupError):
-            trainer.send_signal(signal.SIGCONT)
-            trainer.kill()
+        out, err = run_to_end(trainer)
     assert trainer.returncode == 0, err[-3000:]
     assert "Traceback" not in err
     assert f"tracking server {server.url} unreachable" in err
@@ -185,16 +196,10 @@ def test_server_back_before_the_run_ends(tmp_path, tiny_data, server):
 @pytest.mark.slow
 def test_run_ended_during_the_outage_is_sent_by_sync(tmp_path, tiny_data, server):
     """The model too: saved in the outbox during the outage, logged by sync."""
-    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6",
-                          "tracking.log_model=true")
-    try:
+    with reaped(train_async(tmp_path, tiny_data, server.url, "trainer.epochs=6",
+                            "tracking.log_model=true")) as trainer:
         box = server_goes_away_after_epoch_1(server, trainer)
-        trainer.send_signal(signal.SIGCONT)
-        out, err = trainer.communicate(timeout=120)
-    finally:
-        with suppress(ProcessLookupError):
-            trainer.send_signal(signal.SIGCONT)
-            trainer.kill()
+        out, err = run_to_end(trainer)
     assert trainer.returncode == 0, err[-3000:]  # training went on and finished
     assert "Traceback" not in err
     assert "best val_accuracy" in out
@@ -255,16 +260,15 @@ def test_server_that_hangs_mid_run(tmp_path, tiny_data, server):
     """A frozen server (SIGSTOP: connections are accepted, nothing answers) costs the run one
     bounded wait, then buffering; when it thaws, sync sends every point exactly once, even
     if the server also processes requests that had timed out on the client."""
-    trainer = train_async(tmp_path, tiny_data, server.url, "trainer.epochs=4")
     try:
-        run_id = wait_until(lambda: first_epoch_logged(server.client()), "epoch 1 on the server",
-                            trainer)
-        os.killpg(server.process.pid, signal.SIGSTOP)
-        began = time.monotonic()
-        out, err = trainer.communicate(timeout=120)
-        seconds = time.monotonic() - began
+        with reaped(train_async(tmp_path, tiny_data, server.url, "trainer.epochs=4")) as trainer:
+            run_id = wait_until(lambda: first_epoch_logged(server.client()),
+                                "epoch 1 on the server", trainer)
+            os.killpg(server.process.pid, signal.SIGSTOP)
+            began = time.monotonic()
+            out, err = trainer.communicate(timeout=120)
+            seconds = time.monotonic() - began
     finally:
-        trainer.kill()
         with suppress(ProcessLookupError):
             os.killpg(server.process.pid, signal.SIGCONT)
     assert trainer.returncode == 0, err[-3000:]

@@ -1,0 +1,54 @@
+"""What a job hands back to the command line, and how it is shown: the run's summary, or the
+earlier run a sweep job was skipped for."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_STORE = Path(__file__).resolve().parent.parent / "mlruns" / "mlflow.db"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    url: str
+    best_val_accuracy: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+    parameters: int
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's summary metrics
+
+
+@dataclass
+class SkippedJob:
+    """A sweep job whose config already FINISHED: the sweeper gets that run's objective."""
+
+    run_id: str
+    objective: float | None
+
+
+def summary_lines(summary: RunSummary) -> str:
+    return "\n".join([
+        f"alexnet-exp: {summary.epochs} epochs in {summary.seconds:.0f} s,"
+        f" {summary.parameters:,} parameters",
+        f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
+        f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
+        f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
+    ])
+
+
+def ui_command(tracking_uri: str) -> str:
+    """``make ui`` where it opens this store (the repo's own mlruns), else the full command."""
+    repo_store = f"sqlite:///{REPO_STORE}"
+    if tracking_uri == repo_store:
+        return "make ui"
+    if tracking_uri.startswith("sqlite:///"):
+        return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
+    return f"open {tracking_uri}"
+
+
+def summary_json(summary: RunSummary) -> str:
+    return json.dumps(asdict(summary))
