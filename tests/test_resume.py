@@ -64,7 +64,10 @@ def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
 
 @pytest.mark.slow
 def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
-    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=30"]
+    # Long enough that the interrupt lands mid-training however late a loaded machine
+    # notices epoch 1 (tiny epochs take ~0.3 s; early stopping would end it at ~12).
+    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=500",
+            "trainer.early_stopping_patience=null"]
     process = start(tmp_path, *args)
     client = store(tmp_path)
     try:
