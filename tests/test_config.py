@@ -40,7 +40,7 @@ def test_every_experiment_preset_composes_and_validates(experiment):
 @pytest.mark.parametrize(
     "override",
     [f"{g}={o}" for g in ("data", "model", "norm", "dropout", "augment", "optimizer", "trainer",
-                          "tracking") for o in group_options(g)],
+                          "tracking", "distribute", "cluster") for o in group_options(g)],
 )
 def test_every_group_option_composes(override):
     cfg = compose_config(override, "data.dir=/tmp/x", "tracking.uri=http://127.0.0.1:1")

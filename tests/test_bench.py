@@ -1,0 +1,49 @@
+"""The benchmark scripts keep working (the speed targets themselves live in the scripts, never
+in a timed test): one runs end to end on a tiny folder, the FLOP count is checked by hand."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+sys.path.insert(0, str(SCRIPTS))
+
+import bench_scaling  # noqa: E402
+import bench_train  # noqa: E402
+
+
+def test_forward_flops_counts_conv_and_dense_multiply_adds():
+    inputs = keras.Input((10, 10, 3))
+    x = keras.layers.Conv2D(4, 3, padding="valid")(inputs)  # 8x8x4 outputs, 3x3x3 each
+    x = keras.layers.MaxPooling2D(2)(x)  # free
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5)(x)  # 64 -> 5
+    model = keras.Model(inputs, outputs)
+    assert bench_train.forward_flops(model) == 2 * (8 * 8 * 4 * 3 * 3 * 3) + 2 * (64 * 5)
+
+
+def test_repeated_links_every_image_within_its_class(tmp_path, tiny_data):
+    copies = bench_scaling.repeated(tiny_data, 4, tmp_path / "x4")
+    for folder in tiny_data.iterdir():
+        linked = sorted((copies / folder.name).iterdir())
+        assert len(linked) == 4 * len(list(folder.iterdir()))
+        assert all(p.resolve().parent == folder.resolve() for p in linked)
+
+
+@pytest.mark.slow
+def test_bench_input_writes_json_and_ends_with_its_summary(tmp_path, tiny_data):
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_input.py"), "--data",
+                           str(tiny_data), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "input.json").read_text())
+    assert done.stdout.strip().splitlines()[-1] == result["summary"]
+    assert result["summary"].startswith("bench_input: ImageDataGenerator")
+    rates = result["images_per_second"]
+    assert rates["image_data_generator"] > 0 and len(rates) == 9
+    assert result["ratio_cached_default"] == pytest.approx(
+        rates["tf.data cache=memory ordered=True threads=0"] / rates["image_data_generator"])
