@@ -7,6 +7,8 @@ nothing of MLflow; the runner wires the hook to the tracker.
 import contextlib
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -184,6 +186,45 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class InterruptBetweenBatches(keras.callbacks.Callback):
+    """Ctrl-C during fit stops training at the next batch boundary, as a KeyboardInterrupt.
+
+    Why not let Python raise it wherever the signal lands: when it lands while TensorFlow's C++
+    is itself raising (every epoch's end is an OutOfRangeError from the iterator), pybind11 turns
+    the pair into a RuntimeError, and the run would end FAILED with a traceback instead of KILLED
+    with a resume hint. So during fit the signal only sets a flag, which the callback turns into
+    the exception in Python, between batches. A second Ctrl-C interrupts at once. A process that
+    started with SIGINT ignored (``nohup``, a background job) keeps ignoring it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+
+    @contextlib.contextmanager
+    def armed(self):
+        """Hold SIGINT for the duration of the block; restore the previous handler after."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+        signal.signal(signal.SIGINT, self._request)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _request(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second one is immediate
+
+    def _raise_if_requested(self, *_args, **_kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_begin = _raise_if_requested
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Adds lr, epoch seconds and images/s to each epoch's logs, checkpoints, then logs them."""
 
@@ -241,8 +282,8 @@ def fit(
     point taken from a killed run continues from its epoch (``model`` must be restored from it).
     """
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
-    guard = StopOnNonFiniteLoss()
-    callbacks: list[keras.callbacks.Callback] = [guard]
+    guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
+    callbacks: list[keras.callbacks.Callback] = [interrupt, guard]
     if schedule is not None:
         callbacks.append(schedule)
     elif trainer.reduce_lr_patience:
@@ -269,9 +310,10 @@ def fit(
         callbacks.append(reporter.saver)  # last: restores counters after the others reset
 
     started = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
-              verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
-              initial_epoch=point.epoch if point else 0)
+    with interrupt.armed():
+        model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
+                  verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
+                  initial_epoch=point.epoch if point else 0)
     seconds = time.perf_counter() - started
     history = reporter.history
     val_acc = [h.get("val_accuracy", float("nan")) for h in history]

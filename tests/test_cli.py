@@ -38,8 +38,13 @@ def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600,
 
 
 def store(cwd: Path) -> MlflowClient:
+    """A client of the run's store, created (schema migrated) now: a test that watches a running
+    child must call this before starting it, or both migrate a new database at once."""
+    (cwd / "mlruns").mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
-    return MlflowClient()
+    client = MlflowClient()
+    client.search_experiments(max_results=1)
+    return client
 
 
 def runs_of(client: MlflowClient, experiment: str = "alexnet-exp"):

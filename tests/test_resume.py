@@ -25,7 +25,14 @@ def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
     return subprocess.Popen([exe, *args, f"hydra.run.dir={tmp_path}/outputs/first"],
                             cwd=tmp_path, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_interruptible)
+
+
+def _interruptible() -> None:
+    """Give the child SIGINT as a terminal would: a suite run as a background job (`make test &`)
+    starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def epochs_logged(client) -> int:
@@ -38,8 +45,8 @@ def epochs_logged(client) -> int:
 def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
         tmp_path, tiny_data):
     args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=4"]
-    process = start(tmp_path, *args)
     client = store(tmp_path)
+    process = start(tmp_path, *args)
     try:
         wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
     finally:
@@ -68,8 +75,8 @@ def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
     # notices epoch 1 (tiny epochs take ~0.3 s; early stopping would end it at ~12).
     args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=500",
             "trainer.early_stopping_patience=null"]
-    process = start(tmp_path, *args)
     client = store(tmp_path)
+    process = start(tmp_path, *args)
     try:
         wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
         os.killpg(process.pid, signal.SIGINT)
@@ -176,3 +183,40 @@ def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_pa
     assert run.info.status == "FAILED"
     checkpoints = tmp_path / "out" / "checkpoints"
     assert not [p.name for p in checkpoints.iterdir() if p.name.endswith((".h5", ".keras"))]
+
+
+def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(tmp_path):
+    cfg = ModelConfig(name="t", input_size=67, filters=[4, 4, 4, 4, 4], fc_units=[8, 8])
+    trainer = TrainerConfig(epochs=3, batch_size=4, verbose=0, tensorboard=False)
+    model = build_alexnet(cfg, 2)
+    train.compile_model(model, OptimizerConfig(), trainer)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (8, 67, 67, 3)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 2, 8), 2)
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+    class CtrlCInEpoch2(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if len(seen) == 1 and batch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    seen: list[int] = []
+    keras_fit = model.fit
+    model.fit = lambda *a, callbacks, **kw: keras_fit(*a, callbacks=[*callbacks, CtrlCInEpoch2()],
+                                                      **kw)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with pytest.raises(KeyboardInterrupt) as raised:
+            train.fit(model, ds, ds, 8, trainer, tmp_path,
+                      point=resume.ResumePoint(None, tmp_path / "ckpt"))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert raised.traceback[-1].name == "_raise_if_requested"  # in Python, between batches
+    assert seen == [0]  # epoch 2 never ended, so it is neither logged nor checkpointed
+    assert resume.read_point(tmp_path / "ckpt", "run").epoch == 1

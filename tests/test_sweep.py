@@ -92,9 +92,9 @@ def test_rerun_skips_finished_jobs_and_resumes_a_job_killed_mid_run(tmp_path, ti
              "tracking.log_model=false", "seed=1,2", f"hydra.sweep.dir={tmp_path}/multirun"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
     process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = store(tmp_path)
 
     def second_job_mid_run():
         exp = client.get_experiment_by_name("alexnet-exp")
