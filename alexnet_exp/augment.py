@@ -65,6 +65,15 @@ def _rotate_and_zoom(image: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tf.
     return warped[0]
 
 
+def _random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: tf.Tensor):
+    """A crop of min_area..1 of the image's area, aspect 3/4..4/3, resized to size (float32)."""
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
+        max_attempts=10, use_image_if_no_bounding_boxes=True)
+    return tf.image.resize(tf.slice(image, begin, extent), [size, size])
+
+
 def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | None):
     """``fn(uint8 image, seed pair) -> float32 image`` for the training stream."""
     if aug.pca_std > 0 and basis is None:
@@ -75,7 +84,9 @@ def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | 
     def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         # Crop and flip move bytes: on uint8 they touch a quarter of the memory float32 would.
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
-        if crop:
+        if aug.min_area < 1.0:
+            image = _random_resized_crop(image, input_size, aug.min_area, seeds[0])
+        elif crop:
             image = tf.image.stateless_random_crop(image, [input_size, input_size, 3], seeds[0])
         if aug.flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])

@@ -97,6 +97,9 @@ class AugmentConfig:
     pca_sample_images: int = 512
     rotation_degrees: float = 0.0
     zoom: float = 0.0
+    # Random-resized crop (Szegedy et al. 2015): each training image is a random crop covering
+    # min_area..1 of the stored image, aspect 3/4..4/3, resized to the input; 1.0 = off.
+    min_area: float = 1.0
 
 
 @dataclass
@@ -326,6 +329,8 @@ def validate(cfg: ExperimentConfig) -> None:
     require_at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
     require_at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
     require_in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
+    if not 0.0 < cfg.augment.min_area <= 1.0:
+        raise ConfigError(f"augment.min_area={cfg.augment.min_area} is outside (0.0, 1.0]")
     require_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     if cfg.optimizer.learning_rate <= 0:
         raise ConfigError(f"optimizer.learning_rate={cfg.optimizer.learning_rate} must be > 0")

@@ -84,6 +84,8 @@ def test_type_errors_are_refused_at_composition():
         (["model.pool=average"], "model.pool='average' is not one of overlapping, non_overlap"),
         (["trainer.threads=0"], "trainer.threads='0' must be auto or a whole number >= 1"),
         (["sweep.objective=accuracy"], "sweep.objective='accuracy' is not one of best_val_acc"),
+        (["augment.min_area=0"], r"augment.min_area=0.0 is outside \(0.0, 1.0\]"),
+        (["augment.min_area=1.5"], r"augment.min_area=1.5 is outside \(0.0, 1.0\]"),
     ],
 )
 def test_out_of_range_values_name_key_and_value(overrides, message):

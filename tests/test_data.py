@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -508,3 +509,16 @@ def test_digits_never_deletes_a_users_existing_folder(tmp_path, monkeypatch):
         sources.resolve_data_dir(DataConfig(name="digits", dir=str(mine)))
 
     assert (mine / "thesis.tex").exists()
+
+
+def test_random_resized_crop_zooms_into_seeded_crops_of_a_quarter_to_all_of_the_area():
+    # Pixel value = 4 x column: a crop's horizontal span of values is its width fraction.
+    columns = np.arange(64, dtype=np.uint8) * 4
+    image = tf.constant(np.broadcast_to(columns[None, :, None], (64, 64, 3)).copy())
+    transform = augment.train_transform(augment_cfg("none", min_area=0.25), 32, None)
+    outputs = [transform(image, tf.constant([seed, 0])).numpy() for seed in range(20)]
+    assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outputs)
+    widths = [(o[0, :, 0].max() - o[0, :, 0].min()) / 252 for o in outputs]
+    # area 0.25..1 at aspect 3/4..4/3: width sqrt(0.25 * 3/4) = 0.43 .. 1 of the image
+    assert all(0.4 <= w <= 1.0 for w in widths) and min(widths) < 0.8
+    np.testing.assert_array_equal(outputs[3], transform(image, tf.constant([3, 0])).numpy())
