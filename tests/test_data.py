@@ -517,6 +517,9 @@ def test_random_resized_crop_zooms_into_seeded_crops_of_a_quarter_to_all_of_the_
     image = tf.constant(np.broadcast_to(columns[None, :, None], (64, 64, 3)).copy())
     transform = augment.train_transform(augment_cfg("none", min_area=0.25), 32, None)
     outputs = [transform(image, tf.constant([seed, 0])).numpy() for seed in range(20)]
+    traced = tf.function(transform).get_concrete_function(
+        tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32))
+    assert traced.output_shapes == tf.TensorShape([32, 32, 3])  # static, as the model needs
     assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outputs)
     widths = [(o[0, :, 0].max() - o[0, :, 0].min()) / 252 for o in outputs]
     # area 0.25..1 at aspect 3/4..4/3: width sqrt(0.25 * 3/4) = 0.43 .. 1 of the image
