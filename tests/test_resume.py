@@ -105,10 +105,9 @@ def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
     assert run.data.tags["nan_epoch"] == "1" and int(run.data.tags["nan_step"]) >= 1
 
 
-def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
+def tiny_model_and_data(trainer: TrainerConfig):
+    """A compiled 2-class AlexNet at 67 px and two batches of 4 random images to fit it on."""
     cfg = ModelConfig(name="t", input_size=67, filters=[4, 4, 4, 4, 4], fc_units=[8, 8])
-    trainer = TrainerConfig(epochs=2, batch_size=4, verbose=0, tensorboard=False,
-                            reduce_lr_patience=1, early_stopping_patience=5)
     model = build_alexnet(cfg, 2)
     train.compile_model(model, OptimizerConfig(), trainer)
     rng = np.random.default_rng(0)
@@ -116,7 +115,13 @@ def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
     y = keras.utils.to_categorical(rng.integers(0, 2, 8), 2)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    return model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+
+def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
+    trainer = TrainerConfig(epochs=2, batch_size=4, verbose=0, tensorboard=False,
+                            reduce_lr_patience=1, early_stopping_patience=5)
+    model, ds = tiny_model_and_data(trainer)
     point = resume.ResumePoint(None, tmp_path / "ckpt")
     result = train.fit(model, ds, ds, 8, trainer, tmp_path, point=point)
     saved = resume.read_point(tmp_path / "ckpt", "run")
@@ -186,16 +191,8 @@ def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_pa
 
 
 def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(tmp_path):
-    cfg = ModelConfig(name="t", input_size=67, filters=[4, 4, 4, 4, 4], fc_units=[8, 8])
     trainer = TrainerConfig(epochs=3, batch_size=4, verbose=0, tensorboard=False)
-    model = build_alexnet(cfg, 2)
-    train.compile_model(model, OptimizerConfig(), trainer)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (8, 67, 67, 3)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 2, 8), 2)
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    model, ds = tiny_model_and_data(trainer)
 
     class CtrlCInEpoch2(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
