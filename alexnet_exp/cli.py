@@ -19,10 +19,11 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
 from alexnet_exp.errors import UserError  # noqa: E402
+from alexnet_exp.keys import PARENT_RUN_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
 
 TARGET_KEY = "_target_"
@@ -35,12 +36,18 @@ def fail(message: str, program: str = "alexnet-exp", code: int = 2,
          status: str = "FAILED") -> None:
     """One line, exit 2; inside a sweep the parent run is closed as FAILED first."""
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
-    parent = os.environ.get("ALEXNET_EXP_PARENT_RUN_ID")
+    close_sweep_parent(status)
+    sys.exit(code)
+
+
+def close_sweep_parent(status: str) -> None:
+    """End the sweep's parent run as ``status`` if it is still open in this process: a sweep
+    that stops early (a bad job, a crash, Ctrl-C) never leaves its parent RUNNING."""
+    parent = os.environ.pop(PARENT_RUN_ENV, None)
     if parent:
         from alexnet_exp import tracking
 
         tracking.end_sweep_parent(parent, status)
-    sys.exit(code)
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
@@ -163,22 +170,83 @@ def names_a_target(value) -> bool:
     return isinstance(choices, list) and names_a_target(choices)
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
 def preflight(args: list[str]) -> None:
-    """Compose a single run's config before Hydra does, so a mistyped key, value or option is
-    one line and exit 2 (Hydra prints several lines and exits 1). Sweeps are left to Hydra."""
+    """Compose the config before Hydra does, so a mistyped key, value or option is one line
+    and exit 2 (Hydra prints several lines and exits 1). For a sweep (``-m``) every value of
+    every swept key is composed and validated, before the sweep's parent run exists."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    if any(a.startswith("-") for a in args):  # -m, --cfg, --help, ...: Hydra's own business
+    multirun = any(a in MULTIRUN_FLAGS for a in args)
+    overrides = [a for a in args if a not in MULTIRUN_FLAGS]
+    if any(a.startswith("-") for a in overrides):  # --cfg, --help, ...: Hydra's own business
         return
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=args, return_hydra_config=True)
-    except HydraException as exc:
-        fail(f"config: {composition_error(exc)}")
-    problem = unwritable(Path(cfg.hydra.run.dir))
-    if problem:
-        fail(f"hydra.run.dir={cfg.hydra.run.dir} {problem}: pass hydra.run.dir=<a writable folder>")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        try:
+            jobs = sweep_jobs(overrides, compose) if multirun else [(overrides, None)]
+            for job, swept in jobs:
+                try:
+                    cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
+                    if multirun:
+                        validate(to_experiment_config(_without_hydra(cfg)))
+                except (HydraException, UserError) as exc:
+                    where = f" (in the sweep {swept})" if swept else ""
+                    message = composition_error(exc) if isinstance(exc, HydraException) \
+                        else str(exc)
+                    fail(f"config: {message}{where}")
+        except HydraException as exc:
+            fail(f"config: {composition_error(exc)}")
+    if not multirun:
+        problem = unwritable(Path(cfg.hydra.run.dir))
+        if problem:
+            fail(f"hydra.run.dir={cfg.hydra.run.dir} {problem}: pass hydra.run.dir=<a writable"
+                 " folder>")
+
+
+def _without_hydra(cfg: DictConfig) -> DictConfig:
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def sweep_jobs(overrides: list[str], compose) -> list[tuple[list[str], str | None]]:
+    """Override lists that together try every value a ``-m`` command sweeps, each with the
+    sweep it tests (``norm=bn,lnr``): the other swept keys stay at their first value, so a
+    sweep of n values over k keys costs n compositions, not the n^k jobs it will run.
+
+    The swept keys of a preset (``hydra.sweeper.params`` of ``experiment=six_ideas``) are
+    tried too; Optuna's ``interval(a, b)`` is tried at both ends.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
+    preset = OmegaConf.select(base, "hydra.sweeper.params") or {}
+    command_keys = {o.key_or_group for o in parsed}
+    swept = [o for o in parsed if o.is_sweep_override()]
+    swept += [o for o in parser.parse_overrides([f"{k}={v}" for k, v in preset.items()])
+              if o.key_or_group not in command_keys and o.is_sweep_override()]
+    choices = [(o, _values(o)) for o in swept]
+    firsts = [f"{o.get_key_element()}={values[0]}" for o, values in choices]
+    jobs: list[tuple[list[str], str | None]] = [(fixed + firsts, None)]
+    for i, (override, values) in enumerate(choices):
+        for value in values[1:]:
+            job = [*firsts[:i], f"{override.get_key_element()}={value}", *firsts[i + 1:]]
+            jobs.append((fixed + job, override.input_line))
+    return jobs
+
+
+def _values(override) -> list[str]:
+    value = override.value()
+    if hasattr(value, "start") and hasattr(value, "end") and not hasattr(value, "step"):
+        return [str(value.start), str(value.end)]  # an Optuna interval: both ends
+    return list(override.sweep_string_iterator())
 
 
 def unwritable(folder: Path) -> str | None:
@@ -199,7 +267,13 @@ def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
     refuse_target_overrides(sys.argv[1:])
     preflight(sys.argv[1:])
-    _train()
+    try:
+        _train()
+    except KeyboardInterrupt:
+        close_sweep_parent("KILLED")
+        raise
+    finally:  # the parent is still open only if the sweep did not reach its end
+        close_sweep_parent("FAILED")
 
 
 def _tool(program: str, config_name: str, job: str):

@@ -35,6 +35,9 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 COMMUNICATIONS = ("auto", "ring", "nccl")
 TRACKING_BACKENDS = ("local", "server")
 # What a sweep job returns to the sweeper (Optuna maximises or minimises it).
+# Which earlier FINISHED run a sweep job may stand in for: one of this sweep (its parent's
+# jobs), any of the experiment, or none (always train).
+SWEEP_REUSE = ("sweep", "experiment", "never")
 OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "best_val_loss")
 # Paper section 3.4: overlapping z=3, s=2 against the traditional non-overlapping z=s=2.
 POOL_WINDOWS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}
@@ -147,9 +150,14 @@ class TrackingConfig:
 
 @dataclass
 class SweepConfig:
-    """Rerunning a multirun skips jobs whose config already has a FINISHED run, unless asked."""
+    """Rerunning a multirun skips jobs that already FINISHED on the same config and data.
 
-    rerun_finished: bool = False
+    ``reuse`` says where such a run may come from: ``sweep`` (default) only this sweep's own
+    jobs (the same command run again), ``experiment`` any run of the experiment (linked to
+    the sweep's parent so it counts as one of its jobs), ``never`` trains every job again.
+    """
+
+    reuse: str = "sweep"
     objective: str = "best_val_accuracy"  # the job's return value, e.g. for hydra/sweeper=optuna
     seeds: int = 3  # repeats per variant where an experiment sweeps seed: range(0,${sweep.seeds})
 
@@ -359,6 +367,7 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
     require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
     require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
+    require_choice("sweep.reuse", cfg.sweep.reuse, SWEEP_REUSE)
     require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
     if cfg.tracking.backend == "server" and not (
         cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -117,22 +117,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.point.model_file, self.point.epoch = model_file, epoch
 
 
-def starting_point(cfg, output_dir: Path, digest: str) -> ResumePoint | None:
-    """Where this job starts: a killed run of the same config (``trainer.resume``), else a new
-    checkpoint folder in the job's output dir; None when ``trainer.checkpoint=false``."""
-    if not cfg.trainer.checkpoint:
-        return None
-    from alexnet_exp import tracking
-
-    if cfg.trainer.resume and cfg.distribute.strategy != "multi_worker":  # workers can't agree
-        for run_id, folder in tracking.unfinished_runs_with_hash(
-                cfg.tracking.experiment_name, digest):
-            directory = Path(folder)
-            if directory.is_dir() and claim(directory):  # its process is gone
-                point = read_point(directory, run_id) or ResumePoint(run_id, directory)
-                print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
-                      f" (trainer.resume=false starts afresh)", flush=True)
-                return point
+def starting_point(candidates: list[tuple[str, Path]], output_dir: Path) -> ResumePoint:
+    """Where this job starts: the first of ``candidates`` (``(run id, checkpoint folder)`` of
+    killed runs of the same config and data, newest first) whose process is gone, else a new
+    checkpoint folder in the job's output dir. Which runs qualify is the runner's call."""
+    for run_id, directory in candidates:
+        if directory.is_dir() and claim(directory):  # its process is gone
+            point = read_point(directory, run_id) or ResumePoint(run_id, directory)
+            print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
+                  f" (trainer.resume=false starts afresh)", flush=True)
+            return point
     fresh = output_dir / "checkpoints"
     claim(fresh)
     return ResumePoint(None, fresh)

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
+from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
 from alexnet_exp.outcome import RunSummary, SkippedJob
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+FINGERPRINT_ARTIFACT = "data/fingerprint.json"  # the file list a later run's diff reads
 
 
 @dataclass
@@ -50,6 +52,23 @@ def model_summary_text(model) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class JobIdentity:
+    """What a run is: how it trains (config hash) and on what (the data's fingerprint)."""
+
+    config_hash: str
+    data_root: Path
+    data: DataFingerprint
+
+
+def identify(cfg: ExperimentConfig) -> JobIdentity:
+    """The job's identity, from the config and a ``stat`` of every image (no TensorFlow)."""
+    from alexnet_exp.sources import resolve_data_dir
+
+    root = resolve_data_dir(cfg.data)
+    return JobIdentity(config_hash(cfg), root, fingerprint_folder(root, cfg.data, cfg.seed))
+
+
 def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | None:
     """Train one model and record it; returns None for ``dry_run=true`` and for a worker of a
     multi-worker job that is not its chief (the chief records the run)."""
@@ -59,20 +78,98 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     where = placement(cfg.distribute)
     if not where.chief:
         return _run_worker(cfg, ctx, where.task)
-    digest = config_hash(cfg)
-    parent_run_id = None if cfg.dry_run else _sweep_parent(cfg, ctx, digest)
-    if isinstance(parent_run_id, SkippedJob):
-        return parent_run_id
-    tracker, point = None, None
+    tracker, point, parent_run_id = None, None, None
     if not cfg.dry_run:
-        from alexnet_exp.tracking import Tracker
+        from alexnet_exp import tracking
 
-        tracker = Tracker(cfg.tracking, ctx.launch_dir)
+        tracker = tracking.Tracker(cfg.tracking, ctx.launch_dir)
         tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
-        from alexnet_exp.resume import starting_point
+    identity = identify(cfg)
+    if not cfg.dry_run:
+        parent_run_id = os.environ.get(tracking.PARENT_RUN_ENV)
+        done = _reusable_run(cfg, ctx, identity, parent_run_id)
+        if done:
+            return done
+        if cfg.trainer.checkpoint:
+            from alexnet_exp.resume import starting_point
 
-        point = starting_point(cfg, ctx.output_dir, digest)
-    return _train_job(cfg, ctx, tracker, point, parent_run_id, digest)
+            point = starting_point(_resume_candidates(cfg, identity, parent_run_id),
+                                   ctx.output_dir)
+            if point.run_id and parent_run_id:
+                _link_if_outside(parent_run_id, point.run_id, "resumed")
+    return _train_job(cfg, ctx, tracker, point, parent_run_id, identity)
+
+
+def _in_sweep_scope(cfg: ExperimentConfig, parent_run_id: str | None) -> str | None:
+    """The parent whose jobs a run may be reused or resumed from; None: the whole experiment."""
+    return parent_run_id if cfg.sweep.reuse != "experiment" else None
+
+
+def _data_changed(runs, identity: JobIdentity) -> str:
+    """``data changed since run <id> (classes +tulips, 12 files added)`` for the newest run."""
+    from alexnet_exp import tracking
+
+    newest = runs[0]
+    old = tracking.run_json(newest.run_id, FINGERPRINT_ARTIFACT)
+    if newest.data_fingerprint is None:
+        how = "it recorded no data fingerprint"
+    elif old is None:
+        how = "its file list is not in the store"
+    else:
+        how = identity.data.changes_since(DataFingerprint.from_dict(old))
+    return f"data changed since run {newest.run_id} ({how})"
+
+
+def _reusable_run(cfg: ExperimentConfig, ctx: JobContext, identity: JobIdentity,
+                  parent_run_id: str | None) -> SkippedJob | None:
+    """Inside a multirun: the earlier FINISHED run of this job (same config, same data) that
+    ``sweep.reuse`` allows to stand in for it; the job is then skipped."""
+    from alexnet_exp import tracking
+
+    if not parent_run_id or cfg.sweep.reuse == "never":
+        return None
+    finished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
+                                       ("FINISHED",), _in_sweep_scope(cfg, parent_run_id))
+    same = [r for r in finished if r.data_fingerprint == identity.data.digest]
+    name = run_name_for(ctx.overrides)
+    if not same:
+        if finished:
+            print(f"alexnet-exp: {_data_changed(finished, identity)}: training {name} again",
+                  flush=True)
+        return None
+    done = same[0]
+    _link_if_outside(parent_run_id, done.run_id, "reused")
+    print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
+          f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
+    return SkippedJob(done.run_id, tracking.run_metric(done.run_id, cfg.sweep.objective))
+
+
+def _link_if_outside(parent_run_id: str, run_id: str, how: str) -> None:
+    """A run this sweep reuses or resumes but did not start counts as one of its jobs."""
+    from alexnet_exp import tracking
+
+    run = tracking.recorded_run(run_id)
+    if run.tags.get("mlflow.parentRunId") != parent_run_id:
+        tracking.link_to_sweep(parent_run_id, run, how)
+
+
+def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
+                       parent_run_id: str | None) -> list[tuple[str, Path]]:
+    """Killed runs this job may continue: same config, same data, newest first. A run of the
+    same config on other data is left as it is (still resumable with its own data)."""
+    from alexnet_exp import tracking
+
+    if not cfg.trainer.resume or cfg.distribute.strategy == "multi_worker":  # workers can't agree
+        return []
+    unfinished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
+                                         ("RUNNING", "KILLED"),
+                                         _in_sweep_scope(cfg, parent_run_id))
+    unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir")]
+    same = [r for r in unfinished if r.data_fingerprint == identity.data.digest]
+    if unfinished and not same:
+        print(f"alexnet-exp: {_data_changed(unfinished, identity)}: starting a new run",
+              flush=True)
+    return [(r.run_id, Path(r.tags["checkpoint_dir"])) for r in same]
 
 
 def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
@@ -88,20 +185,19 @@ def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
         point = resume.ResumePoint(None, scratch / "checkpoints") if cfg.trainer.checkpoint \
             else None
         worker_ctx = JobContext(ctx.launch_dir, scratch, ctx.overrides, ctx.config_yaml)
-        _train_job(cfg, worker_ctx, SilentTracker(), point, None, "")
+        _train_job(cfg, worker_ctx, SilentTracker(), point, None, identify(cfg))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"alexnet-exp: {task} done; the chief recorded the run", flush=True)
 
 
 def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_run_id,
-               digest: str) -> RunSummary | None:
+               identity: JobIdentity) -> RunSummary | None:
     from dataclasses import replace
 
     from alexnet_exp import distribute, train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet
-    from alexnet_exp.sources import resolve_data_dir
 
     # A resumed run draws fresh dropout/augmentation randomness for the epochs it has left.
     seed = cfg.seed + (point.epoch if point else 0)
@@ -109,7 +205,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
     strategy = distribute.make_strategy(cfg.distribute)
     replicas = strategy.num_replicas_in_sync
     global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
-    root = resolve_data_dir(cfg.data)
+    root = identity.data_root
     datasets = make_datasets(
         cfg.data, cfg.augment, root, cfg.model.input_size, global_batch, cfg.seed,
         cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
@@ -126,6 +222,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
         print(f"total parameters: {model.count_params():,} (dry run: nothing trained or logged)")
         return None
 
+    from alexnet_exp import tracking
     from alexnet_exp.resume import restore_model
     from alexnet_exp.tracking import git_commit
 
@@ -147,7 +244,8 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
             "precision_policy": policy,
             "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
             "data_root": str(root),
-            "alexnet_exp.config_hash": digest,
+            tracking.CONFIG_HASH_TAG: identity.config_hash,
+            tracking.DATA_FINGERPRINT_TAG: identity.data.digest,
             "checkpoint_dir": str(point.directory) if point else None,
             "distribute.replicas": str(replicas),
             "distribute.global_batch_size": str(global_batch),
@@ -160,7 +258,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
         schedule = train.step_schedule(cfg.optimizer, learning_rate, cfg.trainer.epochs,
                                        math.ceil(len(datasets.train_files) / global_batch))
         summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train, point,
-                                 schedule)
+                                 schedule, identity)
     except KeyboardInterrupt:
         tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
         if point and point.epoch:
@@ -174,24 +272,10 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
     return summary
 
 
-def _sweep_parent(cfg: ExperimentConfig, ctx: JobContext, digest: str) -> str | SkippedJob | None:
-    """Inside a multirun: the parent run's id, or the earlier run of a job that FINISHED."""
-    from alexnet_exp import tracking
-
-    parent = os.environ.get(tracking.PARENT_RUN_ENV)
-    if not parent or cfg.sweep.rerun_finished:
-        return parent
-    tracking.Tracker(cfg.tracking, ctx.launch_dir)  # points MLflow at the store
-    done = tracking.finished_run_with_hash(cfg.tracking.experiment_name, digest)
-    if done:
-        print(f"alexnet-exp: skipping {run_name_for(ctx.overrides)}: its config already"
-              f" FINISHED as MLflow run {done} (sweep.rerun_finished=true reruns it)", flush=True)
-        return SkippedJob(done, tracking.run_metric(done, cfg.sweep.objective))
-    return parent
-
-
-def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text) -> None:
-    """What a run records before training: config, model summary, classes, data set."""
+def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> None:
+    """What a run records before training: config, model summary, classes, data set (its file
+    list with the fingerprint's digest as MLflow's dataset digest, and the fingerprint itself,
+    which a later run diffs against to say what changed)."""
     import numpy as np
 
     tracker.log_params(asdict(cfg))
@@ -209,11 +293,13 @@ def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text) -> None:
         [names[i] for i in np.concatenate([datasets.train_labels, datasets.val_labels])],
         ["train"] * len(datasets.train_files) + ["val"] * len(datasets.val_files),
         datasets.report.root, name=Path(datasets.report.root).name,
+        digest=identity.data.digest,
     )
+    tracker.log_dict(identity.data.to_dict(), FINGERPRINT_ARTIFACT)
 
 
 def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
-                   point=None, schedule=None) -> RunSummary:
+                   point=None, schedule=None, identity=None) -> RunSummary:
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -224,7 +310,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
     if point and point.run_id:  # a resumed run has its params and inputs already
         tracker.replay_epochs(point.history)
     else:
-        _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text)
+        _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity)
     names = datasets.class_names
 
     result = train.fit(model, datasets.train, datasets.val, len(datasets.train_files),

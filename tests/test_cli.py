@@ -141,7 +141,7 @@ def test_multirun_gives_one_parent_and_a_child_per_job_and_resumes(tmp_path, tin
     assert again.stdout.count("skipping") == 4
     assert len(runs_of(store(tmp_path))) == len(runs)
     # Forced: four new children under the same parent.
-    forced = cli(tmp_path, *sweep, "sweep.rerun_finished=true")
+    forced = cli(tmp_path, *sweep, "sweep.reuse=never")
     assert forced.returncode == 0, forced.stderr[-3000:]
     rerun = [r for r in runs_of(store(tmp_path)) if r.info.run_id not in
              {old.info.run_id for old in runs}]

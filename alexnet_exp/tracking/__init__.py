@@ -25,17 +25,31 @@ from alexnet_exp.tracking.reports import (
 )
 from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, redact, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
+    CONFIG_HASH_TAG,
+    DATA_FINGERPRINT_TAG,
     PARENT_RUN_ENV,
+    RecordedRun,
     end_sweep_parent,
-    finished_run_with_hash,
+    link_to_sweep,
+    recorded_run,
+    run_json,
     run_metric,
+    runs_with_hash,
     start_sweep_parent,
+    sweep_members,
     tag_best_child,
-    unfinished_runs_with_hash,
 )
 
 __all__ = [
+    "CONFIG_HASH_TAG",
+    "DATA_FINGERPRINT_TAG",
     "PARENT_RUN_ENV",
+    "RecordedRun",
+    "link_to_sweep",
+    "recorded_run",
+    "run_json",
+    "runs_with_hash",
+    "sweep_members",
     "RunSelection",
     "TrainingRun",
     "find_training_runs",
@@ -43,7 +57,6 @@ __all__ = [
     "Tracker",
     "end_sweep_parent",
     "experiment_name_of",
-    "finished_run_with_hash",
     "flatten",
     "redact",
     "git_commit",
@@ -56,5 +69,4 @@ __all__ = [
     "run_metric",
     "start_sweep_parent",
     "tag_best_child",
-    "unfinished_runs_with_hash",
 ]

@@ -183,7 +183,8 @@ def _apply(client, box: Outbox, record: dict, result: Replayed, seen: dict, with
     result.other[op] = result.other.get(op, 0) + 1
 
 
-def dataset_input(files: list[str], labels: list[str], splits: list[str], root: str, name: str):
+def dataset_input(files: list[str], labels: list[str], splits: list[str], root: str, name: str,
+                  digest: str | None = None):
     """The training data set (file list, labels, split) as a run input; its digest identifies
     the data set in the UI."""
     import warnings
@@ -196,7 +197,8 @@ def dataset_input(files: list[str], labels: list[str], splits: list[str], root: 
     frame = pd.DataFrame({"path": files, "label": labels, "split": splits})
     with warnings.catch_warnings():  # "source can be interpreted in multiple ways"
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=root, name=name, targets="label")
+        dataset = mlflow.data.from_pandas(frame, source=root, name=name, targets="label",
+                                          digest=digest)
     return DatasetInput(dataset._to_mlflow_entity(),
                         tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
 

@@ -14,9 +14,11 @@ from mlflow.exceptions import MlflowException
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError
 from alexnet_exp.tracking.runs import resolve_tracking_uri
+from alexnet_exp.tracking.sweeps import sweep_members
 
 KIND_TAG = "alexnet_exp.kind"
 REPORT_KIND = "report"
+ALL_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 HISTORIES = ("val_accuracy", "val_loss")  # the per-epoch metrics a report plots or summarises
 
 
@@ -98,12 +100,13 @@ def find_training_runs(tracking: TrackingConfig, launch_dir: Path, experiment_na
     """
     uri = connect(tracking, launch_dir)
     experiment_id = _experiment_id(experiment_name, uri)
-    query = ""
-    if parent_run_id:
+    if parent_run_id:  # the sweep's jobs: its children and the earlier runs it reused
         _check_parent(parent_run_id, experiment_id, experiment_name)
-        query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
-    found = mlflow.search_runs([experiment_id], filter_string=query, output_format="list",
-                               order_by=["attributes.start_time ASC"])
+        found = sorted(sweep_members(parent_run_id, statuses=ALL_STATUSES),
+                       key=lambda r: r.info.start_time)
+    else:
+        found = mlflow.search_runs([experiment_id], output_format="list",
+                                   order_by=["attributes.start_time ASC"])
     training = [r for r in found if r.data.tags.get(KIND_TAG) in (None, "training")]
     not_finished: dict[str, int] = {}
     for run in training:

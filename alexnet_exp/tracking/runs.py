@@ -328,9 +328,11 @@ class Tracker:
             self._send(lambda: mlflow.log_artifacts(tmp, path), park, small=False)
 
     def log_dataset(self, files: list[str], labels: list[str], splits: list[str], root: str,
-                    name: str) -> None:
-        """Record the exact file list (its digest identifies the data set in the UI)."""
-        data = {"files": files, "labels": labels, "splits": splits, "root": root, "name": name}
+                    name: str, digest: str | None = None) -> None:
+        """Record the exact file list; ``digest`` (the data fingerprint's) identifies the data
+        set in the UI, as the run's ``alexnet_exp.data_fingerprint`` tag does."""
+        data = {"files": files, "labels": labels, "splits": splits, "root": root, "name": name,
+                "digest": digest}
 
         def park(box: outbox.Outbox) -> dict:
             box.file("dataset.json").write_text(json.dumps(data))

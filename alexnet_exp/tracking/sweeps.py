@@ -1,15 +1,20 @@
 """Sweep bookkeeping in MLflow: the parent run of a multirun and the FINISHED-job lookup."""
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
+from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
+    CONFIG_HASH_TAG,
+    DATA_FINGERPRINT_TAG,
+    PARENT_RUN_ENV,
+    SWEEP_LINK_PREFIX,
+)
 from alexnet_exp.tracking.runs import Tracker, redact
-
-# Sweeps: one parent run per multirun, found again by its key when the same sweep is rerun.
-PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"  # not MLFLOW_RUN_ID: that would override the parent
 
 
 def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[str],
@@ -39,29 +44,88 @@ def end_sweep_parent(run_id: str, status: str = "FINISHED") -> None:
     mlflow.MlflowClient().set_terminated(run_id, status)
 
 
-def finished_run_with_hash(experiment_name: str, config_hash: str) -> str | None:
-    """A FINISHED run of this experiment whose resolved config hashed to ``config_hash``."""
-    experiment = mlflow.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        return None
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment.experiment_id],
-        f"tags.`alexnet_exp.config_hash` = '{config_hash}' and attributes.status = 'FINISHED'",
-        max_results=1)
-    return runs[0].info.run_id if runs else None
+@dataclass
+class RecordedRun:
+    """A training run as the skip and resume logic sees it: plain values, no MLflow types."""
+
+    run_id: str
+    name: str
+    status: str
+    tags: dict[str, str]
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        return self.tags.get(DATA_FINGERPRINT_TAG)
 
 
-def unfinished_runs_with_hash(experiment_name: str, config_hash: str) -> list[tuple[str, str]]:
-    """``(run_id, checkpoint_dir)`` of this config's RUNNING or KILLED runs, newest first: the
-    runs a rerun of the same command may continue (FAILED ones failed for a reason)."""
+def _recorded(run) -> RecordedRun:
+    return RecordedRun(run.info.run_id, run.info.run_name or run.info.run_id, run.info.status,
+                       dict(run.data.tags))
+
+
+def recorded_run(run_id: str) -> RecordedRun:
+    return _recorded(mlflow.MlflowClient().get_run(run_id))
+
+
+def runs_with_hash(experiment_name: str, config_hash: str, statuses: tuple[str, ...],
+                   parent_run_id: str | None = None) -> list[RecordedRun]:
+    """This experiment's runs of one config in ``statuses``, newest first; with
+    ``parent_run_id`` only the members of that sweep (its children and the runs linked to it)."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment.experiment_id], f"tags.`alexnet_exp.config_hash` = '{config_hash}'",
-        order_by=["attributes.start_time DESC"])
-    return [(r.info.run_id, r.data.tags["checkpoint_dir"]) for r in runs
-            if r.info.status in ("RUNNING", "KILLED") and r.data.tags.get("checkpoint_dir")]
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'",
+                              order_by=["attributes.start_time DESC"])
+    if parent_run_id is not None:
+        members = set(_linked_run_ids(client, parent_run_id))
+        runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id
+                or r.info.run_id in members]
+    return [_recorded(r) for r in runs if r.info.status in statuses]
+
+
+def _linked_run_ids(client, parent_run_id: str) -> list[str]:
+    tags = client.get_run(parent_run_id).data.tags
+    return [key[len(SWEEP_LINK_PREFIX):] for key in tags if key.startswith(SWEEP_LINK_PREFIX)]
+
+
+def link_to_sweep(parent_run_id: str, run: RecordedRun, how: str) -> None:
+    """Count ``run`` (not a child of this sweep) as one of its jobs: a tag on the parent per
+    linked run (``alexnet_exp.sweep_member.<run id>``), so the UI shows it on the parent, and
+    best-trial selection and ``alexnet-exp-report parent_run_id=...`` include it. One key per
+    run, so parallel jobs never overwrite each other's links."""
+    client = mlflow.MlflowClient()
+    client.set_tag(parent_run_id, f"{SWEEP_LINK_PREFIX}{run.run_id}", f"{how}: {run.name}"[:250])
+
+
+def sweep_members(parent_run_id: str, statuses: tuple[str, ...] = ("FINISHED",)) -> list:
+    """The MLflow runs that are this sweep's jobs: its children and the runs linked to it."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    children = [r for r in children if r.info.status in statuses]
+    known = {r.info.run_id for r in children}
+    linked = []
+    for run_id in _linked_run_ids(client, parent_run_id):
+        if run_id in known:
+            continue
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:  # deleted since it was linked
+            continue
+        if run.info.status in statuses and run.info.lifecycle_stage == "active":
+            linked.append(run)
+    return children + linked
+
+
+def run_json(run_id: str, artifact_path: str) -> dict | None:
+    """A JSON artifact of a run, or None when the run has none at that path."""
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_path}")
+    except Exception:  # MLflow raises several types for a missing artifact
+        return None
 
 
 def run_metric(run_id: str, name: str) -> float | None:
@@ -70,13 +134,11 @@ def run_metric(run_id: str, name: str) -> float | None:
 
 
 def tag_best_child(parent_run_id: str, metric: str, maximize: bool) -> str | None:
-    """Mark the sweep's best FINISHED child (``alexnet_exp.best_trial=true``) and name it on
-    the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once."""
+    """Mark the sweep's best FINISHED job (``alexnet_exp.best_trial=true``) and name it on
+    the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once.
+    Runs linked to the sweep compete as its children do (:func:`link_to_sweep`)."""
     client = mlflow.MlflowClient()
-    parent = client.get_run(parent_run_id)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'FINISHED'")
+    children = sweep_members(parent_run_id)
     scored = [r for r in children if metric in r.data.metrics]
     if not scored:
         return None

@@ -1,0 +1,107 @@
+"""The identity of a run's data: its classes, every image file (size and mtime), the split.
+
+A run's config hash says *how* it trains; the fingerprint says *on what*. Resume and the
+sweep's skip of FINISHED jobs match on both, so a class folder added, an image replaced or
+``data.val_split`` changed between a kill and the rerun never continues (or stands in for) a
+run trained on other data.
+
+The fingerprint is taken from the file system alone (names and ``stat``), without decoding or
+TensorFlow, so the runner can compare it before TensorFlow loads. It covers every file with an
+image suffix in a class folder, also the ones the check pass will skip: a broken file made
+good is a change of data too. Size and mtime are what rsync and make trust for "same file";
+reading every byte would cost minutes on a big data set at every start.
+"""
+
+import hashlib
+import json
+import os
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_exp.config import DataConfig
+from alexnet_exp.sources import IMAGE_SUFFIXES
+
+
+def _nfc(name: str) -> str:
+    """macOS writes names decomposed (NFD), Linux keeps what it is given: compare them as NFC."""
+    return unicodedata.normalize("NFC", name)
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    classes: tuple[str, ...]
+    files: dict[str, tuple[int, int]]  # "<class>/<path in it>" -> (size, mtime_ns)
+    split: dict[str, object]  # what decides the train/val split besides the files
+
+    @property
+    def digest(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes),
+                "files": {k: list(v) for k, v in sorted(self.files.items())},
+                "split": dict(self.split)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DataFingerprint":
+        return cls(tuple(data["classes"]), {k: tuple(v) for k, v in data["files"].items()},
+                   dict(data["split"]))
+
+    def changes_since(self, old: "DataFingerprint") -> str:
+        """What differs from ``old`` in a few words: ``classes +tulips, 12 files added``."""
+        parts = []
+        gained = [c for c in self.classes if c not in old.classes]
+        lost = [c for c in old.classes if c not in self.classes]
+        if gained or lost:
+            parts.append("classes " + " ".join([*(f"+{c}" for c in gained),
+                                                *(f"-{c}" for c in lost)]))
+        added = len(self.files.keys() - old.files.keys())
+        removed = len(old.files.keys() - self.files.keys())
+        changed = sum(old.files[k] != v for k, v in self.files.items() if k in old.files)
+        for count, what in ((added, "added"), (removed, "removed"), (changed, "changed")):
+            if count:
+                parts.append(f"{count} file{'s' if count != 1 else ''} {what}")
+        parts += [f"{key} {old.split.get(key)} -> {value}" for key, value in self.split.items()
+                  if old.split.get(key) != value]
+        return ", ".join(parts) or "same files, different fingerprint"
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, following symlinked folders once each (a loop ends)."""
+    found, seen = [], set()
+    for directory, subdirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirs[:] = []
+            continue
+        seen.add(real)
+        found += [Path(directory, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
+    return found
+
+
+def fingerprint_folder(root: Path, cfg: DataConfig, seed: int) -> DataFingerprint:
+    """The fingerprint of the class-folder tree at ``root`` as ``cfg`` and ``seed`` split it.
+
+    A folder that is not there yet gets an empty fingerprint: the data scan that follows says
+    what is wrong with it, in the words it has for that.
+    """
+    root = Path(root)
+    try:
+        class_dirs = sorted((d for d in root.iterdir() if d.is_dir()
+                             and not d.name.startswith(".")), key=lambda d: d.name)
+    except OSError:
+        class_dirs = []
+    files: dict[str, tuple[int, int]] = {}
+    for folder in class_dirs:
+        for path in _image_files(folder):
+            try:
+                st = path.stat()
+            except OSError:  # a dangling link: the scan reports it
+                continue
+            key = _nfc(path.relative_to(root).as_posix())
+            files[key] = (st.st_size, st.st_mtime_ns)
+    split = {"data.val_split": cfg.val_split, "seed": seed,
+             "data.max_images_per_class": cfg.max_images_per_class}
+    return DataFingerprint(tuple(_nfc(d.name) for d in class_dirs), files, split)

@@ -1,0 +1,17 @@
+"""Names that several layers must spell the same: MLflow tag keys and environment variables.
+
+A plain module at the bottom of the house (no imports), so the command line can name them
+without loading MLflow, and tracking, the runner and the sweep callback agree by construction.
+"""
+
+# The sweep's parent run id, handed to its jobs (set before any launcher starts, so jobs in
+# other processes inherit it). Not MLFLOW_RUN_ID: that would make every job log into the parent.
+PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"
+
+# A run's identity: how it trains (the resolved config) and on what (the data fingerprint).
+CONFIG_HASH_TAG = "alexnet_exp.config_hash"
+DATA_FINGERPRINT_TAG = "alexnet_exp.data_fingerprint"
+
+# On a sweep's parent, one tag per run that counts as a job of the sweep without being its
+# child (a FINISHED run reused with sweep.reuse=experiment, a killed run resumed from elsewhere).
+SWEEP_LINK_PREFIX = "alexnet_exp.sweep_member."
