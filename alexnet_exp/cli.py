@@ -179,6 +179,7 @@ def preflight(args: list[str]) -> None:
     every swept key is composed and validated, before the sweep's parent run exists."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
@@ -192,10 +193,12 @@ def preflight(args: list[str]) -> None:
                     cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
                     if multirun:
                         validate(to_experiment_config(_without_hydra(cfg)))
-                except (HydraException, UserError) as exc:
+                except (HydraException, UserError, OmegaConfBaseException) as exc:
                     where = f" (in the sweep {swept})" if swept else ""
                     message = composition_error(exc) if isinstance(exc, HydraException) \
-                        else str(exc)
+                        else str(exc).splitlines()[0]
+                    key = getattr(exc, "full_key", None)  # OmegaConf names the key apart
+                    message = f"{key}: {message}" if key else message
                     fail(f"config: {message}{where}")
         except HydraException as exc:
             fail(f"config: {composition_error(exc)}")

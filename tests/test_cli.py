@@ -201,6 +201,27 @@ def test_bad_keys_values_and_options_exit_2_with_one_line(tmp_path, override, me
     assert not (tmp_path / "mlruns").exists()
 
 
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        (["norm=bn,lnr"], "norm=lnr is not an option of norm: choose one of bn, lrn, none"
+                          " (in the sweep norm=bn,lnr)"),
+        (["norm=bn,lrn", "trainer.epochs=3,0"], "trainer.epochs=0 must be >= 1"
+                                                " (in the sweep trainer.epochs=3,0)"),
+        (["experiment=six_ideas", "ablation=bn,nope"], "ablation=nope is not an option of"
+                                                       " ablation"),
+        (["trainer.epoch=1,2"], "trainer.epoch is not a key of the config"),
+        (["trainer.epochs=${nope}", "seed=1,2"], "trainer.epochs"),
+    ],
+)
+def test_every_value_of_a_sweep_is_checked_before_its_parent_run_exists(tmp_path, sweep, message):
+    result = cli(tmp_path, "-m", "data=folder", "data.dir=/nowhere", *sweep)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("alexnet-exp: error: config: ") and message in line
+    assert not (tmp_path / "mlruns").exists()  # no parent run left RUNNING: no store at all
+
+
 def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
     helped = cli(tmp_path, "--help")
     assert helped.returncode == 0

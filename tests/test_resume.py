@@ -69,6 +69,57 @@ def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
     assert len(client.get_metric_history(run.info.run_id, "parameters")) == 1
 
 
+def kill_9_after_epoch(tmp_path, client, args, epoch: int):
+    """Start ``alexnet-exp args``, kill -9 it once ``epoch`` epochs are in the store."""
+    process = start(tmp_path, *args)
+    try:
+        wait_for(lambda: epochs_logged(client) >= epoch, 300, f"epoch {epoch} in the store")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    (killed,) = runs_of(client)
+    return killed
+
+
+@pytest.mark.slow
+def test_data_changed_after_a_kill_starts_a_new_run_and_leaves_the_old_one_resumable(
+        tmp_path, image_folder):
+    data = image_folder(tmp_path / "data", classes={"apple": 8, "kiwi": 8}, size=(48, 40))
+    args = [*RUN, f"data.dir={data}", "trainer.epochs=3", "trainer.early_stopping_patience=null"]
+    client = store(tmp_path)
+    killed = kill_9_after_epoch(tmp_path, client, args, 1)
+    old_loss = [m.value for m in client.get_metric_history(killed.info.run_id, "loss")]
+    fingerprint = killed.data.tags["alexnet_exp.data_fingerprint"]
+    (dataset,) = client.get_run(killed.info.run_id).inputs.dataset_inputs
+    assert dataset.dataset.digest == fingerprint  # MLflow's data set digest agrees
+
+    image_folder(data, classes={"tulips": 8}, size=(48, 40))  # a class added before the rerun
+    changed = cli(tmp_path, *args)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert (f"data changed since run {killed.info.run_id} (classes +tulips, 8 files added):"
+            " starting a new run") in changed.stdout
+    new = next(r for r in runs_of(client) if r.info.run_id != killed.info.run_id)
+    assert new.info.status == "FINISHED" and new.data.metrics["epochs_run"] == 3
+    assert new.data.tags["alexnet_exp.data_fingerprint"] != fingerprint
+    assert new.data.tags["checkpoint_dir"] != killed.data.tags["checkpoint_dir"]
+    old = client.get_run(killed.info.run_id)  # left exactly as it was
+    assert old.info.status == "RUNNING"
+    assert [m.value for m in client.get_metric_history(old.info.run_id, "loss")] == old_loss
+
+    for path in (data / "tulips").iterdir():  # the old data back: the old run resumes
+        path.unlink()
+    (data / "tulips").rmdir()
+    back = cli(tmp_path, *args)
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id}" in back.stdout
+    resumed = client.get_run(killed.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.metrics["epochs_run"] == 3
+    names = json.loads(Path(client.download_artifacts(
+        resumed.info.run_id, "class_names.json", str(tmp_path))).read_text())["class_names"]
+    assert names == ["apple", "kiwi"]
+    assert len(runs_of(client)) == 2
+
+
 @pytest.mark.slow
 def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
     # Long enough that the interrupt lands mid-training however late a loaded machine

@@ -1,6 +1,7 @@
 """Sweeps as users launch them: parallel jobs (joblib, submitit), Optuna search, resume after a
 kill."""
 
+import csv
 import os
 import signal
 import subprocess
@@ -123,3 +124,84 @@ def test_rerun_skips_finished_jobs_and_resumes_a_job_killed_mid_run(tmp_path, ti
     assert "resuming MLflow run " + rerun.info.run_id in again.stdout
     steps = [m.step for m in client.get_metric_history(rerun.info.run_id, "loss")]
     assert steps == [1, 2, 3, 4, 5, 6]  # every epoch exactly once
+
+
+def report_runs(tmp_path, parent_run_id: str) -> set[str]:
+    """The run ids ``alexnet-exp-report parent_run_id=...`` reports on (from its CSV)."""
+    result = cli(tmp_path, "experiment_name=alexnet-exp", f"parent_run_id={parent_run_id}",
+                 f"output_dir={tmp_path}/report", "log=false", program="alexnet-exp-report")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with (tmp_path / "report" / "report.csv").open() as handle:
+        return {i for row in csv.DictReader(handle) for i in row["run_ids"].split()}
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_what_its_command_names_on_the_data_it_has(tmp_path, image_folder):
+    data = image_folder(tmp_path / "data", classes={"apple": 8, "kiwi": 8}, size=(48, 40))
+    job = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1",
+           "tracking.log_model=false"]
+    client = store(tmp_path)
+    alone = cli(tmp_path, *job, "norm=lrn")  # a standalone run, same config as the lrn job
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    (standalone,) = runs_of(client)
+
+    sweep = ["-m", *job, "norm=bn,lrn"]
+    first = cli(tmp_path, *sweep)  # reuse=sweep: another command's run does not stand in
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "skipping" not in first.stdout
+    parent, children = children_of(runs_of(client))
+    assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
+    assert parent.data.tags["best_run_id"] in {r.info.run_id for r in children}
+    assert report_runs(tmp_path, parent.info.run_id) == {r.info.run_id for r in children}
+
+    again = cli(tmp_path, *sweep)  # the same command: its own finished jobs are skipped
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skipping") == 2 and len(runs_of(client)) == 4
+
+    # Another sweep that asks for reuse across the experiment: its lrn job is a FINISHED run
+    # it did not start, linked to its parent so the UI, best trial and report count it.
+    other = cli(tmp_path, "-m", *job, "norm=lrn", "dropout=on", "sweep.reuse=experiment")
+    assert other.returncode == 0, other.stderr[-3000:]
+    (other_parent,) = [r for r in runs_of(client) if r.data.tags.get("alexnet_exp.kind")
+                       == "sweep" and r.info.run_id != parent.info.run_id]
+    reused = [k.rsplit(".", 1)[1] for k in other_parent.data.tags
+              if k.startswith("alexnet_exp.sweep_member.")]
+    assert len(reused) == 1  # the newest of the two lrn runs (standalone, first sweep)
+    assert other_parent.data.tags["best_run_id"] == reused[0]
+    assert other_parent.info.status == "FINISHED"
+    assert report_runs(tmp_path, other_parent.info.run_id) == set(reused)
+
+    image = (data / "apple" / "apple_000.jpg").read_bytes()
+    for i in (1, 2):  # two images added
+        (data / "apple" / f"new_{i}.jpg").write_bytes(image)
+    changed = cli(tmp_path, *sweep)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "skipping" not in changed.stdout
+    assert changed.stdout.count("data changed since run") == 2
+    assert "(2 files added): training" in changed.stdout
+    children = [r for r in runs_of(client)
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4  # two more jobs of the same sweep, on the new data
+
+
+@pytest.mark.parametrize(("raised", "status"), [(RuntimeError("bug"), "FAILED"),
+                                                 (KeyboardInterrupt(), "KILLED")])
+def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised, status):
+    """A job that crashes (or Ctrl-C) between the parent's start and its end: never RUNNING."""
+    from alexnet_exp import cli as entry
+    from alexnet_exp import runner
+
+    def stop(cfg, ctx):
+        raise raised
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setattr(runner, "run", stop)
+    monkeypatch.setattr(sys, "argv", ["alexnet-exp", "-m", "data=digits", "seed=1,2",
+                                      f"hydra.sweep.dir={tmp_path}/multirun"])
+    client = store(tmp_path)
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        entry.train_main()
+    (parent,) = runs_of(client)
+    assert parent.data.tags["alexnet_exp.kind"] == "sweep"
+    assert parent.info.status == status
