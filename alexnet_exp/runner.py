@@ -110,13 +110,12 @@ def _data_changed(runs, identity: JobIdentity) -> str:
     from alexnet_exp import tracking
 
     newest = runs[0]
-    old = tracking.run_json(newest.run_id, FINGERPRINT_ARTIFACT)
     if newest.data_fingerprint is None:
-        how = "it recorded no data fingerprint"
-    elif old is None:
-        how = "its file list is not in the store"
-    else:
-        how = identity.data.changes_since(DataFingerprint.from_dict(old))
+        return (f"run {newest.run_id} has no data fingerprint (recorded by an older"
+                " alexnet-exp), so its data cannot be matched")
+    old = tracking.run_json(newest.run_id, FINGERPRINT_ARTIFACT)
+    how = identity.data.changes_since(DataFingerprint.from_dict(old)) if old else (
+        "its file list is not in the store")
     return f"data changed since run {newest.run_id} ({how})"
 
 
