@@ -119,6 +119,13 @@ def composition_error(exc: Exception) -> str:
     if unknown:
         key = unknown.group(1)
         return f"{key} is not a key of the config (alexnet-exp --cfg job lists every key)"
+    tilde = re.search(r"LexerNoViableAltException: (\S+?)=(\S*~\S*)", text)
+    if tilde:  # bash expands ~ only at the start of a word, never after key=
+        key, value = tilde.groups()
+        fix = f"quote it for Hydra: '{key}=\"{value}\"'"
+        if value.startswith("~/"):
+            fix = f"write {key}=$HOME{value[1:]} (bash expands $HOME there) or {fix}"
+        return f"{key}={value}: Hydra cannot read an unquoted ~ in a value: {fix}"
     cause = exc.__cause__
     override = re.search(r"Error merging override (\S+)", text)
     if override and cause is not None:
