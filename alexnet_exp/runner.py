@@ -127,7 +127,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
         return None
 
     from alexnet_exp.resume import restore_model
-    from alexnet_exp.tracking import git_commit
+    from alexnet_exp.tracking import DISK_FAILURE, git_commit
 
     learning_rate = distribute.scaled_learning_rate(
         cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)
@@ -168,6 +168,8 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
                   f" {point.directory}: run the same command again to resume", flush=True)
         raise
     except BaseException as exc:
+        if isinstance(exc, OSError):  # the disk, not the run: the same command resumes it
+            tracker.set_tags({"failure_reason": DISK_FAILURE})
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
         raise
     tracker.end("FINISHED")

@@ -25,6 +25,7 @@ from alexnet_exp.tracking.reports import (
 )
 from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, redact, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
+    DISK_FAILURE,
     PARENT_RUN_ENV,
     end_sweep_parent,
     finished_run_with_hash,
@@ -35,6 +36,7 @@ from alexnet_exp.tracking.sweeps import (
 )
 
 __all__ = [
+    "DISK_FAILURE",
     "PARENT_RUN_ENV",
     "RunSelection",
     "TrainingRun",

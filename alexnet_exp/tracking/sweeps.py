@@ -10,6 +10,9 @@ from alexnet_exp.tracking.runs import Tracker, redact
 
 # Sweeps: one parent run per multirun, found again by its key when the same sweep is rerun.
 PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"  # not MLFLOW_RUN_ID: that would override the parent
+# failure_reason of a run that failed writing files (a full disk, a read-only folder): its last
+# checkpoint is complete (state.json is the commit point), so a rerun may continue it.
+DISK_FAILURE = "disk"
 
 
 def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[str],
@@ -52,8 +55,9 @@ def finished_run_with_hash(experiment_name: str, config_hash: str) -> str | None
 
 
 def unfinished_runs_with_hash(experiment_name: str, config_hash: str) -> list[tuple[str, str]]:
-    """``(run_id, checkpoint_dir)`` of this config's RUNNING or KILLED runs, newest first: the
-    runs a rerun of the same command may continue (FAILED ones failed for a reason)."""
+    """``(run_id, checkpoint_dir)`` of this config's RUNNING or KILLED runs, and FAILED ones
+    that failed on the disk, newest first: the runs a rerun of the same command may continue
+    (other FAILED ones failed for a reason a rerun would meet again)."""
     experiment = mlflow.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
@@ -61,7 +65,9 @@ def unfinished_runs_with_hash(experiment_name: str, config_hash: str) -> list[tu
         [experiment.experiment_id], f"tags.`alexnet_exp.config_hash` = '{config_hash}'",
         order_by=["attributes.start_time DESC"])
     return [(r.info.run_id, r.data.tags["checkpoint_dir"]) for r in runs
-            if r.info.status in ("RUNNING", "KILLED") and r.data.tags.get("checkpoint_dir")]
+            if r.data.tags.get("checkpoint_dir") and (r.info.status in ("RUNNING", "KILLED") or (
+                r.info.status == "FAILED"
+                and r.data.tags.get("failure_reason") == DISK_FAILURE))]
 
 
 def run_metric(run_id: str, name: str) -> float | None:
