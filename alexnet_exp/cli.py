@@ -152,7 +152,9 @@ def refuse_target_overrides(args: list[str], program: str = "alexnet-exp") -> No
             continue
         try:
             (override,) = OverridesParser.create().parse_overrides([arg])
-        except HydraException:  # malformed: composing it fails before anything is instantiated
+        except HydraException as exc:  # malformed: composing it fails before anything runs
+            if "~" in arg:  # bash left ~ after key=: say how to write it (sweeps, tools too)
+                fail(f"config: {composition_error(exc)}", program)
             continue
         if TARGET_KEY in override.key_or_group.split(".") or names_a_target(override.value()):
             fail(f"{arg}: a {TARGET_KEY} cannot be set on the command line (Hydra would import"

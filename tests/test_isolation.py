@@ -184,13 +184,18 @@ def test_read_only_store_is_one_line_and_exit_2(tmp_path, tiny_data):
         " folder>")
 
 
-def test_tilde_in_a_value_says_how_to_write_it(tmp_path):
-    readme = "alexnet-exp data.dir=~/data/flower_photos"  # as typed in bash: ~ stays literal
-    done = subprocess.run(["bash", "-c", f"{Path(EXE).parent}/{readme}"], cwd=tmp_path,
+@pytest.mark.parametrize("typed", [  # README lines as typed in bash, where ~ stays literal
+    "alexnet-exp data.dir=~/data/flower_photos",
+    "alexnet-exp -m experiment=tune_lr data.dir=~/data/flower_photos",
+    "alexnet-exp-eval run_id=abc data.dir=~/data/flower_photos tta=ten_crop",
+])
+def test_tilde_in_a_value_says_how_to_write_it(tmp_path, typed):
+    done = subprocess.run(["bash", "-c", f"{Path(EXE).parent}/{typed}"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
+    program = typed.split()[0]
     assert done.stderr.strip() == (
-        "alexnet-exp: error: config: data.dir=~/data/flower_photos: Hydra cannot read an unquoted"
+        f"{program}: error: config: data.dir=~/data/flower_photos: Hydra cannot read an unquoted"
         " ~ in a value: write data.dir=$HOME/data/flower_photos (bash expands $HOME there) or"
         " quote it for Hydra: 'data.dir=\"~/data/flower_photos\"'")
 
