@@ -126,6 +126,13 @@ def composition_error(exc: Exception) -> str:
     if unknown:
         key = unknown.group(1)
         return f"{key} is not a key of the config (alexnet-exp --cfg job lists every key)"
+    tilde = re.search(r"LexerNoViableAltException: (\S+?)=(\S*~\S*)", text)
+    if tilde:  # bash expands ~ only at the start of a word, never after key=
+        key, value = tilde.groups()
+        fix = f"quote it for Hydra: '{key}=\"{value}\"'"
+        if value.startswith("~/"):
+            fix = f"write {key}=$HOME{value[1:]} (bash expands $HOME there) or {fix}"
+        return f"{key}={value}: Hydra cannot read an unquoted ~ in a value: {fix}"
     cause = exc.__cause__
     override = re.search(r"Error merging override (\S+)", text)
     if override and cause is not None:
@@ -152,7 +159,9 @@ def refuse_target_overrides(args: list[str], program: str = "alexnet-exp") -> No
             continue
         try:
             (override,) = OverridesParser.create().parse_overrides([arg])
-        except HydraException:  # malformed: composing it fails before anything is instantiated
+        except HydraException as exc:  # malformed: composing it fails before anything runs
+            if "~" in arg:  # bash left ~ after key=: say how to write it (sweeps, tools too)
+                fail(f"config: {composition_error(exc)}", program)
             continue
         if TARGET_KEY in override.key_or_group.split(".") or names_a_target(override.value()):
             fail(f"{arg}: a {TARGET_KEY} cannot be set on the command line (Hydra would import"

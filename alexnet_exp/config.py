@@ -9,6 +9,7 @@ the runner imports TensorFlow, so a bad override costs a second, not a model bui
 
 import math
 import os
+import secrets
 from dataclasses import dataclass, field
 
 from alexnet_exp.errors import ConfigError
@@ -193,9 +194,21 @@ class ExperimentConfig:
     dry_run: bool = False
 
 
+# One random token per launched process: ``${launch_id:}`` in hydra.run.dir / hydra.sweep.dir
+# keeps two commands started in the same second (a script launching jobs with ``&``) out of each
+# other's output and checkpoint folders, which ``${now:...}`` alone does not.
+LAUNCH_ID = secrets.token_hex(3)
+
+
 def register_configs() -> None:
     """Put the schemas in Hydra's ConfigStore; each primary YAML in ``conf/`` lists its own."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    # use_cache: Hydra copies resolved values into each job's config, so joblib/submitit
+    # workers (other processes, other tokens) keep the sweep folder their launcher made.
+    OmegaConf.register_new_resolver("launch_id", lambda: LAUNCH_ID, use_cache=True,
+                                    replace=True)
 
     from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig, ReportConfig
 

@@ -15,3 +15,7 @@ DATA_FINGERPRINT_TAG = "alexnet_exp.data_fingerprint"
 # On a sweep's parent, one tag per run that counts as a job of the sweep without being its
 # child (a FINISHED run reused with sweep.reuse=experiment, a killed run resumed from elsewhere).
 SWEEP_LINK_PREFIX = "alexnet_exp.sweep_member."
+
+# failure_reason of a run that failed writing files (a full disk, a read-only folder): its last
+# checkpoint is complete (state.json is the commit point), so the same command may continue it.
+DISK_FAILURE = "disk"

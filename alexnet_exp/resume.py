@@ -12,12 +12,15 @@ training in another process (lock held: leave it alone).
 """
 
 import fcntl
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+
+from alexnet_exp.errors import UserError
 
 STATE = "state.json"
 LOCK = ".lock"
@@ -27,7 +30,7 @@ COUNTERS = {
     "EarlyStopping": ("wait", "best", "best_epoch"),
     "BestWeights": ("best",),
 }
-_held_locks: list[int] = []  # open lock files, released when the process ends (or is killed)
+_held_locks: dict[Path, int] = {}  # open lock files, released when the process ends (or dies)
 
 
 @dataclass
@@ -51,8 +54,34 @@ def claim(directory: Path) -> bool:
     except OSError:
         os.close(fd)
         return False
-    _held_locks.append(fd)
+    _held_locks[directory] = fd
     return True
+
+
+def release(directory: Path) -> None:
+    fd = _held_locks.pop(directory, None)
+    if fd is not None:
+        os.close(fd)  # closing the file drops its flock
+
+
+def fresh_folder(output_dir: Path) -> Path:
+    """A checkpoint folder of this job's own: ``checkpoints``, else ``checkpoints-2``, ...
+
+    A folder another process claimed before is left alone: an ended run may still resume from
+    it (a second command given the same ``hydra.run.dir``), and one held by a live process
+    means two commands share this output folder right now, which is refused in one line.
+    """
+    for n in itertools.count(1):
+        folder = output_dir / ("checkpoints" if n == 1 else f"checkpoints-{n}")
+        used = (folder / LOCK).exists()
+        if not claim(folder):
+            raise UserError(f"{output_dir} is in use by another running alexnet-exp command"
+                            f" ({folder} is locked): give each concurrent command its own"
+                            " hydra.run.dir / hydra.sweep.dir, or leave them unset (the"
+                            " default is unique per command)")
+        if not used:
+            return folder
+        release(folder)  # an earlier run's checkpoints: keep them for its resume
 
 
 def read_point(directory: Path, run_id: str | None) -> ResumePoint | None:
@@ -127,6 +156,4 @@ def starting_point(candidates: list[tuple[str, Path]], output_dir: Path) -> Resu
             print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
                   f" (trainer.resume=false starts afresh)", flush=True)
             return point
-    fresh = output_dir / "checkpoints"
-    claim(fresh)
-    return ResumePoint(None, fresh)
+    return ResumePoint(None, fresh_folder(output_dir))

@@ -154,16 +154,19 @@ def _link_if_outside(parent_run_id: str, run_id: str, how: str) -> None:
 
 def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
                        parent_run_id: str | None) -> list[tuple[str, Path]]:
-    """Killed runs this job may continue: same config, same data, newest first. A run of the
-    same config on other data is left as it is (still resumable with its own data)."""
+    """Killed runs this job may continue (and runs that failed on a full disk): same config,
+    same data, newest first. A run of the same config on other data is left as it is (still
+    resumable with its own data)."""
     from alexnet_exp import tracking
 
     if not cfg.trainer.resume or cfg.distribute.strategy == "multi_worker":  # workers can't agree
         return []
     unfinished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
-                                         ("RUNNING", "KILLED"),
+                                         ("RUNNING", "KILLED", "FAILED"),
                                          _in_sweep_scope(cfg, parent_run_id))
-    unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir")]
+    # FAILED runs failed for a reason a rerun would meet again, except a full disk
+    unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir") and (
+        r.status != "FAILED" or r.tags.get("failure_reason") == tracking.DISK_FAILURE)]
     same = [r for r in unfinished if r.data_fingerprint == identity.data.digest]
     if unfinished and not same:
         print(f"alexnet-exp: {_data_changed(unfinished, identity)}: starting a new run",
@@ -223,7 +226,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
 
     from alexnet_exp import tracking
     from alexnet_exp.resume import restore_model
-    from alexnet_exp.tracking import git_commit
+    from alexnet_exp.tracking import DISK_FAILURE, git_commit
 
     learning_rate = distribute.scaled_learning_rate(
         cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)
@@ -265,6 +268,8 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
                   f" {point.directory}: run the same command again to resume", flush=True)
         raise
     except BaseException as exc:
+        if isinstance(exc, OSError):  # the disk, not the run: the same command resumes it
+            tracker.set_tags({"failure_reason": DISK_FAILURE})
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
         raise
     tracker.end("FINISHED")

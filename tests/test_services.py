@@ -98,6 +98,9 @@ def test_make_server_takes_a_training_run_over_http(tmp_path, tiny_data):
         (run,) = client.search_runs([client.get_experiment_by_name("alexnet-exp").experiment_id])
         assert run.info.status == "FINISHED"
         assert run.data.params["tracking.backend"] == "server"
+        # the summary links to the run on the server it was logged to, not to a local make ui
+        page = f"{url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        assert f"then open {page}" in result.stdout
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert steps == [1, 2]
         mlflow.set_tracking_uri(url)  # the model comes back through the server's artifact proxy

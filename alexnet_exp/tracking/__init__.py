@@ -27,6 +27,7 @@ from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, redact, reso
 from alexnet_exp.tracking.sweeps import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
+    DISK_FAILURE,
     PARENT_RUN_ENV,
     RecordedRun,
     end_sweep_parent,
@@ -43,6 +44,7 @@ from alexnet_exp.tracking.sweeps import (
 __all__ = [
     "CONFIG_HASH_TAG",
     "DATA_FINGERPRINT_TAG",
+    "DISK_FAILURE",
     "PARENT_RUN_ENV",
     "RecordedRun",
     "link_to_sweep",

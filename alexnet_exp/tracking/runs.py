@@ -10,6 +10,7 @@ cannot send in a local outbox (:mod:`.outbox`) and replays it when the server an
 the latest at the end of the run; otherwise ``alexnet-exp-sync`` does.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +33,9 @@ from mlflow.exceptions import MlflowException
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.tracking import outage, outbox
 
+LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the local store
+STORE_LOCK = ".mlflow.db.lock"  # beside the database: held while a process creates/migrates it
+
 
 def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
                          create: bool = True) -> tuple[str, Path | None]:
@@ -48,7 +52,51 @@ def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
 
         raise UserError(f"no MLflow store at {store / 'mlflow.db'}: run from the folder you"
                         " trained in, or pass tracking.uri=...")
-    return f"sqlite:///{store / 'mlflow.db'}", store / "artifacts"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    _open_local_store(store, uri, writable=create)
+    return uri, store / "artifacts"
+
+
+_opened_stores: set[str] = set()  # local stores this process has created/migrated already
+
+
+def _open_local_store(store: Path, uri: str, writable: bool) -> None:
+    """Create and migrate the SQLite store under an exclusive file lock, once per process.
+
+    MLflow creates the tables and runs its Alembic migrations the first time a process opens a
+    store; two first commands started together both migrate and one dies with ``Online
+    migration expected to match one row``. The lock makes the second wait for the first, then
+    find the schema current. A read-only store is refused in one line when this job must write
+    to it (training), and opened without the lock when it only reads (eval, report).
+    """
+    if uri in _opened_stores:
+        return
+    from alexnet_exp.errors import UserError
+
+    database = store / "mlflow.db"
+    fix = (f"make it writable (chmod -R u+w {store}) or pass tracking.store_dir=<a writable"
+           " folder>")
+    try:
+        fd = os.open(store / STORE_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if writable:
+            raise UserError(f"MLflow store folder {store} is read-only ({exc.strerror}):"
+                            f" {fix}") from exc
+        fd = None
+    if writable and database.exists() and not os.access(database, os.W_OK):
+        os.close(fd)
+        raise UserError(f"MLflow store {database} is read-only: {fix}")
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when closed, or when the process dies
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates, migrates
+    except Exception as exc:  # MLflow raises many types for a bad store
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"MLflow tracking store {uri} is not usable: {reason[:300]}") from exc
+    finally:
+        if fd is not None:
+            os.close(fd)
+    _opened_stores.add(uri)
 
 
 CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
@@ -173,6 +221,9 @@ class Tracker:
             if resume_run_id:
                 run = mlflow.start_run(run_id=resume_run_id)
                 mlflow.set_tags(tags)
+                for stale in ("failure_reason", "error"):  # how it ends is written at its end
+                    if stale in run.data.tags:
+                        mlflow.delete_tag(stale)
             else:
                 run = mlflow.start_run(experiment_id=self._experiment_id(),
                                        run_name=redact(run_name), parent_run_id=parent_run_id,
@@ -385,4 +436,7 @@ class Tracker:
                   f" up, run: alexnet-exp-sync{hint}", file=sys.stderr, flush=True)
 
     def run_url(self) -> str:
-        return f"http://127.0.0.1:5000/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        """The run's page on the server it was logged to; for a local store, in ``make ui``."""
+        server = self.uri.startswith(("http://", "https://"))
+        base = redact(self.uri).rstrip("/") if server else LOCAL_UI
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"

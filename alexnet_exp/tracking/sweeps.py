@@ -11,6 +11,7 @@ from alexnet_exp.config import TrackingConfig
 from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
+    DISK_FAILURE,
     PARENT_RUN_ENV,
     SWEEP_LINK_PREFIX,
 )
