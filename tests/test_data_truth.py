@@ -1,6 +1,7 @@
 """The data a run trains on is the data it shows and records (issue 13, sections 5 and 6):
 the real CLI as a subprocess on tiny real image folders, read back from the real store."""
 
+import os
 import re
 import unicodedata
 
@@ -72,3 +73,44 @@ def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
     assert "Traceback" not in result.stderr and "[1]" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("alexnet-exp:")]
     assert "class folder(s) kiwi (1 image) need at least 2" in line
+
+
+@pytest.mark.slow
+def test_images_that_stop_decoding_during_a_run_are_dropped_and_named(tmp_path, tiny_data):
+    """Rewritten mid-run (after the check, while epochs read the files: data.cache=none), a
+    file in each split is dropped, not a traceback; the run FINISHES and names them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_resume import epochs_logged
+    from test_sweep import wait_for
+
+    client = store(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("alexnet-exp")), "data=folder",
+         f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=15", "data.cache=none",
+         "tracking.log_model=false", f"hydra.run.dir={tmp_path}/outputs/run"],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
+        (run,) = runs_of(client)
+        broken = [tiny_data / "apple" / "apple_004.jpg", tiny_data / "plum" / "plum_009.jpg"]
+        for path in broken:
+            rewrite_keeping_stamps(path, b"garbage " * 2000)
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    for path in broken:
+        assert f"alexnet-exp: {path} stopped decoding during the run" in stdout
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["alexnet_exp.dropped_images"] == "2"
+    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/report.txt")
+    assert "2 images stopped decoding during the run" in report
+    assert all(f"{path}: not an image" in report for path in broken)
