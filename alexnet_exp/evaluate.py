@@ -137,9 +137,13 @@ def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
     as_dict = classification_report(true, probs.argmax(1), labels=present, zero_division=0,
                                     target_names=[bundle.class_names[i] for i in present],
                                     output_dict=True)
+    accuracy = float(np.mean(probs.argmax(1) == true))
     return EvalResult(
-        accuracy=float(np.mean(probs.argmax(1) == true)),
-        top_k_accuracy=float(top_k_accuracy_score(true, probs, k=k, labels=labels)),
+        accuracy=accuracy,
+        # Top-1 is the accuracy; sklearn refuses a two-class model's 2-column scores with
+        # "y_true is binary while y_score is 2d", whatever the labels.
+        top_k_accuracy=accuracy if k == 1 else float(top_k_accuracy_score(true, probs, k=k,
+                                                                          labels=labels)),
         top_k=k, report_text=text, report=as_dict,
         matrix=confusion_matrix(true, probs.argmax(1), labels=labels),
         files=files, true=true, probs=probs, missing_classes=missing,
