@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 # Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
@@ -31,6 +31,51 @@ PERMISSION_DENIED = "permission denied: make the file readable (chmod a+r)"
 # One full-size decode of a big non-JPEG at a time bounds the check's memory to one image.
 _one_big_decode = threading.Semaphore(1)
 _trace_lock = threading.Lock()
+
+
+def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """``image`` turned the way its EXIF orientation tag (1..8) says it is seen, as Pillow's
+    ``ImageOps.exif_transpose`` and every photo viewer turn it; other values leave it as is.
+
+    TensorFlow's decoders ignore the tag, so a phone's portrait photo (orientation 6: stored
+    sideways, to be turned 90 degrees clockwise) would be trained on lying on its side.
+    """
+    turns = [
+        lambda: image,
+        lambda: tf.image.flip_left_right(image),  # 2: mirrored
+        lambda: tf.image.rot90(image, 2),  # 3: upside down
+        lambda: tf.image.flip_up_down(image),  # 4
+        lambda: tf.image.transpose(image),  # 5: mirrored along the main diagonal
+        lambda: tf.image.rot90(image, 3),  # 6: 90 degrees clockwise
+        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7: the anti-diagonal
+        lambda: tf.image.rot90(image, 1),  # 8: 90 degrees counter-clockwise
+    ]
+    index = tf.cast(orientation, tf.int32) - 1
+    index = tf.where((index >= 0) & (index < len(turns)), index, 0)
+    return tf.switch_case(index, turns)
+
+
+def read_orientation(path: str) -> int:
+    """The file's EXIF orientation (1..8), 1 when it has none or cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # the header only
+                return _orientation(image)
+    except Exception:  # check_image names the unreadable files; upright is all this says
+        return 1
+
+
+def _orientation(image: Image.Image) -> int:
+    # A PNG's eXIf chunk after the pixel data would cost a full decode to find (Pillow loads
+    # the image for it); one before them is read with the header, like a JPEG's APP1.
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # a malformed EXIF block: the pixels are still fine
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def decode_pixels(contents: tf.Tensor, size: int) -> tf.Tensor:

@@ -1,15 +1,18 @@
 """Find and check the images of a class-folder tree, split them, and build the tf.data pipeline.
 
-Every image is decoded once before training by the decoder the pipeline uses (the result and
-a hash of the bytes are cached per file size and mtime), so a corrupt file is skipped and
-listed in the data report instead of killing an epoch halfway; :mod:`alexnet_exp.checks`
-says why. The pipeline decodes in parallel, caches the resized uint8 images before any random
-op (so every epoch draws fresh crops from the cache), then augments, batches and prefetches.
+Every image is decoded once before training by the decoder the pipeline uses (the result, a
+hash of the bytes and the EXIF orientation are cached per file size, mtime, ctime and inode),
+so a corrupt file is skipped and listed in the data report instead of killing an epoch
+halfway; :mod:`alexnet_exp.checks` says why. The pipeline decodes in parallel, turns each
+image upright, caches the resized uint8 images before any random op (so every epoch draws
+fresh crops from the cache), then augments, batches and prefetches.
 """
 
 import hashlib
 import json
+import math
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -25,12 +28,23 @@ from alexnet_exp.checks import (
     decode_pixels,
     file_digest,
     list_files,
+    read_orientation,
+    upright,
 )
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES, cache_root
 
 SHUFFLE_BUFFER = 2048
+# Version of the check cache's entries: an entry of another version is never trusted (an
+# entry from before orientation was recorded would otherwise say "upright" for every photo).
+CHECK_CACHE_VERSION = 2
+
+
+def class_name(folder_name: str) -> str:
+    """The class a folder names, NFC-normalised: macOS writes "Café" decomposed (NFD), Linux
+    keeps what it is given, and the same class must compare equal on both."""
+    return unicodedata.normalize("NFC", folder_name)
 
 
 @dataclass
@@ -47,6 +61,12 @@ class DataReport:
     # Groups of byte-identical files filed under different classes: a labelling error, so
     # every copy is left out (which label would be right?). Copies within a class are kept.
     duplicates: list[list[str]] = field(default_factory=list)
+    # EXIF orientation (2..8) of the images that are stored turned (phone photos): they are
+    # turned upright when decoded, as every viewer shows them.
+    oriented: dict[str, int] = field(default_factory=dict)
+    # Images that passed the check but stopped decoding during the run (rewritten or deleted):
+    # left out of every epoch that read them after the change (a cached epoch did not).
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +87,12 @@ class DataReport:
                 " different classes (a labelling error); left out:"
             )
             lines += ["    " + " = ".join(group) for group in self.duplicates]
+        if self.oriented:
+            lines.append(f"  turned upright {len(self.oriented)} images by their EXIF orientation")
+        if self.dropped:
+            lines.append(f"  {len(self.dropped)} images stopped decoding during the run (left out"
+                         " of the epochs that read them after that):")
+            lines += [f"    {path}: {reason}" for path, reason in self.dropped]
         return "\n".join(lines)
 
 
@@ -81,21 +107,31 @@ class Datasets:
     val_labels: np.ndarray
     report: DataReport
     lighting: augment.LightingBasis | None = None
+    # The validation images batched with their index into val_files (and val_labels), for
+    # predictions that stay aligned with the files even if one is dropped mid-run.
+    val_indexed: tf.data.Dataset | None = None
+    train_steps: int = 0  # batches in one pass over train_files / val_files
+    val_steps: int = 0
 
 
 def _inspect(path: str) -> list:
     reason = check_image(path)
-    return [reason, None if reason else file_digest(path)]
+    if reason:
+        return [reason, None, 1]
+    return [None, file_digest(path), read_orientation(path)]
 
 
 def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, list]:
-    """``[reason, digest]`` per file, running :func:`check_image` only on files not seen before.
+    """``[reason, digest, orientation]`` per file, checking only files not seen before.
 
-    The cache is keyed by size and mtime. Its entries were ``[size, mtime, reason]`` before
-    the digest was added: such an entry is checked again once. Readability is asked afresh
-    every time, as chmod does not change the mtime.
+    The cache is keyed by size, mtime, ctime and inode. Size and mtime alone miss a file
+    rewritten in place with its old mtime put back (``rsync --times``, a restore from backup,
+    ``touch -r``): its stale "good" entry then fed the pipeline a corrupt file. ctime and the
+    inode change on every write or replacement and cannot be set by a user. Readability is
+    asked afresh every time, as chmod does not change the mtime.
     """
-    store = cache_root() / "checks" / (hashlib.sha1(str(root).encode()).hexdigest() + ".json")
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{CHECK_CACHE_VERSION}.json"
+    store = cache_root() / "checks" / name
     try:
         known = json.loads(store.read_text())
     except (OSError, ValueError):
@@ -105,15 +141,15 @@ def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, list]:
         try:
             st = Path(p).stat()
         except OSError as exc:
-            result[p] = [f"cannot read: {exc.strerror or exc}", None]
+            result[p] = [f"cannot read: {exc.strerror or exc}", None, 1]
             continue
         if not os.access(p, os.R_OK):
-            result[p] = [PERMISSION_DENIED, None]
+            result[p] = [PERMISSION_DENIED, None, 1]
             continue
-        stamps[p] = [st.st_size, st.st_mtime_ns]
+        stamps[p] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         entry = known.get(p, [])
-        if entry[:2] == stamps[p] and len(entry) == 4:
-            result[p] = entry[2:]
+        if entry[:4] == stamps[p] and len(entry) == 7:
+            result[p] = entry[4:]
     todo = [p for p in stamps if p not in result]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for p, checked in zip(todo, pool.map(_inspect, todo), strict=True):
@@ -142,7 +178,7 @@ def scan_folder(
                         f" {layout}")
     class_dirs = sorted(
         (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=lambda d: d.name,
+        key=lambda d: class_name(d.name),  # the same label order on macOS and Linux
     )
     if len(class_dirs) < min_classes or not class_dirs:
         found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
@@ -150,7 +186,11 @@ def scan_folder(
             f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
             f" put each class's images in its own sub-folder {layout}"
         )
-    class_names = [d.name for d in class_dirs]
+    class_names = [class_name(d.name) for d in class_dirs]
+    same = [n for n, k in Counter(class_names).items() if k > 1]
+    if same:
+        raise DataError(f"{root} has two class folders named {same[0]} (one NFC, one NFD"
+                        " Unicode): merge them into one folder")
     others = {root.resolve()} | {d.resolve() for d in class_dirs}
     candidates, ignored, problems = [], [], []
     for label, folder in enumerate(class_dirs):
@@ -179,10 +219,12 @@ def scan_folder(
         usable = kept
     counts = Counter(label for _, label in usable)
     report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
-                        skipped, ignored, duplicates=duplicates)
+                        skipped, ignored, duplicates=duplicates,
+                        oriented={p: checked[p][2] for p, _ in usable if checked[p][2] != 1})
     empty = [c for c, n in report.counts.items() if n == 0]
     if empty:
-        why = "; ".join(f"{c}: {_why_no_image(root / c, report)}" for c in empty)
+        folders = dict(zip(class_names, class_dirs, strict=True))
+        why = "; ".join(f"{c}: {_why_no_image(folders[c], report)}" for c in empty)
         raise DataError(
             f"class folder(s) {', '.join(empty)} under {root} hold no usable image ({why}):"
             " add images or remove the folder"
@@ -209,10 +251,23 @@ def _why_no_image(folder: Path, report: DataReport) -> str:
     return ", ".join(parts) or "empty folder"
 
 
-def stratified_split(labels: np.ndarray, val_split: float, seed: int):
-    """Index arrays (train, val), each class split in the same proportion, fixed by ``seed``."""
+def stratified_split(labels: np.ndarray, val_split: float, seed: int,
+                     class_names: list[str] | None = None):
+    """Index arrays (train, val), each class split in the same proportion, fixed by ``seed``.
+
+    ``class_names`` (label index -> folder name) lets the error name the folder that is too
+    small; sklearn's own message names the label index, which the user never saw.
+    """
     from sklearn.model_selection import train_test_split
 
+    counts = Counter(labels.tolist())
+    few = sorted(label for label, n in counts.items() if n < 2)
+    if few and class_names:
+        named = ", ".join(f"{class_names[i]} ({counts[i]} image)" for i in few)
+        raise DataError(
+            f"cannot split into train/val: class folder(s) {named} need at least 2 usable"
+            " images each (one to train, one to validate): add images or remove the folder"
+        )
     try:
         return train_test_split(
             np.arange(len(labels)), test_size=val_split, stratify=labels, random_state=seed
@@ -225,12 +280,24 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int):
 
 
 def decoder(size: int):
-    def decode(path: tf.Tensor, label: tf.Tensor):
-        image = tf.image.resize(decode_pixels(tf.io.read_file(path), size), [size, size])
+    """``fn(path, EXIF orientation, *rest) -> (uint8 image, *rest)``: every decode of a file
+    (training, validation, evaluation, prediction, export) goes through it, so the pixels a
+    model is trained on are the pixels it is later asked about, upright."""
+
+    def decode(path: tf.Tensor, orientation: tf.Tensor, *rest):
+        image = upright(decode_pixels(tf.io.read_file(path), size), orientation)
+        image = tf.image.resize(image, [size, size])
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
-        return tf.ensure_shape(image, [size, size, 3]), label
+        return (tf.ensure_shape(image, [size, size, 3]), *rest)
 
     return decode
+
+
+def orientations_of(files: list[str], known: dict[str, int] | None = None) -> list[int]:
+    """The EXIF orientation of each file: from ``known`` (a scan's report) or read now."""
+    if known is not None:
+        return [known.get(f, 1) for f in files]
+    return [read_orientation(f) for f in files]
 
 
 def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> tf.data.Dataset:
@@ -246,26 +313,35 @@ def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> 
     return ds
 
 
-def _decoded(files, labels, size, cfg, cache_dir, split) -> tf.data.Dataset:
-    # The disk cache is reused by name: key it on every file's size and mtime too, so an image
-    # replaced in place is decoded afresh instead of served stale.
-    stamps = [(f, st.st_size, st.st_mtime_ns) for f in files for st in [Path(f).stat()]]
-    key = hashlib.sha1(json.dumps([stamps, size]).encode()).hexdigest()[:16]
-    ds = tf.data.Dataset.from_tensor_slices((files, labels))
+def _decoded(files, labels, orientations, size, cfg, cache_dir, split) -> tf.data.Dataset:
+    """(uint8 image, label, index into ``files``) of every file that decodes, in order."""
+    # The disk cache is reused by name: key it on every file's stamps (as the check cache) and
+    # orientation too, so an image replaced in place is decoded afresh instead of served stale.
+    stamps = [(f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+              for f in files for st in [Path(f).stat()]]
+    key = hashlib.sha1(json.dumps([stamps, orientations, size]).encode()).hexdigest()[:16]
+    indices = np.arange(len(files), dtype=np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
     ds = ds.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
-    if split == "train":
-        # Every file passed the same decoder in scan_folder; one replaced or deleted since then
-        # is dropped with a logged warning rather than ending the run. Not for val: its order
-        # must stay aligned with val_files and val_labels.
-        ds = ds.ignore_errors(log_warning=True)
+    # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
+    # dropped rather than ending the run with a traceback naming no file, in both splits. The
+    # index says which files came through; changed_since_scan names the others.
+    ds = ds.ignore_errors(log_warning=True)
     return _cached(ds, cfg, cache_dir, f"{split}-{key}")
+
+
+def changed_since_scan(files: list[str], root: Path, cfg: DataConfig) -> list[tuple[str, str]]:
+    """The files of ``files`` that no longer pass the check, with why: the ones the pipeline
+    dropped during the run. Cheap: only files whose stamps changed are decoded again."""
+    checked = _check_all(files, root, cfg.check_workers)
+    return [(f, checked[f][0]) for f in files if checked[f][0]]
 
 
 def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
     """Fit the PCA colour basis on up to ``limit`` training images; the pass fills the cache."""
     stride = max(1, count // max(limit, 1))
     chunks, seen = [], 0
-    for images, _ in decoded.batch(64).as_numpy_iterator():
+    for images, *_ in decoded.batch(64).as_numpy_iterator():
         for image in images:
             if seen % stride == 0:
                 chunks.append(image[::4, ::4])
@@ -294,13 +370,15 @@ def make_datasets(
 ) -> Datasets:
     """Scan ``root``, split it, and build the train and validation pipelines."""
     files, labels, report = scan_folder(root, data_cfg)
-    train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed)
+    train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed, report.class_names)
     train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
     report.train_size, report.val_size = len(train_files), len(val_files)
     num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
-    train_base = _decoded(train_files, labels[train_idx], size, data_cfg, cache_dir, "train")
-    val_base = _decoded(val_files, labels[val_idx], size, data_cfg, cache_dir, "val")
+    train_base = _decoded(train_files, labels[train_idx], orientations_of(train_files,
+                          report.oriented), size, data_cfg, cache_dir, "train")
+    val_base = _decoded(val_files, labels[val_idx], orientations_of(val_files, report.oriented),
+                        size, data_cfg, cache_dir, "val")
 
     lighting = None
     if aug_cfg.pca_std > 0:
@@ -316,18 +394,25 @@ def make_datasets(
     def train_map(item, pair):
         return train_fn(item[0], pair), tf.one_hot(item[1], num_classes)
 
+    def batched(ds: tf.data.Dataset) -> tf.data.Dataset:  # aligned with val_files, val_labels
+        return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg, True)
+
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     train = train_base.shuffle(min(len(train_files), SHUFFLE_BUFFER), seed=seed)
     train = tf.data.Dataset.zip((train, seeds)).map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
     val = val_base.map(
-        lambda image, label: (eval_fn(image), tf.one_hot(label, num_classes)),
+        lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+    val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
+                               num_parallel_calls=tf.data.AUTOTUNE)
     return Datasets(
         train=with_options(train.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg,
                            ordered=data_cfg.ordered),
-        val=with_options(val.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg,
-                         ordered=True),  # aligned with val_files and val_labels
+        val=batched(val),
+        val_indexed=batched(val_indexed),
+        train_steps=math.ceil(len(train_files) / batch_size),
+        val_steps=math.ceil(len(val_files) / batch_size),
         class_names=report.class_names,
         train_files=train_files,
         val_files=val_files,

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp.config import DataConfig
-from alexnet_exp.data import decoder, scan_folder
+from alexnet_exp.data import class_name, decoder, orientations_of, scan_folder
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
@@ -78,11 +78,16 @@ def tta_views(images: tf.Tensor, size: int, tta: str) -> list[tf.Tensor]:
     return crops + [tf.reverse(c, axis=[2]) for c in crops]
 
 
-def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: int) -> np.ndarray:
-    """Class probabilities per file, the softmax outputs averaged over the TTA views."""
+def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: int,
+                  oriented: dict[str, int] | None = None) -> np.ndarray:
+    """Class probabilities per file, the softmax outputs averaged over the TTA views.
+
+    ``oriented`` is a scan's EXIF orientations (``DataReport.oriented``); without it each
+    file's orientation is read here, so a loose phone photo is predicted upright too.
+    """
     size = view_size(bundle, tta)
     labels = np.zeros(len(files), np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((files, labels)).map(
+    ds = tf.data.Dataset.from_tensor_slices((files, orientations_of(files, oriented), labels)).map(
         decoder(size), num_parallel_calls=tf.data.AUTOTUNE
     )
     chunks = []
@@ -94,7 +99,14 @@ def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: i
 
 
 def match_classes(test_names: list[str], model_names: list[str]) -> tuple[dict, list[str]]:
-    """``{test class: model label index}`` and the model's classes absent from the test set."""
+    """``{test class: model label index}`` and the model's classes absent from the test set.
+
+    Names compare NFC-normalised (:func:`class_name`): a model trained on a Linux folder
+    "Café" knows the test folder "Café" a Mac wrote decomposed, and a model recorded before
+    names were normalised knows it too.
+    """
+    model_names = [class_name(n) for n in model_names]
+    test_names = [class_name(n) for n in test_names]
     unknown = [n for n in test_names if n not in model_names]
     if unknown:
         raise DataError(
@@ -116,7 +128,7 @@ def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
         warnings.warn(f"the test set has no folder for class(es) {', '.join(missing)};"
                       " evaluating the others", stacklevel=2)
     true = np.array([mapping[report.class_names[i]] for i in folder_labels], np.int64)
-    probs = predict_files(bundle, files, tta, batch_size)
+    probs = predict_files(bundle, files, tta, batch_size, report.oriented)
     labels = list(range(len(bundle.class_names)))
     k = min(top_k, max(1, len(labels) - 1))  # top-n of n classes is always 1.0
     present = sorted(set(true.tolist()))
@@ -125,9 +137,13 @@ def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
     as_dict = classification_report(true, probs.argmax(1), labels=present, zero_division=0,
                                     target_names=[bundle.class_names[i] for i in present],
                                     output_dict=True)
+    accuracy = float(np.mean(probs.argmax(1) == true))
     return EvalResult(
-        accuracy=float(np.mean(probs.argmax(1) == true)),
-        top_k_accuracy=float(top_k_accuracy_score(true, probs, k=k, labels=labels)),
+        accuracy=accuracy,
+        # Top-1 is the accuracy; sklearn refuses a two-class model's 2-column scores with
+        # "y_true is binary while y_score is 2d", whatever the labels.
+        top_k_accuracy=accuracy if k == 1 else float(top_k_accuracy_score(true, probs, k=k,
+                                                                          labels=labels)),
         top_k=k, report_text=text, report=as_dict,
         matrix=confusion_matrix(true, probs.argmax(1), labels=labels),
         files=files, true=true, probs=probs, missing_classes=missing,

@@ -126,12 +126,13 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
 
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
-    from alexnet_exp.data import decoder
+    from alexnet_exp.data import decoder, orientations_of
     from alexnet_exp.evaluate import tta_views, view_size
 
     expected = predict_files(bundle, files, "none", batch_size=len(files))
     size = view_size(bundle, "none")
-    ds = tf.data.Dataset.from_tensor_slices((files, np.zeros(len(files), np.int32)))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (files, orientations_of(files), np.zeros(len(files), np.int32)))
     images = next(iter(ds.map(decoder(size)).batch(len(files))))[0]
     batch = tta_views(tf.cast(images, tf.float32), bundle.input_size, "none")[0].numpy()
     got = predict(batch)

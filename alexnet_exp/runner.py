@@ -214,7 +214,8 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
     )
     if cfg.distribute.strategy == "multi_worker":
         datasets = replace(datasets, train=distribute.shard_by_data(datasets.train),
-                           val=distribute.shard_by_data(datasets.val))
+                           val=distribute.shard_by_data(datasets.val),
+                           val_indexed=distribute.shard_by_data(datasets.val_indexed))
     print(datasets.report.to_text(), flush=True)
     with strategy.scope():
         model = build_alexnet(cfg.model, len(datasets.class_names))
@@ -302,6 +303,25 @@ def _log_run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) 
     tracker.log_dict(identity.data.to_dict(), FINGERPRINT_ARTIFACT)
 
 
+def _name_dropped(cfg, tracker, datasets) -> None:
+    """Name the images that stopped decoding during the run (the pipeline drops them when it
+    reads them; an epoch served from the cache still has the old pixels), in the output and in
+    the run's data report, which was logged before they changed."""
+    from alexnet_exp.data import changed_since_scan
+
+    dropped = changed_since_scan(datasets.train_files + datasets.val_files,
+                                 Path(datasets.report.root), cfg.data)
+    if not dropped:
+        return
+    datasets.report.dropped = dropped
+    for path, reason in dropped:
+        print(f"alexnet-exp: {path} stopped decoding during the run ({reason}): left out of"
+              " every epoch that read it after that", flush=True)
+    tracker.set_tags({"alexnet_exp.dropped_images": str(len(dropped))})
+    tracker.log_text(datasets.report.to_text(), "data/report.txt")
+    tracker.log_dict(datasets.report.to_dict(), "data/report.json")
+
+
 def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
                    point=None, schedule=None, identity=None) -> RunSummary:
     import numpy as np
@@ -319,7 +339,8 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
 
     result = train.fit(model, datasets.train, datasets.val, len(datasets.train_files),
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
-                       schedule=schedule)
+                       schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
+    _name_dropped(cfg, tracker, datasets)
     if result.non_finite_at:
         epoch, step = result.non_finite_at
         tracker.set_tags({"failure_reason": "nan_loss", "nan_epoch": str(epoch),
@@ -338,20 +359,21 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
     tracker.log_figure(figure, "plots/training_curves.png")
     plots.close(figure)
 
-    predicted = train.predict_labels(model, datasets.val)
+    predicted, kept = train.predict_labels(model, datasets.val_indexed)
+    true = datasets.val_labels[kept]  # without the images dropped during the run
     labels = list(range(len(names)))
-    matrix = confusion_matrix(datasets.val_labels, predicted, labels=labels)
+    matrix = confusion_matrix(true, predicted, labels=labels)
     figure = plots.confusion_matrix_figure(matrix, names, "validation set, best epoch")
     tracker.log_figure(figure, "plots/confusion_matrix.png")
     plots.close(figure)
-    report = classification_report(datasets.val_labels, predicted, labels=labels,
+    report = classification_report(true, predicted, labels=labels,
                                    target_names=names, digits=4, zero_division=0)
     tracker.log_text(report, "eval/classification_report.txt")
     final_metrics = {
         "best_val_accuracy": result.best_val_accuracy,
         "best_val_loss": min(h.get("val_loss", math.inf) for h in result.history),
         "best_epoch": result.best_epoch,
-        "final_val_accuracy": float(np.mean(predicted == datasets.val_labels)),
+        "final_val_accuracy": float(np.mean(predicted == true)),
         "train_seconds": result.seconds,
         "epochs_run": len(result.history),
     }

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
+from alexnet_exp.errors import DataError
 from alexnet_exp.resume import COUNTERS, EpochCheckpoint, ResumePoint
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -275,11 +277,20 @@ def fit(
     on_epoch_end: Callable[[int, dict], None] | None = None,
     point: ResumePoint | None = None,
     schedule: StepSchedule | None = None,
+    steps: tuple[int, int] | None = None,
 ) -> FitResult:
     """Train; leave the model holding the weights of its best validation epoch.
 
     With a ``point`` every completed epoch is checkpointed into ``point.directory``, and a
     point taken from a killed run continues from its epoch (``model`` must be restored from it).
+
+    ``steps`` is (train, val) batches per pass. The pipelines drop a file that stops decoding
+    mid-run (``ignore_errors``), so their length is unknown to tf.data, and Keras would show
+    ``1/Unknown`` and warn "Your input ran out of data" at the end of every first epoch.
+    Both are repeated here and read ``steps`` batches per epoch instead: exactly one pass when
+    no file is dropped (the last batch of each pass stays partial, as repeat() comes after
+    batch()), and when one is, the epoch reads a batch of the next pass rather than ending
+    short or failing, as ``assert_cardinality`` would.
     """
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
@@ -309,11 +320,16 @@ def fit(
                                                  if type(c).__name__ in COUNTERS])
         callbacks.append(reporter.saver)  # last: restores counters after the others reset
 
+    train_steps = val_steps = None
+    if steps is not None:
+        train_steps, val_steps = steps
+        train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
     started = time.perf_counter()
     with interrupt.armed():
         model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
                   verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
-                  initial_epoch=point.epoch if point else 0)
+                  initial_epoch=point.epoch if point else 0, steps_per_epoch=train_steps,
+                  validation_steps=val_steps)
     seconds = time.perf_counter() - started
     history = reporter.history
     val_acc = [h.get("val_accuracy", float("nan")) for h in history]
@@ -331,7 +347,20 @@ def fit(
     )
 
 
-def predict_labels(model: keras.Model, ds: tf.data.Dataset) -> np.ndarray:
-    """Predicted class indices over a batched (image, one-hot) dataset, in order."""
-    probs = model.predict(ds.map(lambda x, y: x), verbose=0)
-    return np.argmax(probs, axis=1)
+def predict_labels(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class indices over a batched (image, key) dataset, and the keys predicted.
+
+    A file that stopped decoding during the run is missing from ``ds``: the keys say which
+    images the predictions belong to.
+    """
+    keys = [k for k in ds.map(lambda x, k: k).as_numpy_iterator()]
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    with warnings.catch_warnings():
+        # A dataset that can drop files has no known length: running out of data is how its
+        # end is found here, and Keras warns about it all the same.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        probs = model.predict(ds.map(lambda x, k: x), verbose=0)
+    if len(probs) != len(keys):
+        raise DataError("validation images changed while their predictions were made"
+                        f" ({len(keys)} then {len(probs)} decoded): run the same command again")
+    return np.argmax(probs, axis=1), keys

@@ -550,13 +550,15 @@ def test_a_class_left_empty_by_duplicates_is_a_data_error(tmp_path, image_folder
 
 def test_old_check_cache_entries_are_checked_again_once(tmp_path, image_folder, monkeypatch,
                                                         alexnet_cache):
-    """Entries written before the hash was added ([size, mtime, reason]) still load."""
+    """Entries of an older shape ([size, mtime, reason], from before the hash, orientation,
+    ctime and inode were recorded) are checked again once, never trusted."""
     root = base(tmp_path, image_folder)
     files, _, _ = scan(root)
-    store = alexnet_cache / "checks" / (hashlib.sha1(str(root).encode()).hexdigest() + ".json")
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{data.CHECK_CACHE_VERSION}.json"
+    store = alexnet_cache / "checks" / name
     entries = json.loads(store.read_text())
-    assert all(len(entry) == 4 for entry in entries.values())
-    store.write_text(json.dumps({p: entry[:3] for p, entry in entries.items()}))
+    assert all(len(entry) == 7 for entry in entries.values())
+    store.write_text(json.dumps({p: entry[:2] + entry[4:5] for p, entry in entries.items()}))
     calls = []
     real_check = data.check_image
     monkeypatch.setattr(data, "check_image", lambda p: calls.append(p) or real_check(p))

@@ -525,3 +525,109 @@ def test_random_resized_crop_zooms_into_seeded_crops_of_a_quarter_to_all_of_the_
     # area 0.25..1 at aspect 3/4..4/3: width sqrt(0.25 * 3/4) = 0.43 .. 1 of the image
     assert all(0.4 <= w <= 1.0 for w in widths) and min(widths) < 0.8
     np.testing.assert_array_equal(outputs[3], transform(image, tf.constant([3, 0])).numpy())
+
+
+# ---------------------------------------------------- a file that stops decoding during a run
+
+
+def rewrite_keeping_stamps(path: Path, content: bytes) -> None:
+    """Rewrite ``path`` in place with its old size and mtime put back (rsync --times, a restore
+    from backup): only ctime and, for a replaced file, the inode tell that it changed."""
+    st = path.stat()
+    path.write_bytes(content[: st.st_size].ljust(st.st_size, b"\0"))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_file_that_stops_decoding_mid_run_is_dropped_and_named(tmp_path, image_folder):
+    """Train and val both drop it (no traceback, no "ran out of data"), the validation
+    predictions stay aligned with their files, and changed_since_scan names it."""
+    import warnings
+
+    import keras
+
+    from alexnet_exp import train
+    from alexnet_exp.config import OptimizerConfig, TrainerConfig
+
+    root = image_folder(tmp_path / "data", classes={"cat": 8, "dog": 8}, size=(INPUT, INPUT))
+    ds = build(root, tmp_path, batch_size=4, cache="none")
+    broken = [Path(ds.train_files[0]), Path(ds.val_files[1])]
+    for path in broken:  # after the check pass, before the first epoch reads them
+        rewrite_keeping_stamps(path, b"garbage " * 1000)
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((INPUT, INPUT, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, outputs)
+    trainer = TrainerConfig(epochs=2, verbose=0, tensorboard=False, checkpoint=False)
+    train.compile_model(model, OptimizerConfig(name="adam", weight_decay=0.0), trainer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train.fit(model, ds.train, ds.val, len(ds.train_files), trainer, tmp_path,
+                           steps=(ds.train_steps, ds.val_steps))
+        predicted, kept = train.predict_labels(model, ds.val_indexed)
+    assert len(result.history) == 2
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    assert kept.tolist() == [i for i in range(len(ds.val_files)) if i != 1]
+    assert len(predicted) == len(ds.val_files) - 1
+
+    dropped = data.changed_since_scan(ds.train_files + ds.val_files, root, folder_cfg(root))
+    assert [path for path, _ in dropped] == [str(p) for p in broken]
+    assert all("not an image" in reason for _, reason in dropped)
+    ds.report.dropped = dropped
+    assert str(broken[1]) in ds.report.to_text()
+
+
+def test_training_steps_are_known_to_keras(tmp_path, image_folder):
+    """One pass is train_steps batches: what fit's progress bar shows instead of "Unknown"."""
+    root = image_folder(tmp_path / "data", classes={"cat": 9, "dog": 9}, size=(INPUT, INPUT))
+    ds = build(root, tmp_path, batch_size=4)
+    assert ds.train_steps == sum(1 for _ in ds.train) == -(-len(ds.train_files) // 4)
+    assert ds.val_steps == sum(1 for _ in ds.val) == -(-len(ds.val_files) // 4)
+
+
+def test_an_image_rewritten_with_its_old_size_and_mtime_is_checked_again(tmp_path, image_folder):
+    root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4})
+    first = data.scan_folder(root, folder_cfg(root))  # fills the check cache
+    target = root / "cat" / "cat_001.jpg"
+    rewrite_keeping_stamps(target, b"garbage " * 1000)
+    files, _, report = data.scan_folder(root, folder_cfg(root))
+    assert str(target) in first[0] and str(target) not in files
+    assert [path for path, _ in report.skipped] == [str(target)]
+
+
+# ------------------------------------------------------------------------ class folder names
+
+
+def test_class_names_are_nfc_and_sorted_the_same_on_macos_and_linux(tmp_path, image_folder):
+    import unicodedata
+
+    nfd = {unicodedata.normalize("NFD", "Café"): 3, "Cafz": 3, "Cafa": 3}
+    root = image_folder(tmp_path / "data", classes=nfd)
+    files, labels, report = data.scan_folder(root, folder_cfg(root))
+    # NFD "Cafe\u0301" sorts before "Cafz"; NFC "Caf\xe9" after it, as on a Linux-made folder.
+    assert report.class_names == ["Cafa", "Cafz", "Café"]
+    assert all(unicodedata.is_normalized("NFC", name) for name in report.class_names)
+    assert report.counts["Café"] == 3
+    assert {labels[i] for i, f in enumerate(files) if "Cafe" in f} == {2}
+
+    both = image_folder(tmp_path / "both", classes={"Café": 2, "Cafe\u0301": 2})
+    if len(list(both.iterdir())) == 2:  # a file system that keeps both spellings apart
+        with pytest.raises(DataError, match="two class folders named Café"):
+            data.scan_folder(both, folder_cfg(both))
+
+
+def test_evaluation_matches_class_names_across_unicode_normal_forms():
+    from alexnet_exp.evaluate import match_classes
+
+    mapping, missing = match_classes(["Cafe\u0301", "Tee"], ["Café", "Tee", "Wasser"])
+    assert mapping == {"Café": 0, "Tee": 1} and missing == ["Wasser"]
+    mapping, _ = match_classes(["Café"], ["Cafe\u0301"])  # a model recorded with NFD names
+    assert mapping == {"Café": 0}
+
+
+def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path, image_folder):
+    root = image_folder(tmp_path / "data", classes={"apple": 6, "kiwi": 1, "plum": 6})
+    with pytest.raises(DataError, match=r"class folder\(s\) kiwi \(1 image\)") as error:
+        build(root, tmp_path)
+    assert "[1]" not in str(error.value)

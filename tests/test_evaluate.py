@@ -323,3 +323,22 @@ def test_unknown_run_id_in_a_real_store_is_one_line(trained):
     assert result.returncode == 2
     assert "run_id=0123456789abcdef: no such run in sqlite:///" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class _FirstPixelRed:
+    """A stand-in two-class model: p(class 0) grows with the top-left pixel's red value."""
+
+    def predict_on_batch(self, x):
+        red = np.asarray(x)[:, 0, 0, 0] / 255.0
+        return np.stack([red, 1.0 - red], axis=1)
+
+
+def test_a_two_class_model_evaluates_without_a_traceback(tmp_path):
+    from alexnet_exp.evaluate import ModelBundle
+
+    root = make_image_folder(tmp_path / "test", classes={"cat": 3, "dog": 3}, size=(32, 32))
+    bundle = ModelBundle(_FirstPixelRed(), ["cat", "dog"], input_size=32, eval_resize=32,
+                         source="test")
+    result = evaluate_folder(bundle, root, "none", top_k=5, batch_size=4)
+    assert result.top_k == 1 and result.top_k_accuracy == result.accuracy
+    assert len(result.files) == 6
