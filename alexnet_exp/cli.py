@@ -22,7 +22,7 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
-from alexnet_exp.errors import UserError  # noqa: E402
+from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
 
@@ -35,9 +35,8 @@ register_configs()
 def fail(message: str, program: str = "alexnet-exp", code: int = 2,
          status: str = "FAILED") -> None:
     """One line, exit 2; inside a sweep the parent run is closed as FAILED first."""
-    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     close_sweep_parent(status)
-    sys.exit(code)
+    exit_with(message, program, code)
 
 
 def close_sweep_parent(status: str) -> None:

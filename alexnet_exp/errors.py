@@ -16,3 +16,12 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError):
     """The data set cannot be found, fetched or used; the message names the path."""
+
+
+def exit_with(message: str, program: str = "alexnet-exp", code: int = 2) -> None:
+    """The one-line ending of every entry point (and of the sweep callback, which runs before
+    any job): ``<program>: error: <message>`` on stderr, then exit ``code``."""
+    import sys
+
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)

@@ -14,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_exp.config import TrackingConfig
+from alexnet_exp.errors import UserError, exit_with
 
 
 class MlflowSweepCallback(Callback):
@@ -26,12 +27,15 @@ class MlflowSweepCallback(Callback):
         if config.get("dry_run"):
             return  # nothing is trained or logged, so there is nothing to group
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
-        self.parent_run_id = tracking.start_sweep_parent(
-            tracking_cfg,
-            Path(config.hydra.runtime.cwd),
-            overrides=list(config.hydra.overrides.task),
-            sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
-        )
+        try:
+            self.parent_run_id = tracking.start_sweep_parent(
+                tracking_cfg,
+                Path(config.hydra.runtime.cwd),
+                overrides=list(config.hydra.overrides.task),
+                sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
+            )
+        except UserError as exc:  # an unusable store: one line before any job, as for a run
+            exit_with(str(exc))
         os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
 

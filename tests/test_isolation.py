@@ -161,7 +161,8 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_read_only_store_is_one_line_and_exit_2(tmp_path, tiny_data):
+@pytest.mark.parametrize("sweep", [[], ["-m", "seed=1,2"]], ids=["run", "sweep"])
+def test_read_only_store_is_one_line_and_exit_2(tmp_path, tiny_data, sweep):
     store(tmp_path)
     mlruns = tmp_path / "mlruns"
     for path in (mlruns / "mlflow.db", mlruns):
@@ -170,7 +171,7 @@ def test_read_only_store_is_one_line_and_exit_2(tmp_path, tiny_data):
     try:
         as_a_user = [sys.executable, "-c", AS_A_USER] if os.geteuid() == 0 else []
         done = subprocess.run(
-            [*as_a_user, EXE, *RUN, f"data.dir={tiny_data}",
+            [*as_a_user, EXE, *sweep, *RUN, f"data.dir={tiny_data}",
              "trainer.epochs=1", f"hydra.run.dir={tmp_path}/out"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     finally:

@@ -23,6 +23,7 @@ def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[st
     """The RUNNING parent run of a multirun: the one from an earlier run of the same sweep
     command (same experiment and overrides), or a new one."""
     tracker = Tracker(cfg, launch_dir)
+    tracker.check()  # a dead or read-only store: one line now, not a traceback per job
     experiment_id = tracker._experiment_id()
     identity = sorted(o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.")))
     key = hashlib.sha1("\n".join([cfg.experiment_name, *identity]).encode()).hexdigest()
