@@ -20,13 +20,12 @@ from alexnet_exp.model import build_alexnet
 RUN = ["data=folder", *TINY_MODEL, "tracking.log_model=false", "trainer.verbose=2"]
 
 
-def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+def start(tmp_path: Path, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
     return subprocess.Popen([exe, *args, f"hydra.run.dir={tmp_path}/outputs/first"],
                             cwd=tmp_path, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_interruptible)
+                            stdout=subprocess.PIPE, stderr=stderr, preexec_fn=_interruptible)
 
 
 def _interruptible() -> None:
@@ -141,6 +140,43 @@ def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
     (run,) = runs_of(client)
     assert run.info.status == "KILLED"
     assert resume.read_point(Path(run.data.tags["checkpoint_dir"]), run.info.run_id).epoch >= 1
+
+
+@pytest.mark.slow
+def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
+        tmp_path, tiny_data):
+    # SLURM, Kubernetes, `timeout` and systemd end a job with SIGTERM: a normal ending.
+    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=20",
+            "trainer.early_stopping_patience=null"]
+    client = store(tmp_path)
+    process = start(tmp_path, *args, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
+        os.kill(process.pid, signal.SIGTERM)  # the process only, as `kill` and Kubernetes do
+        output, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, errors[-3000:]
+    (killed,) = runs_of(client)
+    assert killed.info.status == "KILLED"
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert ours == [f"alexnet-exp: error: terminated (SIGTERM); MLflow run"
+                    f" {killed.info.run_id} is marked KILLED"]
+    assert "Traceback" not in errors
+    assert killed.data.tags["error"] == "terminated (SIGTERM)"
+    point = resume.read_point(Path(killed.data.tags["checkpoint_dir"]), killed.info.run_id)
+    stopped_at = len(client.get_metric_history(killed.info.run_id, "loss"))
+    assert 1 <= point.epoch == stopped_at < 20  # the last completed epoch, logged and saved
+    assert f"interrupted after epoch {point.epoch}, checkpointed in" in output
+
+    again = cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id} after epoch {point.epoch}" in again.stdout
+    (run,) = runs_of(client)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == list(range(1, 21)) and run.data.metrics["epochs_run"] == 20
 
 
 @pytest.mark.slow
