@@ -1,6 +1,7 @@
 """Sweeps as users launch them: parallel jobs (joblib, submitit), Optuna search, resume after a
 kill."""
 
+import contextlib
 import csv
 import os
 import signal
@@ -205,3 +206,47 @@ def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised,
     (parent,) = runs_of(client)
     assert parent.data.tags["alexnet_exp.kind"] == "sweep"
     assert parent.info.status == status
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_group", [False, True], ids=["main_process", "process_group"])
+def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to_group):
+    # `kill` and Kubernetes signal the main process only (it forwards the signal to joblib's
+    # workers); SLURM, systemd and `timeout` signal the whole process group.
+    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=folder",
+             f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
+             "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2,3",
+             f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: orphaned workers would hold a pipe open
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+
+    def two_jobs_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        jobs = [r for r in runs if "seed" in r.data.params]
+        return len(jobs) == 2 and all(client.get_metric_history(r.info.run_id, "loss")
+                                      for r in jobs)
+
+    try:
+        wait_for(two_jobs_mid_run, 300, "two jobs mid-training")
+        (os.killpg if to_group else os.kill)(process.pid, signal.SIGTERM)
+        process.wait(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the sweep
+        process.wait()
+    errors = log.read_text()
+    assert process.returncode == 143, errors[-3000:]
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "KILLED"
+    assert sorted(r.data.params["seed"] for r in children) == ["1", "2"]  # seed=3 never began
+    assert {r.info.status for r in children} == {"KILLED"}
+    for run in children:
+        assert run.data.tags["error"] == "terminated (SIGTERM)"
+        assert f"MLflow run {run.info.run_id} is marked KILLED" in errors
+    assert "the sweep's MLflow runs are marked KILLED" in errors
+    assert "Traceback" not in errors
