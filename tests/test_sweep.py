@@ -250,3 +250,59 @@ def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to
         assert f"MLflow run {run.info.run_id} is marked KILLED" in errors
     assert "the sweep's MLflow runs are marked KILLED" in errors
     assert "Traceback" not in errors
+
+
+def submitit_task(folder: Path) -> int | None:
+    """The pid of the submitit job process running from ``folder`` (its controller's child)."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().decode()
+        except OSError:
+            continue
+        if "submitit.core._submit" in command and str(folder) in command:
+            return int(entry)
+    return None
+
+
+@pytest.mark.slow
+def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_path, tiny_data):
+    # Before a time limit (and on preemption) submitit signals the job with SIGUSR2, hands
+    # the job's `checkpoint` to a requeued copy and exits. The signal is sent by hand, as
+    # submitit's local controller sends it at timeout_min - signal_delay_s: the smallest
+    # timeout_min is 1 minute (the signal 30 s in), too slow and too racy for a test.
+    sweep = ["-m", "cluster=submitit_local", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+             "trainer.epochs=12", "trainer.early_stopping_patience=null",
+             "tracking.log_model=false", "seed=1", f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def job_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        job = next((r for r in runs if "seed" in r.data.params), None)
+        return job and client.get_metric_history(job.info.run_id, "loss") and job
+
+    try:
+        first = wait_for(job_mid_run, 300, "the job mid-training")
+        os.kill(submitit_task(tmp_path / "multirun"), signal.SIGUSR2)
+        process.wait(timeout=400)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0
+    parent, children = children_of(runs_of(client))
+    (run,) = children  # the requeued job continued the run, it did not start a second one
+    assert run.info.run_id == first.info.run_id
+    assert run.info.status == "FINISHED" and parent.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == list(range(1, 13))  # every epoch exactly once
+    assert run.data.tags["error"] == "time limit or preemption (SIGUSR2 from submitit)"
+    (log,) = (tmp_path / "multirun" / ".submitit").glob("*/*_log.out")
+    text = log.read_text()
+    assert f"MLflow run {run.info.run_id} is KILLED; submitit requeues the job" in text
+    assert "Requeued job" in text  # submitit's own line
+    assert f"resuming MLflow run {run.info.run_id} after epoch" in text
