@@ -253,6 +253,9 @@ def hand_over(stop: Stopped) -> None:
 
 
 def reset() -> None:
-    """Forget a stop (for tests and notebooks that stop and go on in one process)."""
-    global _pending, _terminating
-    _pending = _terminating = None
+    """Forget stops and settings (for tests and notebooks that stop and go on in one process);
+    the signal handlers are the caller's to restore."""
+    global _pending, _terminating, _raise_anywhere, _requeue_signal, _requeue_handler
+    _pending = _terminating = _requeue_signal = _requeue_handler = None
+    _raise_anywhere = False
+    before_raise(None)

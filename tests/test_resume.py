@@ -13,7 +13,7 @@ import pytest
 from test_cli import TINY_MODEL, cli, runs_of, store
 from test_sweep import wait_for
 
-from alexnet_exp import resume, train
+from alexnet_exp import resume, stopping, train
 from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
 from alexnet_exp.model import build_alexnet
 
@@ -277,14 +277,16 @@ def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_pa
     assert not [p.name for p in checkpoints.iterdir() if p.name.endswith((".h5", ".keras"))]
 
 
-def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(
+        tmp_path, signum):
     trainer = TrainerConfig(epochs=3, batch_size=4, verbose=0, tensorboard=False)
     model, ds = tiny_model_and_data(trainer)
 
     class CtrlCInEpoch2(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             if len(seen) == 1 and batch == 0:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
         def on_epoch_end(self, epoch, logs=None):
             seen.append(epoch)
@@ -294,6 +296,8 @@ def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_sav
     model.fit = lambda *a, callbacks, **kw: keras_fit(*a, callbacks=[*callbacks, CtrlCInEpoch2()],
                                                       **kw)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    previous_term = signal.getsignal(signal.SIGTERM)
+    stopping.install(anywhere=True)  # what the CLI does: SIGTERM stops like Ctrl-C
     try:
         with pytest.raises(KeyboardInterrupt) as raised:
             train.fit(model, ds, ds, 8, trainer, tmp_path,
@@ -301,6 +305,9 @@ def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_sav
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        stopping.reset()
     assert raised.traceback[-1].name == "_raise_if_requested"  # in Python, between batches
+    assert raised.value.exit_code == 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM
     assert seen == [0]  # epoch 2 never ended, so it is neither logged nor checkpointed
     assert resume.read_point(tmp_path / "ckpt", "run").epoch == 1

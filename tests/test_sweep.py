@@ -240,11 +240,11 @@ def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to
             os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the sweep
         process.wait()
     errors = log.read_text()
-    assert process.returncode == 143, errors[-3000:]
     parent, children = children_of(runs_of(client))
     assert parent.info.status == "KILLED"
     assert sorted(r.data.params["seed"] for r in children) == ["1", "2"]  # seed=3 never began
     assert {r.info.status for r in children} == {"KILLED"}
+    assert process.returncode == 143, errors[-3000:]
     for run in children:
         assert run.data.tags["error"] == "terminated (SIGTERM)"
         assert f"MLflow run {run.info.run_id} is marked KILLED" in errors
