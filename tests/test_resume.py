@@ -179,6 +179,60 @@ def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
     assert steps == list(range(1, 21)) and run.data.metrics["epochs_run"] == 20
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` now (Linux: SigCgt in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+                 .split()[1], 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.slow
+def test_sigterm_before_the_run_starts_is_one_line_and_exit_143(tmp_path, tiny_data):
+    client = store(tmp_path)
+    process = start(tmp_path, *RUN, f"data.dir={tiny_data}", stderr=subprocess.PIPE)
+    try:  # as soon as the CLI handles SIGTERM: Hydra, TensorFlow's import, the data scan
+        wait_for(lambda: catches(process.pid, signal.SIGTERM), 120, "a SIGTERM handler")
+        os.kill(process.pid, signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, errors[-3000:]
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert len(ours) == 1 and ours[0].startswith("alexnet-exp: error: terminated (SIGTERM)")
+    exp = client.get_experiment_by_name("alexnet-exp")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_model_is_logged_ends_the_run_killed_and_resumable(
+        tmp_path, tiny_data):
+    args = [*(a for a in RUN if a != "tracking.log_model=false"), f"data.dir={tiny_data}",
+            "trainer.epochs=2"]  # the model is logged
+    client = store(tmp_path)
+    process = start(tmp_path, *args)
+    try:  # after the last epoch: predictions, plots and the logged model take seconds
+        wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
+        os.kill(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, output[-3000:]
+    (killed,) = runs_of(client)
+    assert killed.info.status == "KILLED"
+
+    again = cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id} after epoch 2" in again.stdout
+    (run,) = runs_of(client)
+    assert run.info.status == "FINISHED" and run.data.metrics["epochs_run"] == 2
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert client.search_logged_models([run.info.experiment_id])  # the model, logged this time
+
+
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
     result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=3", "optimizer=sgd",
