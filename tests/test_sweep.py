@@ -209,6 +209,40 @@ def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised,
 
 
 @pytest.mark.slow
+def test_sigterm_to_a_sweep_of_jobs_in_one_process_ends_the_job_and_the_parent_killed(
+        tmp_path, tiny_data):
+    sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
+             "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2",
+             f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def first_job_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return any(client.get_metric_history(r.info.run_id, "loss") for r in runs)
+
+    try:
+        wait_for(first_job_mid_run, 300, "the first job mid-training")
+        os.kill(process.pid, signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "KILLED"
+    (child,) = children  # seed=2 never began
+    assert child.info.status == "KILLED" and child.data.params["seed"] == "1"
+    assert process.returncode == 143, errors[-3000:]
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert ours == [f"alexnet-exp: error: terminated (SIGTERM); MLflow run"
+                    f" {child.info.run_id} is marked KILLED"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("to_group", [False, True], ids=["main_process", "process_group"])
 def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to_group):
     # `kill` and Kubernetes signal the main process only (it forwards the signal to joblib's
