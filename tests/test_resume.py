@@ -192,7 +192,7 @@ def test_sigterm_before_the_run_starts_is_one_line_and_exit_143(tmp_path, tiny_d
     client = store(tmp_path)
     process = start(tmp_path, *RUN, f"data.dir={tiny_data}", stderr=subprocess.PIPE)
     try:  # as soon as the CLI handles SIGTERM: Hydra, TensorFlow's import, the data scan
-        wait_for(lambda: catches(process.pid, signal.SIGTERM), 120, "a SIGTERM handler")
+        wait_for(lambda: catches(process.pid, signal.SIGTERM), 60, "a SIGTERM handler")
         os.kill(process.pid, signal.SIGTERM)
         _, errors = process.communicate(timeout=120)
     finally:
