@@ -322,6 +322,9 @@ def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_pat
     try:
         first = wait_for(job_mid_run, 300, "the job mid-training")
         os.kill(submitit_task(tmp_path / "multirun"), signal.SIGUSR2)
+        # KILLED while the job waits to be requeued (its restart takes seconds: Python, TF)
+        wait_for(lambda: client.get_run(first.info.run_id).info.status == "KILLED", 60,
+                 "the run KILLED before the requeued job resumes it")
         process.wait(timeout=400)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -334,7 +337,6 @@ def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_pat
     assert run.info.status == "FINISHED" and parent.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == list(range(1, 13))  # every epoch exactly once
-    assert run.data.tags["error"] == "time limit or preemption (SIGUSR2 from submitit)"
     (log,) = (tmp_path / "multirun" / ".submitit").glob("*/*_log.out")
     text = log.read_text()
     assert f"MLflow run {run.info.run_id} is KILLED; submitit requeues the job" in text
