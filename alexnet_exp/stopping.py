@@ -250,6 +250,9 @@ def hand_over(stop: Stopped) -> None:
         print(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
               " submitit requeues the job, which resumes it", flush=True)
         _requeue_handler(stop.signum, None)
+        # Only rank 0 requeues; another rank's handler returns. The sweep goes on: its parent
+        # run is not this rank's to end.
+        raise SystemExit(stop.exit_code)
 
 
 def reset() -> None:
