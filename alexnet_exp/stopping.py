@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 SUBMITIT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own switch; USR2 is its default
+JOB_LOCKS_ENV = "ALEXNET_EXP_JOB_LOCKS"  # a joblib sweep's folder of running jobs' locks
 _REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
@@ -128,17 +129,14 @@ def job() -> Iterator[None]:
     if _terminating is not None:
         _pending = None
         raise Stopped(_terminating)
-    lock = _job_lock()
-    _in_job = True
+    _in_job, lock = True, None
     try:
+        lock = _job_lock()
         yield
     finally:
         _in_job = False
         if lock is not None:
             os.close(lock)
-
-
-JOB_LOCKS_ENV = "ALEXNET_EXP_JOB_LOCKS"
 
 
 def _job_lock() -> int | None:
