@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
+from alexnet_exp import stopping  # noqa: E402
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV  # noqa: E402
@@ -56,6 +57,11 @@ def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _train(cfg: DictConfig) -> float | None:
+    with stopping.job():  # in a joblib worker process too, where train_main never ran
+        return _train_job(cfg)
+
+
+def _train_job(cfg: DictConfig) -> float | None:
     try:
         experiment = to_experiment_config(cfg)
         validate(experiment)
@@ -80,13 +86,22 @@ def _train(cfg: DictConfig) -> float | None:
     except OSError as exc:  # a full disk, a read-only or vanished folder: the run is FAILED
         fail(f"{write_error(exc)}; free disk space or point hydra.run.dir / the tracking store"
              " elsewhere, then run the same command again (it resumes)")
-    except KeyboardInterrupt:
-        fail("interrupted (Ctrl-C); the MLflow run is marked KILLED", code=130, status="KILLED")
+    except KeyboardInterrupt as exc:
+        stop = stopping.as_stop(exc)
+        stopping.hand_over(stop)  # submitit's time limit: it requeues the job, which resumes
+        fail(killed(stop), code=stop.exit_code, status="KILLED")
     if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
     (output_dir / "summary.json").write_text(summary_json(summary))
     print(summary_lines(summary), flush=True)
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
+
+
+def killed(stop: stopping.Stopped) -> str:
+    """The one line for a job stopped by a signal: what stopped it and which run is KILLED."""
+    if stop.run_id:
+        return f"{stop}; MLflow run {stop.run_id} is marked KILLED"
+    return f"{stop} before its MLflow run started"
 
 
 def parallel_jobs(hydra_cfg) -> int:
@@ -278,11 +293,13 @@ def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
     refuse_target_overrides(sys.argv[1:])
     preflight(sys.argv[1:])
+    stopping.install(anywhere=True)
     try:
         _train()
-    except KeyboardInterrupt:
-        close_sweep_parent("KILLED")
-        raise
+    except KeyboardInterrupt as exc:  # stopped outside a job: a sweep between or around its jobs
+        stop = stopping.as_stop(exc)
+        fail(f"{stop}; the sweep's MLflow runs are marked KILLED" if os.environ.get(
+            PARENT_RUN_ENV) else str(stop), code=stop.exit_code, status="KILLED")
     finally:  # the parent is still open only if the sweep did not reach its end
         close_sweep_parent("FAILED")
 

@@ -14,6 +14,7 @@ from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alexnet_exp import stopping
 from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
 from alexnet_exp.outcome import RunSummary, SkippedJob
@@ -262,13 +263,15 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
                                        math.ceil(len(datasets.train_files) / global_batch))
         summary = _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train, point,
                                  schedule, identity)
-    except KeyboardInterrupt:
-        tracker.end("KILLED", "interrupted by the user (Ctrl-C)")
-        if point and point.epoch:
-            print(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
-                  f" {point.directory}: run the same command again to resume", flush=True)
-        raise
     except BaseException as exc:
+        stop = stopping.as_stop(exc)  # Ctrl-C, SIGTERM, submitit's time limit: KILLED
+        if stop is not None:
+            tracker.end("KILLED", str(stop))
+            stop.run_id = tracker.run_id
+            if point and point.epoch:
+                print(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
+                      f" {point.directory}: run the same command again to resume", flush=True)
+            raise stop from (None if stop is exc else exc)
         if isinstance(exc, OSError):  # the disk, not the run: the same command resumes it
             tracker.set_tags({"failure_reason": DISK_FAILURE})
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")

@@ -6,20 +6,29 @@ processes inherit it); never through ``MLFLOW_RUN_ID``, which would make every j
 parent itself.
 """
 
+import contextlib
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_exp import stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with
+
+LOKY_WORKER = "popen_loky"  # joblib's worker processes: python -m ...loky.backend.popen_loky_posix
+WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well before this
 
 
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
@@ -38,6 +47,29 @@ class MlflowSweepCallback(Callback):
             exit_with(str(exc))
         os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
         print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
+            os.environ[stopping.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
+            stopping.before_raise(self.stop_workers)
+
+    def stop_workers(self, signum: int) -> None:
+        """A stop signal to this process ends the jobs in joblib's worker processes first:
+        ``kill <pid>`` and Kubernetes signal this process only, so it forwards the signal (SLURM,
+        systemd and ``timeout`` signal them all; a second signal changes nothing), then waits
+        until each job has recorded its run KILLED. Only then may the stop unwind joblib, which
+        kills its workers with SIGKILL."""
+        workers = stopping.child_processes(LOKY_WORKER)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        if workers and self.job_locks:
+            busy = stopping.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
+            if busy:
+                print(f"alexnet-exp: jobs in processes {busy} did not end within"
+                      f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING", file=sys.stderr,
+                      flush=True)
+        if self.job_locks:  # on_multirun_end will not run: the stop unwinds the sweep
+            shutil.rmtree(self.job_locks, ignore_errors=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
@@ -51,3 +83,8 @@ class MlflowSweepCallback(Callback):
                       flush=True)
             tracking.end_sweep_parent(self.parent_run_id)
             os.environ.pop(tracking.PARENT_RUN_ENV, None)
+        if self.job_locks:
+            stopping.before_raise(None)
+            os.environ.pop(stopping.JOB_LOCKS_ENV, None)
+            shutil.rmtree(self.job_locks, ignore_errors=True)
+            self.job_locks = None

@@ -7,8 +7,6 @@ nothing of MLflow; the runner wires the hook to the tracker.
 import contextlib
 import math
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -19,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp import stopping
 from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
 from alexnet_exp.errors import DataError
 from alexnet_exp.resume import COUNTERS, EpochCheckpoint, ResumePoint
@@ -189,40 +188,20 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
 
 
 class InterruptBetweenBatches(keras.callbacks.Callback):
-    """Ctrl-C during fit stops training at the next batch boundary, as a KeyboardInterrupt.
-
-    Why not let Python raise it wherever the signal lands: when it lands while TensorFlow's C++
-    is itself raising (every epoch's end is an OutOfRangeError from the iterator), pybind11 turns
-    the pair into a RuntimeError, and the run would end FAILED with a traceback instead of KILLED
-    with a resume hint. So during fit the signal only sets a flag, which the callback turns into
-    the exception in Python, between batches. A second Ctrl-C interrupts at once. A process that
-    started with SIGINT ignored (``nohup``, a background job) keeps ignoring it.
+    """Ctrl-C or SIGTERM during fit stops training at the next batch boundary, as a
+    KeyboardInterrupt (:class:`alexnet_exp.stopping.Stopped`), after the last completed epoch
+    was checkpointed. Why not let Python raise it wherever the signal lands, and what a second
+    signal does: see :func:`alexnet_exp.stopping.between_batches`.
     """
 
-    def __init__(self):
-        super().__init__()
-        self.requested = False
-
-    @contextlib.contextmanager
     def armed(self):
-        """Hold SIGINT for the duration of the block; restore the previous handler after."""
-        if (threading.current_thread() is not threading.main_thread()
-                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-            yield
-            return
-        signal.signal(signal.SIGINT, self._request)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def _request(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second one is immediate
+        """Hold the stop signals for the duration of the block; restore the handlers after."""
+        return stopping.between_batches()
 
     def _raise_if_requested(self, *_args, **_kwargs):
-        if self.requested:
-            raise KeyboardInterrupt
+        stop = stopping.take_pending()
+        if stop is not None:
+            raise stop
 
     on_train_batch_end = on_test_batch_end = on_epoch_begin = _raise_if_requested
 

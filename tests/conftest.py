@@ -46,6 +46,21 @@ def float32_keras_policy():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def stop_signals_restored():
+    """Undo what a test that calls the CLI's main in-process did to SIGTERM and SIGUSR2
+    (``stopping.install``), so a later test or pytest itself is not stopped by our handler."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    stopping = sys.modules.get("alexnet_exp.stopping")
+    if stopping is not None:
+        stopping.reset()
+
+
 def class_colour(name: str) -> np.ndarray:
     """A stable, class-dependent base RGB colour (so a model can learn the class)."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))

@@ -13,20 +13,19 @@ import pytest
 from test_cli import TINY_MODEL, cli, runs_of, store
 from test_sweep import wait_for
 
-from alexnet_exp import resume, train
+from alexnet_exp import resume, stopping, train
 from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
 from alexnet_exp.model import build_alexnet
 
 RUN = ["data=folder", *TINY_MODEL, "tracking.log_model=false", "trainer.verbose=2"]
 
 
-def start(tmp_path: Path, *args: str) -> subprocess.Popen:
+def start(tmp_path: Path, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
     return subprocess.Popen([exe, *args, f"hydra.run.dir={tmp_path}/outputs/first"],
                             cwd=tmp_path, env=env, start_new_session=True, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_interruptible)
+                            stdout=subprocess.PIPE, stderr=stderr, preexec_fn=_interruptible)
 
 
 def _interruptible() -> None:
@@ -144,6 +143,97 @@ def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
+def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
+        tmp_path, tiny_data):
+    # SLURM, Kubernetes, `timeout` and systemd end a job with SIGTERM: a normal ending.
+    args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=20",
+            "trainer.early_stopping_patience=null"]
+    client = store(tmp_path)
+    process = start(tmp_path, *args, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
+        os.kill(process.pid, signal.SIGTERM)  # the process only, as `kill` and Kubernetes do
+        output, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, errors[-3000:]
+    (killed,) = runs_of(client)
+    assert killed.info.status == "KILLED"
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert ours == [f"alexnet-exp: error: terminated (SIGTERM); MLflow run"
+                    f" {killed.info.run_id} is marked KILLED"]
+    assert "Traceback" not in errors
+    assert killed.data.tags["error"] == "terminated (SIGTERM)"
+    point = resume.read_point(Path(killed.data.tags["checkpoint_dir"]), killed.info.run_id)
+    stopped_at = len(client.get_metric_history(killed.info.run_id, "loss"))
+    assert 1 <= point.epoch == stopped_at < 20  # the last completed epoch, logged and saved
+    assert f"interrupted after epoch {point.epoch}, checkpointed in" in output
+
+    again = cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id} after epoch {point.epoch}" in again.stdout
+    (run,) = runs_of(client)
+    assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == list(range(1, 21)) and run.data.metrics["epochs_run"] == 20
+
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` now (Linux: SigCgt in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+                 .split()[1], 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+@pytest.mark.slow
+def test_sigterm_before_the_run_starts_is_one_line_and_exit_143(tmp_path, tiny_data):
+    client = store(tmp_path)
+    process = start(tmp_path, *RUN, f"data.dir={tiny_data}", stderr=subprocess.PIPE)
+    try:  # as soon as the CLI handles SIGTERM: Hydra, TensorFlow's import, the data scan
+        wait_for(lambda: catches(process.pid, signal.SIGTERM), 60, "a SIGTERM handler")
+        os.kill(process.pid, signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, errors[-3000:]
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert len(ours) == 1 and ours[0].startswith("alexnet-exp: error: terminated (SIGTERM)")
+    exp = client.get_experiment_by_name("alexnet-exp")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_model_is_logged_ends_the_run_killed_and_resumable(
+        tmp_path, tiny_data):
+    args = [*(a for a in RUN if a != "tracking.log_model=false"), f"data.dir={tiny_data}",
+            "trainer.epochs=2"]  # the model is logged
+    client = store(tmp_path)
+    process = start(tmp_path, *args)
+    try:  # after the last epoch: predictions, plots and the logged model take seconds
+        wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
+        os.kill(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 143, output[-3000:]
+    (killed,) = runs_of(client)
+    assert killed.info.status == "KILLED"
+
+    again = cli(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resuming MLflow run {killed.info.run_id} after epoch 2" in again.stdout
+    (run,) = runs_of(client)
+    assert run.info.status == "FINISHED" and run.data.metrics["epochs_run"] == 2
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert client.search_logged_models([run.info.experiment_id])  # the model, logged this time
+
+
+@pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
     result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=3", "optimizer=sgd",
                  "optimizer.learning_rate=1e12", "norm=none")
@@ -241,14 +331,16 @@ def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_pa
     assert not [p.name for p in checkpoints.iterdir() if p.name.endswith((".h5", ".keras"))]
 
 
-def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_saved(
+        tmp_path, signum):
     trainer = TrainerConfig(epochs=3, batch_size=4, verbose=0, tensorboard=False)
     model, ds = tiny_model_and_data(trainer)
 
     class CtrlCInEpoch2(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
             if len(seen) == 1 and batch == 0:
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
 
         def on_epoch_end(self, epoch, logs=None):
             seen.append(epoch)
@@ -258,6 +350,8 @@ def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_sav
     model.fit = lambda *a, callbacks, **kw: keras_fit(*a, callbacks=[*callbacks, CtrlCInEpoch2()],
                                                       **kw)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    previous_term = signal.getsignal(signal.SIGTERM)
+    stopping.install(anywhere=True)  # what the CLI does: SIGTERM stops like Ctrl-C
     try:
         with pytest.raises(KeyboardInterrupt) as raised:
             train.fit(model, ds, ds, 8, trainer, tmp_path,
@@ -265,6 +359,9 @@ def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_sav
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        stopping.reset()
     assert raised.traceback[-1].name == "_raise_if_requested"  # in Python, between batches
+    assert raised.value.exit_code == 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM
     assert seen == [0]  # epoch 2 never ended, so it is neither logged nor checkpointed
     assert resume.read_point(tmp_path / "ckpt", "run").epoch == 1

@@ -1,6 +1,7 @@
 """Sweeps as users launch them: parallel jobs (joblib, submitit), Optuna search, resume after a
 kill."""
 
+import contextlib
 import csv
 import os
 import signal
@@ -205,3 +206,139 @@ def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised,
     (parent,) = runs_of(client)
     assert parent.data.tags["alexnet_exp.kind"] == "sweep"
     assert parent.info.status == status
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_sweep_of_jobs_in_one_process_ends_the_job_and_the_parent_killed(
+        tmp_path, tiny_data):
+    sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
+             "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2",
+             f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def first_job_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        return any(client.get_metric_history(r.info.run_id, "loss") for r in runs)
+
+    try:
+        wait_for(first_job_mid_run, 300, "the first job mid-training")
+        os.kill(process.pid, signal.SIGTERM)
+        _, errors = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "KILLED"
+    (child,) = children  # seed=2 never began
+    assert child.info.status == "KILLED" and child.data.params["seed"] == "1"
+    assert process.returncode == 143, errors[-3000:]
+    ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
+    assert ours == [f"alexnet-exp: error: terminated (SIGTERM); MLflow run"
+                    f" {child.info.run_id} is marked KILLED"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("to_group", [False, True], ids=["main_process", "process_group"])
+def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to_group):
+    # `kill` and Kubernetes signal the main process only (it forwards the signal to joblib's
+    # workers); SLURM, systemd and `timeout` signal the whole process group.
+    sweep = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data=folder",
+             f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
+             "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2,3",
+             f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: orphaned workers would hold a pipe open
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+
+    def two_jobs_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        jobs = [r for r in runs if "seed" in r.data.params]
+        return len(jobs) == 2 and all(client.get_metric_history(r.info.run_id, "loss")
+                                      for r in jobs)
+
+    try:
+        wait_for(two_jobs_mid_run, 300, "two jobs mid-training")
+        (os.killpg if to_group else os.kill)(process.pid, signal.SIGTERM)
+        process.wait(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the sweep
+        process.wait()
+    errors = log.read_text()
+    parent, children = children_of(runs_of(client))
+    assert parent.info.status == "KILLED"
+    assert sorted(r.data.params["seed"] for r in children) == ["1", "2"]  # seed=3 never began
+    assert {r.info.status for r in children} == {"KILLED"}
+    assert process.returncode == 143, errors[-3000:]
+    for run in children:
+        assert run.data.tags["error"] == "terminated (SIGTERM)"
+        assert f"MLflow run {run.info.run_id} is marked KILLED" in errors
+    assert "the sweep's MLflow runs are marked KILLED" in errors
+    assert "Traceback" not in errors
+
+
+def submitit_task(folder: Path) -> int | None:
+    """The pid of the submitit job process running from ``folder`` (its controller's child)."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().decode()
+        except OSError:
+            continue
+        if "submitit.core._submit" in command and str(folder) in command:
+            return int(entry)
+    return None
+
+
+@pytest.mark.slow
+def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_path, tiny_data):
+    # Before a time limit (and on preemption) submitit signals the job with SIGUSR2, hands
+    # the job's `checkpoint` to a requeued copy and exits. The signal is sent by hand, as
+    # submitit's local controller sends it at timeout_min - signal_delay_s: the smallest
+    # timeout_min is 1 minute (the signal 30 s in), too slow and too racy for a test.
+    sweep = ["-m", "cluster=submitit_local", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
+             "trainer.epochs=12", "trainer.early_stopping_patience=null",
+             "tracking.log_model=false", "seed=1", f"hydra.sweep.dir={tmp_path}/multirun"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    client = store(tmp_path)
+    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def job_mid_run():
+        exp = client.get_experiment_by_name("alexnet-exp")
+        runs = client.search_runs([exp.experiment_id]) if exp else []
+        job = next((r for r in runs if "seed" in r.data.params), None)
+        return job and client.get_metric_history(job.info.run_id, "loss") and job
+
+    try:
+        first = wait_for(job_mid_run, 300, "the job mid-training")
+        os.kill(submitit_task(tmp_path / "multirun"), signal.SIGUSR2)
+        # KILLED while the job waits to be requeued (its restart takes seconds: Python, TF)
+        wait_for(lambda: client.get_run(first.info.run_id).info.status == "KILLED", 60,
+                 "the run KILLED before the requeued job resumes it")
+        process.wait(timeout=400)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 0
+    parent, children = children_of(runs_of(client))
+    (run,) = children  # the requeued job continued the run, it did not start a second one
+    assert run.info.run_id == first.info.run_id
+    assert run.info.status == "FINISHED" and parent.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert steps == list(range(1, 13))  # every epoch exactly once
+    (log,) = (tmp_path / "multirun" / ".submitit").glob("*/*_log.out")
+    text = log.read_text()
+    assert f"MLflow run {run.info.run_id} is KILLED; submitit requeues the job" in text
+    assert "Requeued job" in text  # submitit's own line
+    assert f"resuming MLflow run {run.info.run_id} after epoch" in text

@@ -228,6 +228,10 @@ class Tracker:
                 run = mlflow.start_run(experiment_id=self._experiment_id(),
                                        run_name=redact(run_name), parent_run_id=parent_run_id,
                                        tags=tags)
+        except KeyboardInterrupt:  # a stop signal while the run was being created: not RUNNING
+            if mlflow.active_run() is not None:
+                mlflow.end_run(status="KILLED")
+            raise
         except Exception as exc:
             if not outage.is_outage(exc):
                 raise

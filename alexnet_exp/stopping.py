@@ -1,0 +1,262 @@
+"""Signals that end a run as KILLED, never as a crash and never left RUNNING.
+
+- SIGINT (Ctrl-C) and SIGTERM (SLURM, Kubernetes, ``timeout``, systemd, ``kill``) stop a job:
+  during fit at the next batch boundary (the last completed epoch is checkpointed), elsewhere at
+  once; the run is marked KILLED, one line says so, the exit code is 128 + the signal.
+- Inside a submitit job, submitit's own signal for a time limit or preemption (SIGUSR2 unless
+  ``SUBMITIT_PREEMPT_SIGNAL`` says otherwise) stops the job the same way, and only then is
+  submitit's handler called: it requeues the job, and the requeued job resumes the KILLED run
+  (``trainer.resume``). submitit ignores SIGTERM in its jobs on purpose (SLURM sends it on
+  preemption and on requeue), so there SIGTERM is left to submitit.
+
+The stop is a :class:`Stopped`, a KeyboardInterrupt: every ``except Exception`` lets it through,
+and the paths Ctrl-C always took (KILLED, resume hint) take it. A process stops once: later
+SIGTERMs (SLURM and ``timeout`` signal the whole process group, and a sweep forwards the signal
+too) never interrupt the cleanup of the first. A process that started with SIGTERM ignored keeps
+ignoring it. Signal handlers exist in the main thread only; elsewhere this module does nothing.
+"""
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+SUBMITIT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own switch; USR2 is its default
+JOB_LOCKS_ENV = "ALEXNET_EXP_JOB_LOCKS"  # a joblib sweep's folder of running jobs' locks
+_REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
+
+
+class Stopped(KeyboardInterrupt):
+    """A job stopped by a signal; ``run_id`` is the MLflow run it marked KILLED (if any)."""
+
+    def __init__(self, signum: int, run_id: str | None = None):
+        super().__init__(signum)
+        self.signum, self.run_id = signum, run_id
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # what the shell reports for a process killed by the signal
+
+    def __str__(self) -> str:
+        if self.signum == _requeue_signal:
+            name = signal.Signals(self.signum).name
+            return f"time limit or preemption ({name} from submitit)"
+        return _REASONS.get(self.signum, f"stopped ({signal.Signals(self.signum).name})")
+
+
+_pending: int | None = None  # a stop that came while it could not be raised (held, or idle)
+_terminating: int | None = None  # SIGTERM / submitit's signal came: this process starts no job
+_holding = False  # inside fit: signals wait for the next batch boundary
+_in_job = False
+_raise_anywhere = False  # our CLI is this process's main: stop wherever the main thread is
+_requeue_signal: int | None = None
+_requeue_handler: Callable | None = None
+_before_raise: Callable[[int], None] | None = None
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def install(anywhere: bool = False) -> None:
+    """Take SIGTERM (and, in a submitit job, submitit's signal) for this process.
+
+    ``anywhere``: the process is ours (the CLI's main), so a stop is raised wherever it lands.
+    Otherwise (a joblib worker process) only inside :func:`job`: a worker that raised between
+    jobs would die, and joblib would then kill its siblings before they record their end.
+    """
+    global _raise_anywhere, _requeue_signal, _requeue_handler
+    if not _main_thread():
+        return
+    _raise_anywhere = _raise_anywhere or anywhere
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_signal)
+    requeue = submitit_signal()
+    if requeue is not None and signal.getsignal(requeue) is not _on_signal:
+        previous = signal.getsignal(requeue)
+        if callable(previous):  # submitit's checkpoint-and-requeue
+            _requeue_signal, _requeue_handler = requeue, previous
+            signal.signal(requeue, _on_signal)
+
+
+def submitit_signal() -> int | None:
+    """The signal submitit sends a job before its time limit or on preemption, in a job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    return getattr(signal, "SIG" + os.environ.get(SUBMITIT_SIGNAL_ENV, "USR2"), None)
+
+
+def before_raise(hook: Callable[[int], None] | None) -> None:
+    """``hook(signum)`` runs in this process's handler before the stop is raised (a sweep
+    forwards the signal to its worker processes and waits for their runs to end)."""
+    global _before_raise
+    _before_raise = hook
+
+
+def _on_signal(signum: int, frame) -> None:
+    global _terminating, _pending
+    if _terminating is not None:
+        return  # one stop per process: a second signal must not cut the first one's cleanup
+    _terminating = signum
+    if _holding or not (_in_job or _raise_anywhere):
+        _pending = signum
+        return
+    if _before_raise is not None:
+        _before_raise(signum)
+    raise Stopped(signum)
+
+
+def _hold_sigint(signum: int, frame) -> None:
+    global _pending
+    _pending = signum
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C is immediate
+
+
+@contextmanager
+def job() -> Iterator[None]:
+    """One training job: a stop signal is raised in it; a process already told to terminate
+    starts no new job (a joblib worker may be handed one more after its signal).
+
+    Under a sweep that set ``JOB_LOCKS_ENV``, the job holds ``<dir>/<pid>.lock`` until it has
+    ended (its run recorded, KILLED or not): :func:`wait_for_jobs` waits on those locks, and
+    the kernel releases one whose process died.
+    """
+    global _in_job, _pending
+    install()
+    if _terminating is not None:
+        _pending = None
+        raise Stopped(_terminating)
+    _in_job, lock = True, None
+    try:
+        lock = _job_lock()
+        yield
+    finally:
+        _in_job = False
+        if lock is not None:
+            os.close(lock)
+
+
+def _job_lock() -> int | None:
+    folder = os.environ.get(JOB_LOCKS_ENV)
+    if not folder:
+        return None
+    try:
+        fd = os.open(os.path.join(folder, f"{os.getpid()}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None  # the folder is gone (the sweep ended): nobody waits on this job
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def wait_for_jobs(folder: str, seconds: float) -> list[int]:
+    """Wait until no other process holds a job lock in ``folder`` (or ``seconds`` passed);
+    returns the pids whose jobs were still running at the deadline."""
+    deadline = time.monotonic() + seconds
+    busy = []
+    for name in sorted(os.listdir(folder)):
+        pid = int(name.split(".")[0])
+        if pid == os.getpid():
+            continue
+        fd = os.open(os.path.join(folder, name), os.O_RDWR)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        busy.append(pid)
+                        break
+                    time.sleep(0.2)
+        finally:
+            os.close(fd)
+    return busy
+
+
+def child_processes(marker: str) -> list[int]:
+    """Pids of this process's children whose command line contains ``marker`` (Linux /proc;
+    elsewhere none)."""
+    me, found = str(os.getpid()), []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = stat.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read().decode(errors="replace")
+        except OSError:
+            continue  # it ended meanwhile
+        if parent == me and marker in command:
+            found.append(int(entry))
+    return found
+
+
+@contextmanager
+def between_batches() -> Iterator[None]:
+    """Hold stop signals during fit; :func:`take_pending` raises them at a batch boundary.
+
+    Raising wherever the signal lands is wrong there: landing while TensorFlow's C++ is itself
+    raising (every epoch's end is an OutOfRangeError from the iterator), pybind11 turns the pair
+    into a RuntimeError, and the run would end FAILED with a traceback instead of KILLED. A stop
+    that comes after the last boundary is raised when the block ends, never lost.
+    """
+    global _holding
+    if not _main_thread() or _holding:
+        yield
+        return
+    held_sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if held_sigint:  # a process that started with SIGINT ignored (nohup) keeps ignoring it
+        signal.signal(signal.SIGINT, _hold_sigint)
+    _holding = True
+    try:
+        yield
+    finally:
+        _holding = False
+        if held_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop = take_pending()
+    if stop is not None:
+        raise stop
+
+
+def take_pending() -> Stopped | None:
+    """The stop a held signal asked for (once), or None."""
+    global _pending
+    signum, _pending = _pending, None
+    return Stopped(signum) if signum is not None else None
+
+
+def as_stop(exc: BaseException) -> Stopped | None:
+    """``exc`` as the stop it stands for: a Stopped, a plain KeyboardInterrupt (Ctrl-C), or any
+    error raised while a stop signal was being handled (a signal landing inside TensorFlow's C++
+    comes out as a RuntimeError); None for a real failure."""
+    if isinstance(exc, Stopped):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return Stopped(signal.SIGINT)
+    return Stopped(_terminating) if _terminating is not None else None
+
+
+def hand_over(stop: Stopped) -> None:
+    """A stop by submitit's signal goes on to submitit's handler once the run is KILLED: it
+    requeues the job (and exits), or raises why it cannot. Any other stop returns."""
+    if stop.signum == _requeue_signal and _requeue_handler is not None:
+        print(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
+              " submitit requeues the job, which resumes it", flush=True)
+        _requeue_handler(stop.signum, None)
+        # Only rank 0 requeues; another rank's handler returns. The sweep goes on: its parent
+        # run is not this rank's to end.
+        raise SystemExit(stop.exit_code)
+
+
+def reset() -> None:
+    """Forget stops and settings (for tests and notebooks that stop and go on in one process);
+    the signal handlers are the caller's to restore."""
+    global _pending, _terminating, _raise_anywhere, _requeue_signal, _requeue_handler
+    _pending = _terminating = _requeue_signal = _requeue_handler = None
+    _raise_anywhere = False
+    before_raise(None)
