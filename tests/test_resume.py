@@ -34,10 +34,32 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def signal_when(process: subprocess.Popen, ready, what: str, signum: int,
+                group: bool = False) -> tuple[str, str]:
+    """Send ``signum`` to ``process`` (to its process group with ``group``, as a terminal's
+    Ctrl-C or SLURM do) once ``ready()``, and return its (stdout, stderr); whatever is left of
+    it after 120 s is killed."""
+    try:
+        wait_for(ready, 300, what)
+        (os.killpg if group else os.kill)(process.pid, signum)
+        return process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def epochs_logged(client) -> int:
     exp = client.get_experiment_by_name("alexnet-exp")
     runs = client.search_runs([exp.experiment_id]) if exp else []
     return len(client.get_metric_history(runs[0].info.run_id, "loss")) if runs else 0
+
+
+def kill_9_after_epoch(tmp_path, client, args, epoch: int):
+    """Start ``alexnet-exp args``, kill -9 it once ``epoch`` epochs are in the store."""
+    signal_when(start(tmp_path, *args), lambda: epochs_logged(client) >= epoch,
+                f"epoch {epoch} in the store", signal.SIGKILL, group=True)
+    (killed,) = runs_of(client)
+    return killed
 
 
 @pytest.mark.slow
@@ -45,13 +67,7 @@ def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
         tmp_path, tiny_data):
     args = [*RUN, f"data.dir={tiny_data}", "trainer.epochs=4"]
     client = store(tmp_path)
-    process = start(tmp_path, *args)
-    try:
-        wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    (killed,) = runs_of(client)
+    killed = kill_9_after_epoch(tmp_path, client, args, 2)
     assert killed.info.status == "RUNNING"
     state = json.loads((Path(killed.data.tags["checkpoint_dir"]) / "state.json").read_text())
     assert state["epoch"] >= 2
@@ -66,18 +82,6 @@ def test_kill_9_after_epoch_2_of_4_then_the_same_command_finishes_the_same_run(
         assert steps == [1, 2, 3, 4], metric  # each epoch exactly once, all of them
     assert run.data.metrics["epochs_run"] == 4
     assert len(client.get_metric_history(run.info.run_id, "parameters")) == 1
-
-
-def kill_9_after_epoch(tmp_path, client, args, epoch: int):
-    """Start ``alexnet-exp args``, kill -9 it once ``epoch`` epochs are in the store."""
-    process = start(tmp_path, *args)
-    try:
-        wait_for(lambda: epochs_logged(client) >= epoch, 300, f"epoch {epoch} in the store")
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    (killed,) = runs_of(client)
-    return killed
 
 
 @pytest.mark.slow
@@ -127,13 +131,8 @@ def test_ctrl_c_marks_the_run_killed_with_a_resume_hint(tmp_path, tiny_data):
             "trainer.early_stopping_patience=null"]
     client = store(tmp_path)
     process = start(tmp_path, *args)
-    try:
-        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
-        os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    output, _ = signal_when(process, lambda: epochs_logged(client) >= 1, "epoch 1 in the store",
+                            signal.SIGINT, group=True)
     assert process.returncode == 130, output[-3000:]
     assert "run the same command again to resume" in output
     assert "Traceback" not in output
@@ -150,13 +149,8 @@ def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
             "trainer.early_stopping_patience=null"]
     client = store(tmp_path)
     process = start(tmp_path, *args, stderr=subprocess.PIPE)
-    try:
-        wait_for(lambda: epochs_logged(client) >= 1, 300, "epoch 1 in the store")
-        os.kill(process.pid, signal.SIGTERM)  # the process only, as `kill` and Kubernetes do
-        output, errors = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    output, errors = signal_when(process, lambda: epochs_logged(client) >= 1,  # the process
+                                 "epoch 1 in the store", signal.SIGTERM)  # only, as `kill` does
     assert process.returncode == 143, errors[-3000:]
     (killed,) = runs_of(client)
     assert killed.info.status == "KILLED"
@@ -191,13 +185,9 @@ def catches(pid: int, signum: int) -> bool:
 def test_sigterm_before_the_run_starts_is_one_line_and_exit_143(tmp_path, tiny_data):
     client = store(tmp_path)
     process = start(tmp_path, *RUN, f"data.dir={tiny_data}", stderr=subprocess.PIPE)
-    try:  # as soon as the CLI handles SIGTERM: Hydra, TensorFlow's import, the data scan
-        wait_for(lambda: catches(process.pid, signal.SIGTERM), 60, "a SIGTERM handler")
-        os.kill(process.pid, signal.SIGTERM)
-        _, errors = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    # as soon as the CLI handles SIGTERM: Hydra, TensorFlow's import, the data scan
+    _, errors = signal_when(process, lambda: catches(process.pid, signal.SIGTERM),
+                            "a SIGTERM handler", signal.SIGTERM)
     assert process.returncode == 143, errors[-3000:]
     ours = [line for line in errors.splitlines() if line.startswith("alexnet-exp")]
     assert len(ours) == 1 and ours[0].startswith("alexnet-exp: error: terminated (SIGTERM)")
@@ -213,13 +203,9 @@ def test_sigterm_while_the_model_is_logged_ends_the_run_killed_and_resumable(
             "trainer.epochs=2"]  # the model is logged
     client = store(tmp_path)
     process = start(tmp_path, *args)
-    try:  # after the last epoch: predictions, plots and the logged model take seconds
-        wait_for(lambda: epochs_logged(client) >= 2, 300, "epoch 2 in the store")
-        os.kill(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+    # after the last epoch: predictions, plots and the logged model take seconds
+    output, _ = signal_when(process, lambda: epochs_logged(client) >= 2, "epoch 2 in the store",
+                            signal.SIGTERM)
     assert process.returncode == 143, output[-3000:]
     (killed,) = runs_of(client)
     assert killed.info.status == "KILLED"

@@ -78,6 +78,22 @@ def test_optuna_sweep_returns_the_objective_and_tags_the_best_trial(tmp_path, ti
     assert client.get_run(parent.info.run_id).data.tags["best_run_id"] == tagged.info.run_id
 
 
+def start_sweep(tmp_path: Path, sweep: list[str], **popen) -> subprocess.Popen:
+    """``alexnet-exp <sweep>`` started in ``tmp_path`` in a session (process group) of its own;
+    its output goes nowhere unless ``popen`` says where."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    exe = str(Path(sys.executable).with_name("alexnet-exp"))
+    popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
+    return subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True, **popen)
+
+
+def runs_now(client) -> list:
+    """The runs in the store at this moment (none while the sweep has not created its
+    experiment yet)."""
+    exp = client.get_experiment_by_name("alexnet-exp")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,15 +108,11 @@ def wait_for(predicate, timeout: float, what: str):
 def test_rerun_skips_finished_jobs_and_resumes_a_job_killed_mid_run(tmp_path, tiny_data):
     sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=6",
              "tracking.log_model=false", "seed=1,2", f"hydra.sweep.dir={tmp_path}/multirun"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    exe = str(Path(sys.executable).with_name("alexnet-exp"))
     client = store(tmp_path)
-    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_sweep(tmp_path, sweep)
 
     def second_job_mid_run():
-        exp = client.get_experiment_by_name("alexnet-exp")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = runs_now(client)
         jobs = {r.data.params.get("seed"): r for r in runs if "seed" in r.data.params}
         second = jobs.get("2")
         return bool(second and jobs["1"].info.status == "FINISHED"
@@ -214,15 +226,11 @@ def test_sigterm_to_a_sweep_of_jobs_in_one_process_ends_the_job_and_the_parent_k
     sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
              "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2",
              f"hydra.sweep.dir={tmp_path}/multirun"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    exe = str(Path(sys.executable).with_name("alexnet-exp"))
     client = store(tmp_path)
-    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
-                               text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = start_sweep(tmp_path, sweep, text=True, stderr=subprocess.PIPE)
 
     def first_job_mid_run():
-        exp = client.get_experiment_by_name("alexnet-exp")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = runs_now(client)
         return any(client.get_metric_history(r.info.run_id, "loss") for r in runs)
 
     try:
@@ -251,16 +259,12 @@ def test_sigterm_to_a_joblib_sweep_ends_every_run_killed(tmp_path, tiny_data, to
              f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=40",
              "trainer.early_stopping_patience=null", "tracking.log_model=false", "seed=1,2,3",
              f"hydra.sweep.dir={tmp_path}/multirun"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    exe = str(Path(sys.executable).with_name("alexnet-exp"))
     client = store(tmp_path)
     log = tmp_path / "stderr.txt"  # a file, not a pipe: orphaned workers would hold a pipe open
-    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    process = start_sweep(tmp_path, sweep, stderr=log.open("w"))
 
     def two_jobs_mid_run():
-        exp = client.get_experiment_by_name("alexnet-exp")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = runs_now(client)
         jobs = [r for r in runs if "seed" in r.data.params]
         return len(jobs) == 2 and all(client.get_metric_history(r.info.run_id, "loss")
                                       for r in jobs)
@@ -307,15 +311,11 @@ def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_pat
     sweep = ["-m", "cluster=submitit_local", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
              "trainer.epochs=12", "trainer.early_stopping_patience=null",
              "tracking.log_model=false", "seed=1", f"hydra.sweep.dir={tmp_path}/multirun"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    exe = str(Path(sys.executable).with_name("alexnet-exp"))
     client = store(tmp_path)
-    process = subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_sweep(tmp_path, sweep)
 
     def job_mid_run():
-        exp = client.get_experiment_by_name("alexnet-exp")
-        runs = client.search_runs([exp.experiment_id]) if exp else []
+        runs = runs_now(client)
         job = next((r for r in runs if "seed" in r.data.params), None)
         return job and client.get_metric_history(job.info.run_id, "loss") and job
 
