@@ -21,6 +21,7 @@ from conftest import free_port
 from mlflow.tracking import MlflowClient
 from test_cli import TINY_MODEL, cli
 
+from alexnet_exp.paths import outbox_dir
 from alexnet_exp.tracking import outbox
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
@@ -141,7 +142,7 @@ def server_goes_away_after_epoch_1(server: Server, trainer: subprocess.Popen) ->
     trainer.send_signal(signal.SIGSTOP)
     server.stop()
     trainer.send_signal(signal.SIGCONT)
-    box = outbox.path_for(outbox.default_dir(), run_id)
+    box = outbox.path_for(outbox_dir(), run_id)
     wait_until(lambda: buffered(box), "an epoch buffered in the outbox", trainer)
     trainer.send_signal(signal.SIGSTOP)
     return box
