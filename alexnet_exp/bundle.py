@@ -12,19 +12,8 @@ from pathlib import Path
 
 from alexnet_exp import model as alexnet
 from alexnet_exp import tracking
+from alexnet_exp.augment import eval_resize
 from alexnet_exp.errors import UserError
-
-PAPER_RESIZE = 256 / 227  # the paper's 256 px resize for 224/227 px crops
-
-
-def eval_resize(input_size: int, crop_scale: float = PAPER_RESIZE) -> int:
-    """Side of the resize that evaluation crops an ``input_size`` view from.
-
-    Training records it (``crop_scale`` of its augmentation: the centre crop then sees what the
-    random crops saw); a model that recorded none, and ten-crop TTA when the recorded resize
-    leaves no room for corners, take the paper's 256/227.
-    """
-    return int(round(input_size * crop_scale))
 
 
 @dataclass

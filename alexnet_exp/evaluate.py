@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from alexnet_exp.bundle import ModelBundle, eval_resize, load_bundle
+from alexnet_exp.augment import eval_resize
+from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
 from alexnet_exp.data import class_name, decoder, orientations_of, scan_folder
 from alexnet_exp.errors import DataError

@@ -1,4 +1,5 @@
-"""A trained model ready to predict: loading, class names and the eval resize, one owner each."""
+"""A trained model ready to predict: loading, class names and the eval resize (one owner:
+:func:`alexnet_exp.augment.eval_resize`, used by training, the pipeline, evaluation)."""
 
 import json
 
@@ -6,7 +7,8 @@ import numpy as np
 import pytest
 from test_model import model_config
 
-from alexnet_exp.bundle import PAPER_RESIZE, eval_resize, load_bundle, sidecar_path
+from alexnet_exp.augment import PAPER_RESIZE, eval_resize
+from alexnet_exp.bundle import load_bundle, sidecar_path
 from alexnet_exp.config import EvalConfig, TrackingConfig
 from alexnet_exp.errors import UserError
 from alexnet_exp.model import LocalResponseNormalization, build_alexnet
