@@ -310,3 +310,21 @@ def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_
     assert run.info.status == "FAILED" and run.data.tags["error"] == "x"
     sent = client.download_artifacts(run_id, "missing.txt", str(tmp_path))
     assert Path(sent).read_text() == "found"
+
+
+def test_a_buffered_model_waits_for_a_replay_that_can_load_it(tmp_path):
+    """Tracking knows no layers of ours: a model record replayed without a loader (the caller's,
+    ``alexnet_exp.sync`` gives one) stops there, keeping it and what follows for sync."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    box = outbox.Outbox.create(tmp_path / "outbox", run_id, uri)
+    box.append({"op": "tags", "tags": {"before": "model"}})
+    box.append({"op": "model", "file": "model.keras", "example": "model_example.npy",
+                "code_dir": str(tmp_path), "metadata": {}})
+    box.append({"op": "end", "status": "FINISHED"})
+    with pytest.raises(outbox.NoModelLoader, match="alexnet-exp-sync"):
+        outbox.replay(box, uri)
+    assert [r["op"] for r in box.records()] == ["run", "model", "end"]
+    assert client.get_run(run_id).data.tags["before"] == "model"
