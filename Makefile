@@ -29,8 +29,10 @@ test: setup lint browser
 test-fast: setup
 	$(BIN)/python -m pytest -q -ra -m "not slow"
 
+# ruff, then the import contracts in pyproject.toml (layers, tracking as a sink, no cycles)
 lint: setup
 	$(BIN)/ruff check alexnet_exp tests scripts
+	$(BIN)/lint-imports
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \

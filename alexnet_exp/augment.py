@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from alexnet_exp.config import AugmentConfig
 
+PAPER_RESIZE = 256 / 227  # the paper's 256 px resize for 224/227 px crops
+
 
 @dataclass(frozen=True)
 class LightingBasis:
@@ -24,9 +26,16 @@ class LightingBasis:
     eigenvectors: np.ndarray  # (3, 3), columns are eigenvectors
 
 
+def eval_resize(input_size: int, crop_scale: float = PAPER_RESIZE) -> int:
+    """Side of the resize that an ``input_size`` crop is cut from: training's ``crop_scale``
+    (so evaluation's centre crop sees what the random crops saw), recorded with the model; the
+    paper's 256/227 for a model that recorded none and for ten-crop corners."""
+    return int(round(input_size * crop_scale))
+
+
 def stored_size(aug: AugmentConfig, input_size: int) -> int:
     """Side of the images the pipeline decodes and caches: the larger resize when cropping."""
-    return max(input_size, int(round(input_size * aug.crop_scale)))
+    return max(input_size, eval_resize(input_size, aug.crop_scale))
 
 
 def lighting_basis(images: np.ndarray) -> LightingBasis:

@@ -356,7 +356,7 @@ def sync_main() -> None:
     """
     import argparse
 
-    from alexnet_exp.tracking import outbox
+    from alexnet_exp import sync as outbox
 
     parser = argparse.ArgumentParser(
         prog="alexnet-exp-sync",

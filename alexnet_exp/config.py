@@ -11,6 +11,7 @@ import math
 import os
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
 from alexnet_exp.errors import ConfigError
 
@@ -194,6 +195,69 @@ class ExperimentConfig:
     dry_run: bool = False
 
 
+# The tools that work on a trained model (their checks: alexnet_exp.tool_config).
+@dataclass
+class ModelSourceConfig:
+    """Where a trained model comes from: exactly one of the three is set."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+
+
+@dataclass
+class EvalConfig(ModelSourceConfig):
+    """``alexnet-exp-eval``: a trained model and a class-folder test set."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tta: str = "none"
+    top_k: int = 3
+    batch_size: int = 32
+    output: str | None = None
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PredictConfig(ModelSourceConfig):
+    """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
+
+    images: Any = field(default_factory=list)  # a list, or one path (a file or a folder)
+    top_k: int = 3
+    tta: str = "none"
+    batch_size: int = 32
+    format: str = "table"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ExportConfig(ModelSourceConfig):
+    """``alexnet-exp-export``: a trained model to .keras, SavedModel or TFLite, parity-checked."""
+
+    format: str = "keras"
+    quantize: str = "none"
+    output_dir: str = "exports"
+    data_dir: str | None = None
+    parity_images: int = 32
+    max_abs_diff: float | None = None
+    min_top1_agreement: float = 0.95
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ReportConfig:
+    """``alexnet-exp-report``: the runs of an experiment (or of one sweep) compared in a table."""
+
+    experiment_name: str | None = None
+    parent_run_id: str | None = None  # only the children of this sweep parent run
+    metric: str = "best_val_accuracy"  # the headline column and the bar chart's metric
+    baseline: str = "baseline"  # the group that effects are measured against, when present
+    output_dir: str | None = None  # default: reports/<experiment_name>[-<parent id[:8]>]
+    log: bool = True  # log the table and plots to the sweep parent run (or a report run)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
 # One random token per launched process: ``${launch_id:}`` in hydra.run.dir / hydra.sweep.dir
 # keeps two commands started in the same second (a script launching jobs with ``&``) out of each
 # other's output and checkpoint folders, which ``${now:...}`` alone does not.
@@ -209,8 +273,6 @@ def register_configs() -> None:
     # workers (other processes, other tokens) keep the sweep folder their launcher made.
     OmegaConf.register_new_resolver("launch_id", lambda: LAUNCH_ID, use_cache=True,
                                     replace=True)
-
-    from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig, ReportConfig
 
     store = ConfigStore.instance()
     store.store(name="base_config", node=ExperimentConfig)

@@ -33,7 +33,8 @@ from alexnet_exp.checks import (
 )
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.sources import IMAGE_SUFFIXES, cache_root
+from alexnet_exp.paths import atomic_write_text, cache_root
+from alexnet_exp.sources import IMAGE_SUFFIXES
 
 SHUFFLE_BUFFER = 2048
 # Version of the check cache's entries: an entry of another version is never trusted (an
@@ -156,9 +157,7 @@ def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, list]:
             known[p], result[p] = [*stamps[p], *checked], checked
     try:
         store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = store.with_suffix(f".{os.getpid()}.tmp")  # parallel sweep jobs write too
-        tmp.write_text(json.dumps({p: known[p] for p in stamps}))
-        tmp.replace(store)
+        atomic_write_text(store, json.dumps({p: known[p] for p in stamps}))
     except OSError:
         pass  # a read-only cache only costs a re-check next time
     return result

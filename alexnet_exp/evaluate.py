@@ -14,29 +14,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp.augment import eval_resize
+from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
 from alexnet_exp.data import class_name, decoder, orientations_of, scan_folder
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES
-
-PAPER_RESIZE = 256 / 227  # the paper's 256 px resize for 224/227 px crops
-
-
-@dataclass
-class ModelBundle:
-    """A loaded Keras model with what it needs to see images as it saw them in training."""
-
-    model: object
-    class_names: list[str]
-    input_size: int
-    eval_resize: int
-    source: str
-    train_run_id: str | None = None
-
-
-def sidecar_path(model_file: Path) -> Path:
-    """``model.keras`` -> ``model.keras.json``: class names and input size, one per export."""
-    return model_file.parent / f"{model_file.name}.json"
 
 
 @dataclass
@@ -56,7 +39,7 @@ class EvalResult:
 def view_size(bundle: ModelBundle, tta: str) -> int:
     """Side of the resize the crops come from; ten_crop always needs room for corners."""
     if tta == "ten_crop" and bundle.eval_resize <= bundle.input_size:
-        return int(round(bundle.input_size * PAPER_RESIZE))
+        return eval_resize(bundle.input_size)
     return max(bundle.eval_resize, bundle.input_size)
 
 
@@ -220,7 +203,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
     root = Path(cfg.data.dir).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"data.dir={cfg.data.dir} is not a folder of class folders")
-    bundle = tracking.load_model_bundle(cfg, launch_dir)
+    bundle = load_bundle(cfg, launch_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
@@ -241,7 +224,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         figure = plots.confusion_matrix_figure(result.matrix, bundle.class_names,
                                                f"{root.name}, tta={cfg.tta}")
         run_id = tracking.log_evaluation(
-            cfg, launch_dir, bundle, root,
+            cfg, launch_dir, bundle.train_run_id, bundle.source, root,
             metrics=eval_metrics(result),
             figure=figure, report_text=result.report_text, csv_path=csv_path)
         plots.close(figure)
@@ -253,7 +236,6 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     """``alexnet-exp-predict``: top-k classes per image, as a table or JSON."""
     import json
 
-    from alexnet_exp import tracking
     from alexnet_exp.data import check_image
     from alexnet_exp.tool_config import validate_predict
 
@@ -265,7 +247,7 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     files = [f for f in files if f not in bad]
     if not files:
         raise DataError("none of the images can be decoded")
-    bundle = tracking.load_model_bundle(cfg, launch_dir)
+    bundle = load_bundle(cfg, launch_dir)
     probs = predict_files(bundle, files, cfg.tta, cfg.batch_size)
     rows = top_k_table(files, probs, bundle.class_names, cfg.top_k)
     if cfg.format == "json":

@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp.bundle import ModelBundle, load_bundle, sidecar_path
 from alexnet_exp.errors import UserError
-from alexnet_exp.evaluate import ModelBundle, collect_images, predict_files, sidecar_path
+from alexnet_exp.evaluate import collect_images, predict_files
+from alexnet_exp.keys import DATA_ROOT_TAG
+from alexnet_exp.paths import atomic_write_text
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -70,7 +73,7 @@ def export_model(bundle: ModelBundle, fmt: str, quantize: str, out_dir: Path) ->
         if final.is_dir():
             shutil.rmtree(final)
         partial.replace(final)
-    sidecar_path(final).write_text(json.dumps(sidecar(bundle, fmt, quantize), indent=2))
+    atomic_write_text(sidecar_path(final), json.dumps(sidecar(bundle, fmt, quantize), indent=2))
     return final
 
 
@@ -86,11 +89,9 @@ def tflite_interpreter(path: Path):
 def exported_predictor(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:
     """``fn(float32 NHWC batch) -> probabilities`` running the exported artefact itself."""
     if fmt == "keras":
-        import keras
+        from alexnet_exp import model as alexnet
 
-        from alexnet_exp import model as _registers_lrn  # noqa: F401
-
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = alexnet.load(path)
         return lambda x: np.asarray(model.predict_on_batch(x))
     if fmt == "savedmodel":
         loaded = tf.saved_model.load(str(path))
@@ -149,8 +150,8 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
     from alexnet_exp.tool_config import validate_export
 
     validate_export(cfg)
-    bundle = tracking.load_model_bundle(cfg, launch_dir)
-    data_dir = cfg.data_dir or (tracking.run_tag(bundle.train_run_id, "data_root")
+    bundle = load_bundle(cfg, launch_dir)
+    data_dir = cfg.data_dir or (tracking.run_tag(bundle.train_run_id, DATA_ROOT_TAG)
                                 if bundle.train_run_id else None)
     files = parity_images(data_dir, cfg.parity_images)
     out_dir = (launch_dir / cfg.output_dir).resolve()

@@ -19,3 +19,7 @@ SWEEP_LINK_PREFIX = "alexnet_exp.sweep_member."
 # failure_reason of a run that failed writing files (a full disk, a read-only folder): its last
 # checkpoint is complete (state.json is the commit point), so the same command may continue it.
 DISK_FAILURE = "disk"
+
+# The resolved training data folder of a run: export finds its parity images there, and the
+# report groups runs by it (``~/x`` and ``/home/me/x`` are one data set).
+DATA_ROOT_TAG = "data_root"

@@ -109,3 +109,20 @@ def as_float32(model: keras.Model) -> keras.Model:
     clone = keras.Model.from_config(_float32_policies(model.get_config()))
     clone.set_weights(model.get_weights())
     return clone
+
+
+def custom_objects() -> dict[str, type]:
+    """Our layers by their registered names: what a loader of a saved AlexNet needs.
+
+    Keras does not import a custom layer's module when it loads a model (only its own
+    packages), so whoever loads one hands these over: :func:`load` for a ``.keras`` file, the
+    bundle for a logged model, the sync command for a model buffered during an outage.
+    """
+    layer = LocalResponseNormalization
+    return {keras.saving.get_registered_name(layer): layer}
+
+
+def load(path) -> keras.Model:
+    """A ``.keras`` file this package wrote (checkpoint, export, buffered model), with
+    ``safe_mode`` on: no code in the file runs, our layers come from here."""
+    return keras.saving.load_model(path, safe_mode=True, custom_objects=custom_objects())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp.errors import UserError
+from alexnet_exp.keys import DATA_ROOT_TAG
 
 # Params that differ between runs without making them different experiments: the seed (pooled
 # over), where things are logged, sweep bookkeeping, console verbosity. data.dir is compared by
@@ -21,7 +22,6 @@ from alexnet_exp.errors import UserError
 IGNORED_PARAMS = {"seed", "dry_run", "data.dir", "data.cache_path", "trainer.verbose"}
 IGNORED_PREFIXES = ("tracking.", "sweep.", "hydra.")
 VARIANT = "variant"  # a label set by experiment=six_ideas: when it differs, it alone groups
-DATA_ROOT = "data_root"
 COLUMNS = ("best_val_loss", "epochs_run", "train_seconds", "parameters")
 
 
@@ -69,8 +69,8 @@ def comparable_params(run) -> dict[str, str]:
     """The params that can tell two configurations apart, plus the resolved data folder."""
     params = {k: v for k, v in run.params.items()
               if k not in IGNORED_PARAMS and not k.startswith(IGNORED_PREFIXES)}
-    if DATA_ROOT in run.tags:
-        params[DATA_ROOT] = run.tags[DATA_ROOT]
+    if DATA_ROOT_TAG in run.tags:
+        params[DATA_ROOT_TAG] = run.tags[DATA_ROOT_TAG]
     return params
 
 

@@ -11,17 +11,9 @@ from pathlib import Path
 
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
+from alexnet_exp.paths import cache_root
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-def cache_root() -> Path:
-    """Per-user cache for materialised data sets and image-check results."""
-    env = os.environ.get("ALEXNET_EXP_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "alexnet_exp"
 
 
 def _has_class_folders(root: Path) -> bool:

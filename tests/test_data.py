@@ -11,7 +11,7 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 from PIL import Image
 
-from alexnet_exp import augment, data, sources
+from alexnet_exp import augment, data, paths, sources
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 
@@ -496,7 +496,7 @@ def test_digits_default_location_is_under_the_cache_dir(monkeypatch, alexnet_cac
 
     assert root == alexnet_cache / "digits"
     assert _png_count(root) == 20
-    assert sources.cache_root() == alexnet_cache
+    assert paths.cache_root() == alexnet_cache
 
 
 def test_digits_never_deletes_a_users_existing_folder(tmp_path, monkeypatch):

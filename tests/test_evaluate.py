@@ -14,12 +14,11 @@ import tensorflow as tf
 from conftest import make_image_folder
 from test_cli import TINY_MODEL, cli, store
 
-from alexnet_exp import tracking
-from alexnet_exp.config import TrackingConfig
+from alexnet_exp.bundle import load_bundle, sidecar_path
+from alexnet_exp.config import EvalConfig, ExportConfig, TrackingConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.evaluate import evaluate_folder, predict_files, sidecar_path, view_size
+from alexnet_exp.evaluate import evaluate_folder, predict_files, view_size
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
-from alexnet_exp.tool_config import EvalConfig, ExportConfig
 
 CLASSES = {"apple": 10, "kiwi": 10, "plum": 10}
 
@@ -43,7 +42,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundle(trained):
     cfg = EvalConfig(run_id=trained.run_id, tracking=TrackingConfig(uri=trained.uri))
-    return tracking.load_model_bundle(cfg, trained.work)
+    return load_bundle(cfg, trained.work)
 
 
 def load_resized(files, size):
@@ -137,7 +136,7 @@ def test_keras_export_evaluates_like_the_logged_model(bundle, trained, tmp_path)
     sidecar = json.loads(sidecar_path(path).read_text())
     assert sidecar["class_names"] == ["apple", "kiwi", "plum"]
     assert sidecar["train_run_id"] == trained.run_id
-    reloaded = tracking.load_model_bundle(EvalConfig(model_path=str(path)), trained.work)
+    reloaded = load_bundle(EvalConfig(model_path=str(path)), trained.work)
     a = evaluate_folder(reloaded, trained.test, "ten_crop", 2, 8)
     b = evaluate_folder(bundle, trained.test, "ten_crop", 2, 8)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
@@ -334,7 +333,7 @@ class _FirstPixelRed:
 
 
 def test_a_two_class_model_evaluates_without_a_traceback(tmp_path):
-    from alexnet_exp.evaluate import ModelBundle
+    from alexnet_exp.bundle import ModelBundle
 
     root = make_image_folder(tmp_path / "test", classes={"cat": 3, "dog": 3}, size=(32, 32))
     bundle = ModelBundle(_FirstPixelRed(), ["cat", "dog"], input_size=32, eval_resize=32,

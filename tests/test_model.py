@@ -125,3 +125,20 @@ def test_float32_copy_of_a_mixed_precision_model_predicts_alike():
     np.testing.assert_allclose(single.predict(x, verbose=0), mixed.predict(x, verbose=0),
                                atol=2e-2)
     assert as_float32(single) is single
+
+
+def test_load_brings_its_own_layers(tmp_path, monkeypatch):
+    """``model.load`` needs no import-for-side-effect: with LRN gone from Keras' global
+    registry, Keras' own loader fails and ours still loads the model."""
+    from alexnet_exp import model as alexnet
+
+    model = build_alexnet(model_config("small", norm="lrn", input_size=64), 3)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    registry = keras.saving.get_custom_objects()
+    for name in alexnet.custom_objects():
+        monkeypatch.delitem(registry, name)
+    with pytest.raises(TypeError):
+        keras.saving.load_model(path, safe_mode=True)
+    reloaded = alexnet.load(path)
+    assert any(isinstance(layer, LocalResponseNormalization) for layer in reloaded.layers)

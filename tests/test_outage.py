@@ -21,6 +21,7 @@ from conftest import free_port
 from mlflow.tracking import MlflowClient
 from test_cli import TINY_MODEL, cli
 
+from alexnet_exp.paths import outbox_dir
 from alexnet_exp.tracking import outbox
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
@@ -141,7 +142,7 @@ def server_goes_away_after_epoch_1(server: Server, trainer: subprocess.Popen) ->
     trainer.send_signal(signal.SIGSTOP)
     server.stop()
     trainer.send_signal(signal.SIGCONT)
-    box = outbox.path_for(outbox.default_dir(), run_id)
+    box = outbox.path_for(outbox_dir(), run_id)
     wait_until(lambda: buffered(box), "an epoch buffered in the outbox", trainer)
     trainer.send_signal(signal.SIGSTOP)
     return box
@@ -309,3 +310,21 @@ def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_
     assert run.info.status == "FAILED" and run.data.tags["error"] == "x"
     sent = client.download_artifacts(run_id, "missing.txt", str(tmp_path))
     assert Path(sent).read_text() == "found"
+
+
+def test_a_buffered_model_waits_for_a_replay_that_can_load_it(tmp_path):
+    """Tracking knows no layers of ours: a model record replayed without a loader (the caller's,
+    ``alexnet_exp.sync`` gives one) stops there, keeping it and what follows for sync."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    box = outbox.Outbox.create(tmp_path / "outbox", run_id, uri)
+    box.append({"op": "tags", "tags": {"before": "model"}})
+    box.append({"op": "model", "file": "model.keras", "example": "model_example.npy",
+                "code_dir": str(tmp_path), "metadata": {}})
+    box.append({"op": "end", "status": "FINISHED"})
+    with pytest.raises(outbox.NoModelLoader, match="alexnet-exp-sync"):
+        outbox.replay(box, uri)
+    assert [r["op"] for r in box.records()] == ["run", "model", "end"]
+    assert client.get_run(run_id).data.tags["before"] == "model"

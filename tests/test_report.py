@@ -15,10 +15,10 @@ from PIL import Image
 from test_cli import TINY_MODEL, cli, store
 
 from alexnet_exp import report_plots
-from alexnet_exp.config import TrackingConfig
+from alexnet_exp.config import ReportConfig, TrackingConfig
 from alexnet_exp.errors import ConfigError, UserError
+from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.report import make_groups, run_report
-from alexnet_exp.tool_config import ReportConfig
 from alexnet_exp.tracking import TrainingRun
 
 EXPERIMENT = "six_ideas"
@@ -38,7 +38,7 @@ def log_training_run(client, experiment_id, parent_id, variant, seed, accuracies
                      status="FINISHED", data_dir="/data/flowers"):
     """A child run shaped like the runner's: flattened params, per-epoch and summary metrics."""
     run = client.create_run(experiment_id, run_name=f"variant={variant},seed={seed}",
-                            tags={"mlflow.parentRunId": parent_id, "data_root": "/data/flowers",
+                            tags={"mlflow.parentRunId": parent_id, DATA_ROOT_TAG: "/data/flowers",
                                   "alexnet_exp.config_hash": f"{variant}-{seed}"})
     run_id = run.info.run_id
     params = {"variant": variant, "seed": seed, "model.activation": "tanh" if variant == "tanh"

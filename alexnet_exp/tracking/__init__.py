@@ -6,24 +6,33 @@ and usable without a tracking server).
 - :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
 - :mod:`.reports`: FINISHED training runs read back for a report, and the report logged.
 - :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
-- :mod:`.outbox`: what a run logs while its server is away, replayed later (``alexnet-exp-sync``).
+- :mod:`.outbox`: what a run logs while its server is away, replayed later (``alexnet-exp-sync``);
+- :mod:`.records`: what runs and outbox share: redaction, the logged model, the data set input.
+
+A sink: it imports only :mod:`alexnet_exp.config`, :mod:`~alexnet_exp.errors`,
+:mod:`~alexnet_exp.keys` and :mod:`~alexnet_exp.paths` of ours (import-linter checks it). It
+takes and hands back plain values and files; what needs our model code (loading a Keras
+model) is handed in by the caller (:mod:`alexnet_exp.bundle`, :mod:`alexnet_exp.sync`).
 """
 
 from alexnet_exp.tracking.models import (
     experiment_name_of,
-    load_model_bundle,
+    load_logged_model,
     log_artifact_to_run,
     log_evaluation,
+    logged_model_info,
+    open_store,
     run_exists,
     run_tag,
 )
+from alexnet_exp.tracking.records import redact
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,
     find_training_runs,
     log_report,
 )
-from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, redact, resolve_tracking_uri
+from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -62,7 +71,9 @@ __all__ = [
     "flatten",
     "redact",
     "git_commit",
-    "load_model_bundle",
+    "load_logged_model",
+    "logged_model_info",
+    "open_store",
     "log_artifact_to_run",
     "log_evaluation",
     "resolve_tracking_uri",

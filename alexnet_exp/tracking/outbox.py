@@ -15,16 +15,23 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from alexnet_exp.sources import cache_root
+from alexnet_exp.paths import atomic_write_text
+from alexnet_exp.tracking.records import dataset_input, log_tf_model, redact
 
 PREFIX = "mlflow-outbox-"
+ModelLoader = Callable[[Path], Any]  # a .keras file -> the Keras model (TensorFlow: the caller's)
 
 
-def default_dir() -> Path:
-    return cache_root() / "outbox"
+class NoModelLoader(RuntimeError):
+    """A buffered model met a replay that was given no way to load it."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"the buffered model {path} needs alexnet-exp-sync to log it")
 
 
 def path_for(folder: Path, run_id: str) -> Path:
@@ -87,9 +94,8 @@ class Outbox:
         return pid
 
     def _rewrite(self, records: list[dict]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, self.path)  # atomic: a kill leaves the old or the new file
+        # atomic: a kill leaves the old or the new file
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -117,11 +123,14 @@ class Replayed:
         return f"run {self.run_id}: {', '.join(done)}{ended}"
 
 
-def replay(box: Outbox, uri: str | None = None, with_end: bool = True) -> Replayed:
+def replay(box: Outbox, uri: str | None = None, with_end: bool = True,
+           load_model: ModelLoader | None = None) -> Replayed:
     """Send the outbox's records to the server in order, then delete it.
 
     ``with_end=False`` leaves out the recorded end of the run (a resumed run is RUNNING again
-    and ends itself). On an error the records not yet sent are kept and the error raised.
+    and ends itself). ``load_model`` reads a buffered ``.keras`` model back (tracking knows no
+    layers of ours); a model record met without one raises :class:`NoModelLoader`. On an error
+    the records not yet sent are kept and the error raised.
     """
     from mlflow import MlflowClient
 
@@ -132,7 +141,7 @@ def replay(box: Outbox, uri: str | None = None, with_end: bool = True) -> Replay
     seen: dict[str, set] = {}
     for index, record in enumerate(body):
         try:
-            _apply(client, box, record, result, seen, with_end)
+            _apply(client, box, record, result, seen, with_end, load_model)
         except BaseException:
             box._rewrite([header, *body[index:]])
             raise
@@ -140,7 +149,8 @@ def replay(box: Outbox, uri: str | None = None, with_end: bool = True) -> Replay
     return result
 
 
-def _apply(client, box: Outbox, record: dict, result: Replayed, seen: dict, with_end) -> None:
+def _apply(client, box: Outbox, record: dict, result: Replayed, seen: dict, with_end,
+           load_model: ModelLoader | None) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     run_id, op = result.run_id, record["op"]
@@ -171,7 +181,7 @@ def _apply(client, box: Outbox, record: dict, result: Replayed, seen: dict, with
         data = json.loads((box.files / record["file"]).read_text())
         client.log_inputs(run_id, datasets=[dataset_input(**data)])
     elif op == "model":
-        _replay_model(client, box, record, run_id)
+        _replay_model(client, box, record, run_id, load_model)
     elif op == "end":
         if not with_end:
             return
@@ -183,42 +193,23 @@ def _apply(client, box: Outbox, record: dict, result: Replayed, seen: dict, with
     result.other[op] = result.other.get(op, 0) + 1
 
 
-def dataset_input(files: list[str], labels: list[str], splits: list[str], root: str, name: str,
-                  digest: str | None = None):
-    """The training data set (file list, labels, split) as a run input; its digest identifies
-    the data set in the UI."""
-    import warnings
-
-    import mlflow
-    import pandas as pd
-    from mlflow.entities import DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-    frame = pd.DataFrame({"path": files, "label": labels, "split": splits})
-    with warnings.catch_warnings():  # "source can be interpreted in multiple ways"
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=root, name=name, targets="label",
-                                          digest=digest)
-    return DatasetInput(dataset._to_mlflow_entity(),
-                        tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
-
-
-def _replay_model(client, box: Outbox, record: dict, run_id: str) -> None:
-    """Log the model saved during the outage exactly as a live run would (needs TensorFlow)."""
+def _replay_model(client, box: Outbox, record: dict, run_id: str,
+                  load_model: ModelLoader | None) -> None:
+    """Log the model saved during the outage exactly as a live run would (``load_model``, the
+    caller's, brings TensorFlow)."""
     import contextlib
     import io
 
-    import keras
     import mlflow
     import numpy as np
 
-    import alexnet_exp.model  # noqa: F401  registers the LRN layer for safe_mode loading
-    from alexnet_exp.tracking.runs import log_tf_model
-
+    path = box.files / record["file"]
+    if load_model is None:
+        raise NoModelLoader(path)
     mlflow.set_tracking_uri(client.tracking_uri)
     # Without an active run, MLflow would file the logged model under experiment 0.
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
-    model = keras.models.load_model(box.files / record["file"], safe_mode=True)
+    model = load_model(path)
     example = np.load(box.files / record["example"])
     with contextlib.redirect_stdout(io.StringIO()):  # predict's progress bars, the export's
         log_tf_model(model, example, Path(record["code_dir"]), record["metadata"], run_id=run_id)
@@ -228,11 +219,11 @@ def pending(folder: Path) -> list[Outbox]:
     return [Outbox(p) for p in sorted(Path(folder).expanduser().glob(f"{PREFIX}*.jsonl"))]
 
 
-def sync(folder: Path, uri: str | None = None, out=sys.stdout) -> int:
+def sync(folder: Path, uri: str | None = None, out=sys.stdout,
+         load_model: ModelLoader | None = None) -> int:
     """``alexnet-exp-sync``: replay every outbox in ``folder``; 0 when all are sent (or there
     was nothing to send), 2 with one line when a server is still unreachable."""
     from alexnet_exp.tracking.outage import probe
-    from alexnet_exp.tracking.runs import redact
 
     boxes = pending(folder)
     if not boxes:
@@ -258,7 +249,8 @@ def sync(folder: Path, uri: str | None = None, out=sys.stdout) -> int:
         if reasons[target]:
             waiting[target] = waiting.get(target, 0) + 1
             continue
-        print(f"alexnet-exp-sync: {replay(box, target).line()}", file=out, flush=True)
+        print(f"alexnet-exp-sync: {replay(box, target, load_model=load_model).line()}",
+              file=out, flush=True)
     for target, count in waiting.items():
         print(f"alexnet-exp-sync: error: tracking server {redact(target)} is not reachable"
               f" ({reasons[target]}); {count} run(s) wait in {folder}: run alexnet-exp-sync"

@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
-from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,9 @@ import numpy as np
 from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
+from alexnet_exp.paths import outbox_dir as default_outbox_dir
 from alexnet_exp.tracking import outage, outbox
+from alexnet_exp.tracking.records import dataset_input, log_tf_model, redact
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the local store
 STORE_LOCK = ".mlflow.db.lock"  # beside the database: held while a process creates/migrates it
@@ -99,15 +100,6 @@ def _open_local_store(store: Path, uri: str, writable: bool) -> None:
     _opened_stores.add(uri)
 
 
-CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``https://user:token@host`` -> ``https://***@host``: what is logged must not hold secrets
-    (a tracking URI with credentials can reach params, tags, run names and the config files)."""
-    return CREDENTIALS.sub(r"\g<scheme>***@", text)
-
-
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay one value, as MLflow params are flat."""
     flat: dict[str, Any] = {}
@@ -129,32 +121,6 @@ def git_commit(directory: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
-                 run_id: str | None = None) -> str:
-    """Log with the tensorflow flavour: it carries the package (the registered LRN layer
-    must be importable where the model loads) and takes an input example."""
-    from mlflow.models import infer_signature
-
-    signature = infer_signature(example, model.predict(example, verbose=0))
-    info = mlflow.tensorflow.log_model(
-        model,
-        name="model",
-        signature=signature,
-        input_example=example,
-        code_paths=[str(code_dir)],
-        pip_requirements=_pinned("tensorflow", "keras", "numpy"),
-        metadata=metadata,
-        run_id=run_id,
-    )
-    return info.model_uri
-
-
-def _pinned(*packages: str) -> list[str]:
-    """Exact versions of what the logged model needs, so MLflow need not infer them by
-    loading the model in a subprocess (slow, and it drags in the whole environment)."""
-    return [f"{p}=={package_version(p)}" for p in packages]
-
-
 class Tracker:
     """One MLflow run per training job; every write goes through here.
 
@@ -166,14 +132,20 @@ class Tracker:
 
     retry_seconds = 10.0
 
-    def __init__(self, cfg: TrackingConfig, launch_dir: Path, outbox_dir: Path | None = None):
+    def __init__(self, cfg: TrackingConfig, launch_dir: Path, outbox_dir: Path | None = None,
+                 load_model: Callable[[Path], Any] | None = None):
+        """``load_model(path)`` reads a ``.keras`` file that a killed process of this run left
+        in its outbox; without it such a model waits for ``alexnet-exp-sync``. A model this
+        Tracker buffered itself is still in memory and needs no loading."""
         self.cfg = cfg
         self.uri, self.artifact_root = resolve_tracking_uri(cfg, launch_dir)
         mlflow.set_tracking_uri(self.uri)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
-        self.outbox_dir = Path(outbox_dir) if outbox_dir else outbox.default_dir()
+        self.outbox_dir = Path(outbox_dir) if outbox_dir else default_outbox_dir()
         self.outbox: outbox.Outbox | None = None  # set while the server is unreachable
+        self.load_model = load_model
+        self._parked_models: dict[Path, Any] = {}  # outbox file -> the model saved there
         self._next_probe = 0.0
 
     def check(self) -> None:
@@ -249,12 +221,20 @@ class Tracker:
         if not path.exists() or outbox.Outbox(path).writer_alive():
             return
         try:
-            outbox.replay(outbox.Outbox(path), self.uri, with_end=False)
+            outbox.replay(outbox.Outbox(path), self.uri, with_end=False,
+                          load_model=self._model_for_replay)
         except Exception as exc:
             if outage.is_outage(exc):
                 self._go_offline(exc)
             else:
                 self._leave_for_sync(path, exc)
+
+    def _model_for_replay(self, path: Path):
+        if path in self._parked_models:  # kept: a replay cut short by the server tries again
+            return self._parked_models[path]
+        if self.load_model is None:
+            raise outbox.NoModelLoader(path)
+        return self.load_model(path)
 
     def _leave_for_sync(self, path: Path, exc: BaseException) -> None:
         """A buffered record the server refuses must not stop training: sync retries it."""
@@ -302,7 +282,8 @@ class Tracker:
         if outage.probe(self.uri, timeout=2.0):
             return False
         try:  # MLflow's own limits: the buffered artifacts and model may be large
-            done = outbox.replay(self.outbox, self.uri, with_end=False)
+            done = outbox.replay(self.outbox, self.uri, with_end=False,
+                                 load_model=self._model_for_replay)
         except Exception as exc:
             if outage.is_outage(exc):
                 return False
@@ -394,7 +375,7 @@ class Tracker:
             return {"op": "dataset", "file": "dataset.json"}
 
         self._send(lambda: mlflow.MlflowClient().log_inputs(
-            self.run_id, datasets=[outbox.dataset_input(**data)]), park, small=False)
+            self.run_id, datasets=[dataset_input(**data)]), park, small=False)
 
     def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict) -> str:
         """The best weights as a logged model; during an outage saved (``.keras`` plus the
@@ -407,6 +388,7 @@ class Tracker:
 
         def park(box: outbox.Outbox) -> dict:
             model.save(box.file("model.keras"))
+            self._parked_models[box.file("model.keras")] = model
             np.save(box.file("model_example.npy"), example)
             return {"op": "model", "file": "model.keras", "example": "model_example.npy",
                     "code_dir": str(code_dir), "metadata": metadata}
@@ -433,7 +415,7 @@ class Tracker:
 
         self._send(lambda: mlflow.end_run(status=status), park)
         if self.outbox is not None:
-            hint = "" if self.outbox_dir == outbox.default_dir() else (
+            hint = "" if self.outbox_dir == default_outbox_dir() else (
                 f" outbox_dir={self.outbox_dir}")
             print(f"alexnet-exp: tracking server {redact(self.uri)} is still unreachable: run"
                   f" {self.run_id} ({status}) waits in {self.outbox.path}; when the server is"

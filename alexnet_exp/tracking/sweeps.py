@@ -15,7 +15,8 @@ from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     PARENT_RUN_ENV,
     SWEEP_LINK_PREFIX,
 )
-from alexnet_exp.tracking.runs import Tracker, redact
+from alexnet_exp.tracking.records import redact
+from alexnet_exp.tracking.runs import Tracker
 
 
 def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[str],

@@ -1,0 +1,23 @@
+"""``alexnet-exp-sync``: send what runs buffered while their tracking server was away.
+
+The outbox (:mod:`alexnet_exp.tracking.outbox`) holds records and files; a buffered model is a
+``.keras`` file that only code knowing our layers can load. This module stands above both
+tracking and the model and hands the one to the other, so tracking stays a sink.
+"""
+
+import sys
+from pathlib import Path
+
+from alexnet_exp.paths import outbox_dir as default_dir  # noqa: F401  (the command's default)
+from alexnet_exp.tracking import outbox
+
+
+def _load_model(path: Path):
+    from alexnet_exp import model  # TensorFlow only when a buffered model is to be logged
+
+    return model.load(path)
+
+
+def sync(folder: Path, uri: str | None = None, out=sys.stdout) -> int:
+    """Replay every outbox in ``folder``: 0 when all are sent, 2 while a server is away."""
+    return outbox.sync(folder, uri, out, load_model=_load_model)

@@ -1,0 +1,64 @@
+"""How a run's pieces become MLflow objects, the same when logged live and when replayed from
+the outbox: secrets redacted, the model logged with what it needs to load, the data set as a
+run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
+"""
+
+import re
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import mlflow
+import numpy as np
+
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``https://user:token@host`` -> ``https://***@host``: what is logged must not hold secrets
+    (a tracking URI with credentials can reach params, tags, run names and the config files)."""
+    return CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
+                 run_id: str | None = None) -> str:
+    """Log with the tensorflow flavour: it carries the package (the registered LRN layer
+    must be importable where the model loads) and takes an input example."""
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, model.predict(example, verbose=0))
+    info = mlflow.tensorflow.log_model(
+        model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        code_paths=[str(code_dir)],
+        pip_requirements=_pinned("tensorflow", "keras", "numpy"),
+        metadata=metadata,
+        run_id=run_id,
+    )
+    return info.model_uri
+
+
+def _pinned(*packages: str) -> list[str]:
+    """Exact versions of what the logged model needs, so MLflow need not infer them by
+    loading the model in a subprocess (slow, and it drags in the whole environment)."""
+    return [f"{p}=={package_version(p)}" for p in packages]
+
+
+def dataset_input(files: list[str], labels: list[str], splits: list[str], root: str, name: str,
+                  digest: str | None = None):
+    """The training data set (file list, labels, split) as a run input; its digest identifies
+    the data set in the UI."""
+    import warnings
+
+    import pandas as pd
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    frame = pd.DataFrame({"path": files, "label": labels, "split": splits})
+    with warnings.catch_warnings():  # "source can be interpreted in multiple ways"
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=root, name=name, targets="label",
+                                          digest=digest)
+    return DatasetInput(dataset._to_mlflow_entity(),
+                        tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
