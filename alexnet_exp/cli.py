@@ -356,14 +356,14 @@ def sync_main() -> None:
     """
     import argparse
 
-    from alexnet_exp import sync as outbox
+    from alexnet_exp import sync
 
     parser = argparse.ArgumentParser(
         prog="alexnet-exp-sync",
         description="Replay the metrics, tags, artifacts and models that training runs buffered"
         " while their MLflow tracking server was unreachable, and end those runs.")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help=f"outbox_dir=<folder> (default {outbox.default_dir()}),"
+                        help=f"outbox_dir=<folder> (default {sync.default_dir()}),"
                         " tracking.uri=<server> (default: the server each run was logged to)")
     args = parser.parse_args()
     keys = {"outbox_dir": None, "tracking.uri": None}
@@ -372,5 +372,5 @@ def sync_main() -> None:
         if not sep or key not in keys:
             fail(f"{item}: use outbox_dir=<folder> or tracking.uri=<server>", "alexnet-exp-sync")
         keys[key] = value
-    folder = Path(keys["outbox_dir"]).expanduser() if keys["outbox_dir"] else outbox.default_dir()
-    sys.exit(outbox.sync(folder, keys["tracking.uri"]))
+    folder = Path(keys["outbox_dir"]).expanduser() if keys["outbox_dir"] else sync.default_dir()
+    sys.exit(sync.sync(folder, keys["tracking.uri"]))

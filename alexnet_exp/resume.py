@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 
 from alexnet_exp.errors import UserError
+from alexnet_exp.paths import atomic_write_text
 
 STATE = "state.json"
 LOCK = ".lock"
@@ -98,9 +99,9 @@ def read_point(directory: Path, run_id: str | None) -> ResumePoint | None:
 
 def restore_model(point: ResumePoint) -> keras.Model:
     """The checkpointed model, compiled, with its optimizer state (safe_mode stays on)."""
-    import alexnet_exp.model  # noqa: F401  (registers LocalResponseNormalization)
+    from alexnet_exp import model
 
-    return keras.models.load_model(point.directory / point.model_file, safe_mode=True)
+    return model.load(point.directory / point.model_file)
 
 
 def _plain(value):
@@ -137,9 +138,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                     for c in self.watched if (attrs := COUNTERS.get(type(c).__name__))}
         state = {"epoch": epoch, "history": history, "counters": counters,
                  "model_file": model_file}
-        tmp = directory / f".{STATE}.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, directory / STATE)  # the commit point
+        atomic_write_text(directory / STATE, json.dumps(state))  # the commit point
         previous = self.point.model_file
         if previous and previous != model_file:
             (directory / previous).unlink(missing_ok=True)

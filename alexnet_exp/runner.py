@@ -17,6 +17,7 @@ from pathlib import Path
 from alexnet_exp import stopping
 from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
+from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.outcome import RunSummary, SkippedJob
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -83,7 +84,7 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     if not cfg.dry_run:
         from alexnet_exp import tracking
 
-        tracker = tracking.Tracker(cfg.tracking, ctx.launch_dir)
+        tracker = tracking.Tracker(cfg.tracking, ctx.launch_dir, load_model=_load_model)
         tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
     identity = identify(cfg)
     if not cfg.dry_run:
@@ -99,6 +100,14 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
             if point.run_id and parent_run_id:
                 _link_if_outside(parent_run_id, point.run_id, "resumed")
     return _train_job(cfg, ctx, tracker, point, parent_run_id, identity)
+
+
+def _load_model(path: Path):
+    """A ``.keras`` model a killed process of this run buffered while its server was away:
+    loaded here, above tracking, which knows no TensorFlow."""
+    from alexnet_exp import model
+
+    return model.load(path)
 
 
 def _in_sweep_scope(cfg: ExperimentConfig, parent_run_id: str | None) -> str | None:
@@ -247,7 +256,7 @@ def _train_job(cfg: ExperimentConfig, ctx: JobContext, tracker, point, parent_ru
             "hydra_output_dir": str(ctx.output_dir),
             "precision_policy": policy,
             "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
-            "data_root": str(root),
+            DATA_ROOT_TAG: str(root),
             tracking.CONFIG_HASH_TAG: identity.config_hash,
             tracking.DATA_FINGERPRINT_TAG: identity.data.digest,
             "checkpoint_dir": str(point.directory) if point else None,
@@ -331,6 +340,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
     from sklearn.metrics import classification_report, confusion_matrix
 
     from alexnet_exp import plots
+    from alexnet_exp.augment import eval_resize
     from alexnet_exp.errors import UserError
     from alexnet_exp.model import as_float32
 
@@ -387,7 +397,7 @@ def _train_and_log(cfg, ctx, tracker, model, datasets, summary_text, train,
             "input_size": cfg.model.input_size,
             "input": "RGB pixel values 0..255 (uint8 or float), NHWC; scaling is in the model",
             "class_names": names,
-            "eval_resize": int(round(cfg.model.input_size * cfg.augment.crop_scale)),
+            "eval_resize": eval_resize(cfg.model.input_size, cfg.augment.crop_scale),
         }
         tracker.log_dict(preprocessing, "preprocessing.json")
         with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
