@@ -100,6 +100,29 @@ def shard_by_data(dataset):
     return dataset.with_options(options)
 
 
+def shard_datasets(cfg: DistributeConfig, datasets):
+    """A multi-worker job's pipelines, each sharded by data (see :func:`shard_by_data`); the
+    datasets unchanged for one process."""
+    from dataclasses import replace
+
+    if cfg.strategy != "multi_worker":
+        return datasets
+    return replace(datasets, train=shard_by_data(datasets.train),
+                   val=shard_by_data(datasets.val),
+                   val_indexed=shard_by_data(datasets.val_indexed))
+
+
+def ready_to_fit(cfg: DistributeConfig, model, element_spec) -> None:
+    """What a multi-worker model needs before ``fit`` (:func:`build_from_spec`)."""
+    if cfg.strategy == "multi_worker":
+        build_from_spec(model, element_spec)
+
+
+def loggable(cfg: DistributeConfig, model):
+    """The model to save or log from the chief alone (:func:`plain_copy` under a strategy)."""
+    return plain_copy(model) if cfg.strategy != "none" else model
+
+
 def build_from_spec(model, element_spec) -> None:
     """Build a multi-worker model's state from the dataset's spec before ``fit``.
 

@@ -23,3 +23,7 @@ DISK_FAILURE = "disk"
 # The resolved training data folder of a run: export finds its parity images there, and the
 # report groups runs by it (``~/x`` and ``/home/me/x`` are one data set).
 DATA_ROOT_TAG = "data_root"
+
+# The run's data fingerprint as an artifact (the file list), which a later run of the same
+# config diffs against to say what changed in its data.
+FINGERPRINT_ARTIFACT = "data/fingerprint.json"

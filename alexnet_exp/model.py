@@ -126,3 +126,10 @@ def load(path) -> keras.Model:
     """A ``.keras`` file this package wrote (checkpoint, export, buffered model), with
     ``safe_mode`` on: no code in the file runs, our layers come from here."""
     return keras.saving.load_model(path, safe_mode=True, custom_objects=custom_objects())
+
+
+def model_summary_text(model) -> str:
+    """Keras' summary table as text (logged with the run, printed by a dry run)."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, line_break=True: lines.append(line))
+    return "\n".join(lines)

@@ -9,6 +9,10 @@ import os
 import threading
 from pathlib import Path
 
+# The installed package's own folder: the code a logged model carries (code_paths) and where
+# git_commit asks which commit ran.
+PACKAGE_DIR = Path(__file__).resolve().parent
+
 
 def cache_root() -> Path:
     """Per-user cache for materialised data sets, image-check results and the outbox."""

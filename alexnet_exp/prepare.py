@@ -1,0 +1,165 @@
+"""The prepare stage of a job, before TensorFlow loads: who the job is (config hash and data
+fingerprint), whether a sweep may skip it (an earlier run of the same config and data FINISHED),
+and which killed run it continues.
+
+Everything here reads the tracking store and the file system only, so a dead store, a typo'd
+data folder or a job to skip costs seconds, not a TensorFlow start.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from alexnet_exp.config import ExperimentConfig
+from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
+from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
+from alexnet_exp.outcome import SkippedJob
+
+
+@dataclass
+class Prepared:
+    """What the prepare stage hands on: the job's identity, its tracker, the sweep it belongs
+    to and where it starts (None when checkpoints are off or nothing is recorded)."""
+
+    identity: "JobIdentity"
+    tracker: object | None = None
+    parent_run_id: str | None = None
+    point: object | None = None  # resume.ResumePoint
+
+
+def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
+    """Check the store, identify the job, skip it or find where it starts: no TensorFlow."""
+    if cfg.dry_run:
+        return Prepared(identify(cfg))
+    from alexnet_exp import tracking
+
+    tracker = tracking.Tracker(cfg.tracking, ctx.launch_dir, load_model=_load_model)
+    tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
+    identity = identify(cfg)
+    parent_run_id = os.environ.get(PARENT_RUN_ENV)
+    done = _reusable_run(cfg, ctx.overrides, identity, parent_run_id)
+    if done:
+        return done
+    point = None
+    if cfg.trainer.checkpoint:
+        from alexnet_exp.resume import starting_point
+
+        point = starting_point(_resume_candidates(cfg, identity, parent_run_id), ctx.output_dir)
+        if point.run_id and parent_run_id:
+            _link_if_outside(parent_run_id, point.run_id, "resumed")
+    return Prepared(identity, tracker, parent_run_id, point)
+
+
+def run_name_for(overrides: list[str]) -> str:
+    """``norm=lrn,dropout=off`` from the command-line overrides; paths stay out of the name."""
+    shown = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").endswith(".dir")]
+    return (",".join(shown) or "defaults")[:250]
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """Identity of a job's resolved config (sweep bookkeeping and run names left out)."""
+    fields = asdict(cfg)
+    fields.pop("sweep")
+    fields["tracking"].pop("run_name")
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class JobIdentity:
+    """What a run is: how it trains (config hash) and on what (the data's fingerprint)."""
+
+    config_hash: str
+    data_root: Path
+    data: DataFingerprint
+
+
+def identify(cfg: ExperimentConfig) -> JobIdentity:
+    """The job's identity, from the config and a ``stat`` of every image (no TensorFlow)."""
+    from alexnet_exp.sources import resolve_data_dir
+
+    root = resolve_data_dir(cfg.data)
+    return JobIdentity(config_hash(cfg), root, fingerprint_folder(root, cfg.data, cfg.seed))
+
+
+def _load_model(path: Path):
+    """A ``.keras`` model a killed process of this run buffered while its server was away:
+    loaded here, above tracking, which knows no TensorFlow."""
+    from alexnet_exp import model
+
+    return model.load(path)
+
+
+def _in_sweep_scope(cfg: ExperimentConfig, parent_run_id: str | None) -> str | None:
+    """The parent whose jobs a run may be reused or resumed from; None: the whole experiment."""
+    return parent_run_id if cfg.sweep.reuse != "experiment" else None
+
+
+def _data_changed(runs, identity: JobIdentity) -> str:
+    """``data changed since run <id> (classes +tulips, 12 files added)`` for the newest run."""
+    from alexnet_exp import tracking
+
+    newest = runs[0]
+    if newest.data_fingerprint is None:
+        return (f"run {newest.run_id} has no data fingerprint (recorded by an older"
+                " alexnet-exp), so its data cannot be matched")
+    old = tracking.run_json(newest.run_id, FINGERPRINT_ARTIFACT)
+    how = identity.data.changes_since(DataFingerprint.from_dict(old)) if old else (
+        "its file list is not in the store")
+    return f"data changed since run {newest.run_id} ({how})"
+
+
+def _reusable_run(cfg: ExperimentConfig, overrides: list[str], identity: JobIdentity,
+                  parent_run_id: str | None) -> SkippedJob | None:
+    """Inside a multirun: the earlier FINISHED run of this job (same config, same data) that
+    ``sweep.reuse`` allows to stand in for it; the job is then skipped."""
+    from alexnet_exp import tracking
+
+    if not parent_run_id or cfg.sweep.reuse == "never":
+        return None
+    finished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
+                                       ("FINISHED",), _in_sweep_scope(cfg, parent_run_id))
+    same = [r for r in finished if r.data_fingerprint == identity.data.digest]
+    name = run_name_for(overrides)
+    if not same:
+        if finished:
+            print(f"alexnet-exp: {_data_changed(finished, identity)}: training {name} again",
+                  flush=True)
+        return None
+    done = same[0]
+    _link_if_outside(parent_run_id, done.run_id, "reused")
+    print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
+          f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
+    return SkippedJob(done.run_id, tracking.run_metric(done.run_id, cfg.sweep.objective))
+
+
+def _link_if_outside(parent_run_id: str, run_id: str, how: str) -> None:
+    """A run this sweep reuses or resumes but did not start counts as one of its jobs."""
+    from alexnet_exp import tracking
+
+    run = tracking.recorded_run(run_id)
+    if run.tags.get("mlflow.parentRunId") != parent_run_id:
+        tracking.link_to_sweep(parent_run_id, run, how)
+
+
+def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
+                       parent_run_id: str | None) -> list[tuple[str, Path]]:
+    """Killed runs this job may continue (and runs that failed on a full disk): same config,
+    same data, newest first. A run of the same config on other data is left as it is (still
+    resumable with its own data)."""
+    from alexnet_exp import tracking
+
+    if not cfg.trainer.resume or cfg.distribute.strategy == "multi_worker":  # workers can't agree
+        return []
+    unfinished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
+                                         ("RUNNING", "KILLED", "FAILED"),
+                                         _in_sweep_scope(cfg, parent_run_id))
+    # FAILED runs failed for a reason a rerun would meet again, except a full disk
+    unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir") and (
+        r.status != "FAILED" or r.tags.get("failure_reason") == tracking.DISK_FAILURE)]
+    same = [r for r in unfinished if r.data_fingerprint == identity.data.digest]
+    if unfinished and not same:
+        print(f"alexnet-exp: {_data_changed(unfinished, identity)}: starting a new run",
+              flush=True)
+    return [(r.run_id, Path(r.tags["checkpoint_dir"])) for r in same]
