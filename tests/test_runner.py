@@ -1,0 +1,83 @@
+"""The runner's stages in-process with a fake tracker: what a job hands its tracker, in which
+order, and how each ending is recorded (no MLflow store, a tiny model, one epoch)."""
+
+import signal
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from alexnet_exp import runner, stopping, train
+from alexnet_exp.config import ExperimentConfig
+from alexnet_exp.keys import DATA_FINGERPRINT_TAG, FINGERPRINT_ARTIFACT
+from alexnet_exp.prepare import Prepared, identify
+from alexnet_exp.resume import ResumePoint
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+class FakeTracker:
+    """Takes every call a Tracker takes and keeps them, in order, as ``(name, args, kwargs)``."""
+
+    run_id, experiment_id, uri = "fake-run", "0", "fake://store"
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+    def run_url(self):
+        return "fake://run"
+
+    def named(self, name):
+        return [(args, kwargs) for called, args, kwargs in self.calls if called == name]
+
+
+def tiny_job(tmp_path, data, epochs=1):
+    cfg = OmegaConf.to_object(OmegaConf.merge(
+        OmegaConf.structured(ExperimentConfig),
+        {"data": {"name": "folder", "dir": str(data)},
+         "model": {**OmegaConf.load(CONF / "model" / "small.yaml"), "input_size": 64,
+                   "filters": [8, 16, 16, 16, 8], "fc_units": [32, 32]},
+         "trainer": {"epochs": epochs, "batch_size": 8, "verbose": 0, "tensorboard": False},
+         "tracking": {"log_model": False}}))
+    ctx = runner.JobContext(launch_dir=tmp_path, output_dir=tmp_path / "out",
+                            overrides=["norm=lrn"])
+    prepared = Prepared(identify(cfg), FakeTracker(), None,
+                        ResumePoint(None, tmp_path / "out" / "checkpoints"))
+    return cfg, ctx, prepared
+
+
+@pytest.mark.slow
+def test_a_job_starts_logs_each_epoch_records_and_finishes(tmp_path, tiny_data):
+    cfg, ctx, prepared = tiny_job(tmp_path, tiny_data, epochs=2)
+    summary = runner.fit_and_record(cfg, ctx, prepared, runner.build(cfg, ctx, prepared))
+    tracker = prepared.tracker
+    ((name,), start), = tracker.named("start")
+    assert name == "norm=lrn"
+    assert start["tags"][DATA_FINGERPRINT_TAG] == prepared.identity.data.digest
+    assert [args[0] for args, _ in tracker.named("log_epoch")] == [1, 2]
+    assert any(args[1] == FINGERPRINT_ARTIFACT for args, _ in tracker.named("log_dict"))
+    assert tracker.calls[0][0] == "start" and tracker.calls[-1] == ("end", ("FINISHED",), {})
+    assert summary.epochs == 2 and summary.run_id == "fake-run"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("raised", "status"), [
+    (stopping.Stopped(signal.SIGTERM), "KILLED"), (OSError(28, "No space left on device"),
+                                                   "FAILED")])
+def test_a_job_that_stops_ends_its_run_killed_or_failed(tmp_path, tiny_data, monkeypatch,
+                                                        raised, status):
+    def stop(*args, **kwargs):
+        raise raised
+
+    cfg, ctx, prepared = tiny_job(tmp_path, tiny_data)
+    built = runner.build(cfg, ctx, prepared)
+    monkeypatch.setattr(train, "fit", stop)
+    with pytest.raises(type(raised)):
+        runner.fit_and_record(cfg, ctx, prepared, built)
+    (args, _), = prepared.tracker.named("end")
+    assert args[0] == status
+    if isinstance(raised, OSError):  # a full disk: the same command resumes it
+        assert prepared.tracker.named("set_tags")[-1][0][0] == {"failure_reason": "disk"}
