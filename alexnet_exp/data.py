@@ -171,25 +171,7 @@ def scan_folder(
     Training needs two classes; a test set may hold one (``min_classes=1``). Every problem
     that would otherwise surface mid-epoch is raised here, before anything is trained.
     """
-    layout = "(layout: <data.dir>/<class name>/<image files>)"
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
-                        f" {layout}")
-    class_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=lambda d: class_name(d.name),  # the same label order on macOS and Linux
-    )
-    if len(class_dirs) < min_classes or not class_dirs:
-        found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
-        raise DataError(
-            f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
-            f" put each class's images in its own sub-folder {layout}"
-        )
-    class_names = [class_name(d.name) for d in class_dirs]
-    same = [n for n, k in Counter(class_names).items() if k > 1]
-    if same:
-        raise DataError(f"{root} has two class folders named {same[0]} (one NFC, one NFD"
-                        " Unicode): merge them into one folder")
+    class_dirs, class_names = _class_folders(root, min_classes)
     others = {root.resolve()} | {d.resolve() for d in class_dirs}
     candidates, ignored, problems = [], [], []
     for label, folder in enumerate(class_dirs):
@@ -202,13 +184,7 @@ def scan_folder(
     checked = _check_all([p for p, _ in candidates], root, cfg.check_workers)
     skipped = problems + [(p, checked[p][0]) for p, _ in candidates if checked[p][0]]
     usable = [(p, label) for p, label in candidates if not checked[p][0]]
-    by_digest = defaultdict(list)
-    for path, label in usable:
-        by_digest[checked[path][1]].append((path, label))
-    duplicates = [[p for p, _ in group] for group in by_digest.values()
-                  if len({label for _, label in group}) > 1]
-    left_out = {p for group in duplicates for p in group}
-    usable = [(p, label) for p, label in usable if p not in left_out]
+    usable, duplicates = _without_cross_class_copies(usable, checked)
     if cfg.max_images_per_class:
         kept, taken = [], Counter()
         for path, label in usable:
@@ -230,6 +206,42 @@ def scan_folder(
         )
     files = [p for p, _ in usable]
     return files, np.array([y for _, y in usable], dtype=np.int32), report
+
+
+def _class_folders(root: Path, min_classes: int) -> tuple[list[Path], list[str]]:
+    """The class folders under ``root`` and their names (NFC), sorted by name."""
+    layout = "(layout: <data.dir>/<class name>/<image files>)"
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
+                        f" {layout}")
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: class_name(d.name),  # the same label order on macOS and Linux
+    )
+    if len(class_dirs) < min_classes or not class_dirs:
+        found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
+        raise DataError(
+            f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
+            f" put each class's images in its own sub-folder {layout}"
+        )
+    class_names = [class_name(d.name) for d in class_dirs]
+    same = [n for n, k in Counter(class_names).items() if k > 1]
+    if same:
+        raise DataError(f"{root} has two class folders named {same[0]} (one NFC, one NFD"
+                        " Unicode): merge them into one folder")
+    return class_dirs, class_names
+
+
+def _without_cross_class_copies(usable: list[tuple[str, int]], checked: dict):
+    """``usable`` without byte-identical files filed under different classes (which label
+    would be right?), and those groups of copies for the report."""
+    by_digest = defaultdict(list)
+    for path, label in usable:
+        by_digest[checked[path][1]].append((path, label))
+    duplicates = [[p for p, _ in group] for group in by_digest.values()
+                  if len({label for _, label in group}) > 1]
+    left_out = {p for group in duplicates for p in group}
+    return [(p, label) for p, label in usable if p not in left_out], duplicates
 
 
 def _why_no_image(folder: Path, report: DataReport) -> str:
@@ -357,6 +369,17 @@ def with_options(ds: tf.data.Dataset, cfg: DataConfig, ordered: bool) -> tf.data
     return ds.with_options(options)
 
 
+def _lighting(aug_cfg: AugmentConfig, train_base: tf.data.Dataset, count: int,
+              fit: bool) -> augment.LightingBasis | None:
+    """The PCA colour basis of ``augment.pca_std``; a dry run builds the graph without the pass
+    over the data that fitting needs (an identity basis stands in)."""
+    if aug_cfg.pca_std <= 0:
+        return None
+    if not fit:
+        return augment.LightingBasis(np.zeros(3, np.float32), np.eye(3, dtype=np.float32))
+    return _sample_lighting(train_base, count, aug_cfg.pca_sample_images)
+
+
 def make_datasets(
     data_cfg: DataConfig,
     aug_cfg: AugmentConfig,
@@ -379,14 +402,7 @@ def make_datasets(
     val_base = _decoded(val_files, labels[val_idx], orientations_of(val_files, report.oriented),
                         size, data_cfg, cache_dir, "val")
 
-    lighting = None
-    if aug_cfg.pca_std > 0:
-        # A dry run builds the graph without the pass over the data that fitting needs.
-        lighting = (
-            _sample_lighting(train_base, len(train_files), aug_cfg.pca_sample_images)
-            if fit_lighting
-            else augment.LightingBasis(np.zeros(3, np.float32), np.eye(3, dtype=np.float32))
-        )
+    lighting = _lighting(aug_cfg, train_base, len(train_files), fit_lighting)
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
     eval_fn = augment.eval_transform(aug_cfg, input_size)
 

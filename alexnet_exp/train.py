@@ -273,18 +273,7 @@ def fit(
     """
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
-    callbacks: list[keras.callbacks.Callback] = [interrupt, guard]
-    if schedule is not None:
-        callbacks.append(schedule)
-    elif trainer.reduce_lr_patience:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=trainer.reduce_lr_factor,
-            patience=trainer.reduce_lr_patience, verbose=1))
-    if trainer.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=trainer.early_stopping_patience, verbose=1))
-    if trainer.target_val_accuracy is not None:
-        callbacks.append(TargetValAccuracy(trainer.target_val_accuracy))
+    callbacks: list[keras.callbacks.Callback] = [interrupt, guard, *_watchers(trainer, schedule)]
     checkpoint = None
     if trainer.checkpoint:
         checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
@@ -310,19 +299,42 @@ def fit(
                   initial_epoch=point.epoch if point else 0, steps_per_epoch=train_steps,
                   validation_steps=val_steps)
     seconds = time.perf_counter() - started
-    history = reporter.history
-    val_acc = [h.get("val_accuracy", float("nan")) for h in history]
-    best = int(np.nanargmax(val_acc)) if history and not np.all(np.isnan(val_acc)) else -1
     if checkpoint is not None and checkpoint.exists():
         model.load_weights(str(checkpoint))
+    else:
+        checkpoint = None
+    return _result(reporter.history, seconds, trainer.epochs, checkpoint, guard.where)
+
+
+def _watchers(trainer: TrainerConfig, schedule) -> list[keras.callbacks.Callback]:
+    """The callbacks that set the learning rate and decide when to stop, from the config."""
+    watchers: list[keras.callbacks.Callback] = []
+    if schedule is not None:
+        watchers.append(schedule)
+    elif trainer.reduce_lr_patience:
+        watchers.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=trainer.reduce_lr_factor,
+            patience=trainer.reduce_lr_patience, verbose=1))
+    if trainer.early_stopping_patience:
+        watchers.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=trainer.early_stopping_patience, verbose=1))
+    if trainer.target_val_accuracy is not None:
+        watchers.append(TargetValAccuracy(trainer.target_val_accuracy))
+    return watchers
+
+
+def _result(history: list[dict], seconds: float, epochs: int, checkpoint: Path | None,
+            non_finite_at) -> FitResult:
+    val_acc = [h.get("val_accuracy", float("nan")) for h in history]
+    best = int(np.nanargmax(val_acc)) if history and not np.all(np.isnan(val_acc)) else -1
     return FitResult(
         history=history,
         best_epoch=best + 1,
         best_val_accuracy=float(val_acc[best]) if best >= 0 else float("nan"),
         seconds=seconds,
-        stopped_early=len(history) < trainer.epochs,
-        checkpoint=checkpoint if checkpoint is not None and checkpoint.exists() else None,
-        non_finite_at=guard.where,
+        stopped_early=len(history) < epochs,
+        checkpoint=checkpoint,
+        non_finite_at=non_finite_at,
     )
 
 
