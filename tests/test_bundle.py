@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_model import model_config
+from helpers import model_config
 
 from alexnet_exp.augment import PAPER_RESIZE, eval_resize
 from alexnet_exp.bundle import load_bundle, sidecar_path

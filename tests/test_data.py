@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import rewrite_keeping_stamps
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -528,14 +529,6 @@ def test_random_resized_crop_zooms_into_seeded_crops_of_a_quarter_to_all_of_the_
 
 
 # ---------------------------------------------------- a file that stops decoding during a run
-
-
-def rewrite_keeping_stamps(path: Path, content: bytes) -> None:
-    """Rewrite ``path`` in place with its old size and mtime put back (rsync --times, a restore
-    from backup): only ctime and, for a replaced file, the inode tell that it changed."""
-    st = path.stat()
-    path.write_bytes(content[: st.st_size].ljust(st.st_size, b"\0"))
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def test_a_file_that_stops_decoding_mid_run_is_dropped_and_named(tmp_path, image_folder):

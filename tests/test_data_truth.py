@@ -7,9 +7,16 @@ import unicodedata
 
 import mlflow
 import pytest
-from conftest import make_image_folder
-from test_cli import TINY_MODEL, cli, runs_of, store
-from test_data import rewrite_keeping_stamps
+from helpers import (
+    TINY_MODEL,
+    cli,
+    epochs_logged,
+    make_image_folder,
+    rewrite_keeping_stamps,
+    runs_of,
+    store,
+    wait_for,
+)
 
 QUIET = [arg for arg in TINY_MODEL if not arg.startswith("trainer.verbose")]
 
@@ -82,9 +89,6 @@ def test_images_that_stop_decoding_during_a_run_are_dropped_and_named(tmp_path, 
     import subprocess
     import sys
     from pathlib import Path
-
-    from test_resume import epochs_logged
-    from test_sweep import wait_for
 
     client = store(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -11,8 +11,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-from conftest import make_image_folder
-from test_cli import TINY_MODEL, cli, runs_of, store
+from helpers import TINY_MODEL, cli, make_image_folder, runs_of, store
 
 from alexnet_exp.config import DistributeConfig
 from alexnet_exp.distribute import global_batch_size, placement, scaled_learning_rate

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import make_image_folder
-from test_cli import TINY_MODEL, cli, store
+from helpers import TINY_MODEL, cli, free_port, make_image_folder, store
 
 from alexnet_exp.bundle import load_bundle, sidecar_path
 from alexnet_exp.config import EvalConfig, ExportConfig, TrackingConfig
@@ -221,14 +220,6 @@ def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "has 0 class folder(s)" in result.stderr and "Traceback" not in result.stderr
     mlflow.set_tracking_uri(trained.uri)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

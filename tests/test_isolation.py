@@ -11,10 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_image_folder
-from test_cli import runs_of, store
-from test_resume import RUN, limit_file_size
-from test_sweep import wait_for
+from helpers import RUN, limit_file_size, make_image_folder, runs_of, store, wait_for
 
 EXE = str(Path(sys.executable).with_name("alexnet-exp"))
 

@@ -5,18 +5,9 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from helpers import model_config
 
-from alexnet_exp.config import ModelConfig
 from alexnet_exp.model import LocalResponseNormalization, build_alexnet
-
-
-def model_config(name: str, **overrides) -> ModelConfig:
-    """A ModelConfig as Hydra composes it from conf/model/<name>.yaml plus overrides."""
-    merged = OmegaConf.merge(
-        OmegaConf.structured(ModelConfig), OmegaConf.load(f"conf/model/{name}.yaml"), overrides
-    )
-    return OmegaConf.to_object(merged)
 
 
 @pytest.mark.parametrize(

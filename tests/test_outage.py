@@ -17,9 +17,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from helpers import TINY_MODEL, cli, free_port
 from mlflow.tracking import MlflowClient
-from test_cli import TINY_MODEL, cli
 
 from alexnet_exp.paths import outbox_dir
 from alexnet_exp.tracking import outbox

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pytest
+from helpers import TINY_MODEL, cli, store
 from mlflow.entities import Metric, Param
 from PIL import Image
-from test_cli import TINY_MODEL, cli, store
 
 from alexnet_exp import report_plots
 from alexnet_exp.config import ReportConfig, TrackingConfig

@@ -10,14 +10,20 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from test_cli import TINY_MODEL, cli, runs_of, store
-from test_sweep import wait_for
+from helpers import (
+    RUN,
+    TINY_MODEL,
+    cli,
+    epochs_logged,
+    limit_file_size,
+    runs_of,
+    signal_when,
+    store,
+)
 
 from alexnet_exp import resume, stopping, train
 from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
 from alexnet_exp.model import build_alexnet
-
-RUN = ["data=folder", *TINY_MODEL, "tracking.log_model=false", "trainer.verbose=2"]
 
 
 def start(tmp_path: Path, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
@@ -32,26 +38,6 @@ def _interruptible() -> None:
     """Give the child SIGINT as a terminal would: a suite run as a background job (`make test &`)
     starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def signal_when(process: subprocess.Popen, ready, what: str, signum: int,
-                group: bool = False) -> tuple[str, str]:
-    """Send ``signum`` to ``process`` (to its process group with ``group``, as a terminal's
-    Ctrl-C or SLURM do) once ``ready()``, and return its (stdout, stderr); whatever is left of
-    it after 120 s is killed."""
-    try:
-        wait_for(ready, 300, what)
-        (os.killpg if group else os.kill)(process.pid, signum)
-        return process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
-def epochs_logged(client) -> int:
-    exp = client.get_experiment_by_name("alexnet-exp")
-    runs = client.search_runs([exp.experiment_id]) if exp else []
-    return len(client.get_metric_history(runs[0].info.run_id, "loss")) if runs else 0
 
 
 def kill_9_after_epoch(tmp_path, client, args, epoch: int):
@@ -289,14 +275,6 @@ def test_unwritable_output_folder_is_one_line_before_anything_runs(tmp_path):
     assert result.stderr.strip() == (
         f"alexnet-exp: error: hydra.run.dir={tmp_path}/a_file/run cannot be created:"
         f" {tmp_path}/a_file is a file: pass hydra.run.dir=<a writable folder>")
-
-
-def limit_file_size():
-    """A stand-in for a full disk: writes past 4 MB fail with EFBIG instead of a signal."""
-    import resource
-
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (4_000_000, 4_000_000))
 
 
 @pytest.mark.slow

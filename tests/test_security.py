@@ -2,7 +2,7 @@
 ``make server`` listening on 127.0.0.1 only are tested in test_services.py)."""
 
 import pytest
-from test_cli import cli
+from helpers import cli
 
 
 @pytest.mark.parametrize("program, args", [

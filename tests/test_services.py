@@ -13,9 +13,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import free_port
+from helpers import TINY_MODEL, cli, free_port
 from mlflow.tracking import MlflowClient
-from test_cli import TINY_MODEL, cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow,

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from test_cli import TINY_MODEL, cli, runs_of, store
+from helpers import TINY_MODEL, cli, runs_of, store, wait_for
 
 
 def children_of(runs):
@@ -92,16 +91,6 @@ def runs_now(client) -> list:
     experiment yet)."""
     exp = client.get_experiment_by_name("alexnet-exp")
     return client.search_runs([exp.experiment_id]) if exp else []
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ run page (reached by clicking its name), whose Metrics table prints the stored v
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from test_cli import TINY_MODEL, cli, runs_of, store
+from helpers import TINY_MODEL, cli, free_port, runs_of, store
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -72,12 +71,6 @@ def chromium(tmp_path_factory, monkeypatch):
         yield driver
     finally:
         driver.quit()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -1,0 +1,30 @@
+"""Helpers shared by the test files, which import them from here and never from each other.
+
+Pytest puts ``tests/`` on ``sys.path`` (rootdir conftest, no ``__init__.py`` there), so a test
+says ``from helpers import cli, store``. Fixtures stay in ``conftest.py``.
+"""
+
+from helpers.cli import RUN, TINY_MODEL, cli, epochs_logged, runs_of, store
+from helpers.configs import model_config
+from helpers.files import limit_file_size, rewrite_keeping_stamps
+from helpers.images import class_colour, make_image_folder, make_image_pixels
+from helpers.net import free_port
+from helpers.waiting import signal_when, wait_for
+
+__all__ = [
+    "RUN",
+    "TINY_MODEL",
+    "class_colour",
+    "cli",
+    "epochs_logged",
+    "free_port",
+    "limit_file_size",
+    "make_image_folder",
+    "make_image_pixels",
+    "model_config",
+    "rewrite_keeping_stamps",
+    "runs_of",
+    "signal_when",
+    "store",
+    "wait_for",
+]
