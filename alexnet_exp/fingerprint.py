@@ -17,6 +17,7 @@ import json
 import os
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig
@@ -34,7 +35,7 @@ class DataFingerprint:
     files: dict[str, tuple[int, int]]  # "<class>/<path in it>" -> (size, mtime_ns)
     split: dict[str, object]  # what decides the train/val split besides the files
 
-    @property
+    @cached_property  # compared per run and written to tags: hash the file list once
     def digest(self) -> str:
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -48,7 +48,7 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
 
         point = starting_point(_resume_candidates(cfg, identity, parent_run_id), ctx.output_dir)
         if point.run_id and parent_run_id:
-            _link_if_outside(parent_run_id, point.run_id, "resumed")
+            _link_if_outside(parent_run_id, tracking.recorded_run(point.run_id), "resumed")
     return Prepared(identity, tracker, parent_run_id, point)
 
 
@@ -120,25 +120,30 @@ def _reusable_run(cfg: ExperimentConfig, overrides: list[str], identity: JobIden
         return None
     finished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
                                        ("FINISHED",), _in_sweep_scope(cfg, parent_run_id))
-    same = [r for r in finished if r.data_fingerprint == identity.data.digest]
     name = run_name_for(overrides)
+    same = _on_same_data(finished, identity, f"training {name} again")
     if not same:
-        if finished:
-            print(f"alexnet-exp: {_data_changed(finished, identity)}: training {name} again",
-                  flush=True)
         return None
     done = same[0]
-    _link_if_outside(parent_run_id, done.run_id, "reused")
+    _link_if_outside(parent_run_id, done, "reused")
     print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
           f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
     return SkippedJob(done.run_id, tracking.run_metric(done.run_id, cfg.sweep.objective))
 
 
-def _link_if_outside(parent_run_id: str, run_id: str, how: str) -> None:
+def _on_same_data(runs: list, identity: JobIdentity, otherwise: str) -> list:
+    """The ``runs`` recorded on this job's data; when there are runs but none on it, one line
+    says what changed since the newest and what the job does ``otherwise``."""
+    same = [r for r in runs if r.data_fingerprint == identity.data.digest]
+    if runs and not same:
+        print(f"alexnet-exp: {_data_changed(runs, identity)}: {otherwise}", flush=True)
+    return same
+
+
+def _link_if_outside(parent_run_id: str, run, how: str) -> None:
     """A run this sweep reuses or resumes but did not start counts as one of its jobs."""
     from alexnet_exp import tracking
 
-    run = tracking.recorded_run(run_id)
     if run.tags.get("mlflow.parentRunId") != parent_run_id:
         tracking.link_to_sweep(parent_run_id, run, how)
 
@@ -158,8 +163,5 @@ def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
     # FAILED runs failed for a reason a rerun would meet again, except a full disk
     unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir") and (
         r.status != "FAILED" or r.tags.get("failure_reason") == tracking.DISK_FAILURE)]
-    same = [r for r in unfinished if r.data_fingerprint == identity.data.digest]
-    if unfinished and not same:
-        print(f"alexnet-exp: {_data_changed(unfinished, identity)}: starting a new run",
-              flush=True)
+    same = _on_same_data(unfinished, identity, "starting a new run")
     return [(r.run_id, Path(r.tags["checkpoint_dir"])) for r in same]
