@@ -13,7 +13,7 @@ from pathlib import Path
 from alexnet_exp import model as alexnet
 from alexnet_exp import tracking
 from alexnet_exp.augment import eval_resize
-from alexnet_exp.errors import UserError
+from alexnet_exp.errors import UserError, first_line
 
 
 @dataclass
@@ -26,6 +26,7 @@ class ModelBundle:
     eval_resize: int
     source: str
     train_run_id: str | None = None
+    store: object | None = None  # tracking.Store: where its evaluations and exports are logged
 
 
 def sidecar_path(model_file: Path) -> Path:
@@ -36,9 +37,9 @@ def sidecar_path(model_file: Path) -> Path:
 def load_bundle(cfg, launch_dir: Path) -> ModelBundle:
     """The model named by ``run_id`` / ``model_uri`` / ``model_path`` with its preprocessing."""
     if cfg.model_path:
-        model, metadata, source, train_run_id = _from_file(cfg, launch_dir)
+        model, metadata, source, train_run_id, store = _from_file(cfg, launch_dir)
     else:
-        model, metadata, source, train_run_id = _from_store(cfg, launch_dir)
+        model, metadata, source, train_run_id, store = _from_store(cfg, launch_dir)
     if "class_names" not in metadata:
         raise UserError(f"{source} records no class names: was it trained by alexnet-exp?")
     input_size = int(model.input_shape[1])
@@ -49,6 +50,7 @@ def load_bundle(cfg, launch_dir: Path) -> ModelBundle:
         eval_resize=int(metadata.get("eval_resize", eval_resize(input_size))),
         source=source,
         train_run_id=train_run_id,
+        store=store,
     )
 
 
@@ -63,23 +65,23 @@ def _from_file(cfg, launch_dir: Path):
     try:
         model = alexnet.load(path)
     except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"cannot load {path} as a .keras model: {reason[:300]}") from exc
+        raise UserError(f"cannot load {path} as a .keras model:"
+                        f" {first_line(exc)[:300]}") from exc
     metadata = json.loads(sidecar.read_text())
-    tracking.open_store(cfg.tracking, launch_dir)
+    store = tracking.open_store(cfg.tracking, launch_dir)
     train_run_id = metadata.get("train_run_id")
-    if train_run_id and not tracking.run_exists(train_run_id):
+    if train_run_id and not tracking.run_exists(store, train_run_id):
         train_run_id = None  # trained against another store: nothing to link to here
-    return model, metadata, str(path), train_run_id
+    return model, metadata, str(path), train_run_id, store
 
 
 def _from_store(cfg, launch_dir: Path):
-    uri = tracking.open_store(cfg.tracking, launch_dir, create=False)
+    store = tracking.open_store(cfg.tracking, launch_dir, create=False)
     source = cfg.model_uri or f"runs:/{cfg.run_id}/model"
-    if cfg.run_id and not tracking.run_exists(cfg.run_id):
-        raise UserError(f"run_id={cfg.run_id}: no such run in {uri}")
+    if cfg.run_id and not tracking.run_exists(store, cfg.run_id):
+        raise UserError(f"run_id={cfg.run_id}: no such run in {store.shown}")
     hint = (" (no model logged: was it trained with tracking.log_model=false, or is it an"
             " evaluation run?)" if cfg.run_id else "")
-    metadata, logged_by = tracking.logged_model_info(source, uri, hint)
-    model = tracking.load_logged_model(source, alexnet.custom_objects())
-    return model, metadata, source, cfg.run_id or logged_by
+    metadata, logged_by = tracking.logged_model_info(store, source, hint)
+    model = tracking.load_logged_model(store, source, alexnet.custom_objects())
+    return model, metadata, source, cfg.run_id or logged_by, store

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 from alexnet_exp import stopping  # noqa: E402
 from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
-from alexnet_exp.keys import PARENT_RUN_ENV  # noqa: E402
+from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
 
 TARGET_KEY = "_target_"
@@ -44,10 +44,11 @@ def close_sweep_parent(status: str) -> None:
     """End the sweep's parent run as ``status`` if it is still open in this process: a sweep
     that stops early (a bad job, a crash, Ctrl-C) never leaves its parent RUNNING."""
     parent = os.environ.pop(PARENT_RUN_ENV, None)
-    if parent:
+    store = os.environ.pop(PARENT_STORE_ENV, None)
+    if parent and store:
         from alexnet_exp import tracking
 
-        tracking.end_sweep_parent(parent, status)
+        tracking.end_sweep_parent(tracking.Store(store), parent, status)
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:

@@ -25,3 +25,10 @@ def exit_with(message: str, program: str = "alexnet-exp", code: int = 2) -> None
 
     print(f"{program}: error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def first_line(exc: BaseException) -> str:
+    """What a one-line message quotes of an error from a library (MLflow, TensorFlow, the
+    network): its first line, or its type when it has no text."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__

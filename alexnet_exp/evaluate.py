@@ -224,7 +224,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         figure = plots.confusion_matrix_figure(result.matrix, bundle.class_names,
                                                f"{root.name}, tta={cfg.tta}")
         run_id = tracking.log_evaluation(
-            cfg, launch_dir, bundle.train_run_id, bundle.source, root,
+            bundle.store, cfg, bundle.train_run_id, bundle.source, root,
             metrics=eval_metrics(result),
             figure=figure, report_text=result.report_text, csv_path=csv_path)
         plots.close(figure)

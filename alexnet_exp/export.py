@@ -151,7 +151,7 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
 
     validate_export(cfg)
     bundle = load_bundle(cfg, launch_dir)
-    data_dir = cfg.data_dir or (tracking.run_tag(bundle.train_run_id, DATA_ROOT_TAG)
+    data_dir = cfg.data_dir or (tracking.run_tag(bundle.store, bundle.train_run_id, DATA_ROOT_TAG)
                                 if bundle.train_run_id else None)
     files = parity_images(data_dir, cfg.parity_images)
     out_dir = (launch_dir / cfg.output_dir).resolve()
@@ -169,8 +169,9 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
         raise UserError(f"{path} fails the parity check (see above); it is not logged."
                         " Raise max_abs_diff= or lower min_top1_agreement= to accept it")
     if cfg.log and bundle.train_run_id:
-        tracking.log_artifact_to_run(bundle.train_run_id, path, f"exports/{cfg.format}")
-        tracking.log_artifact_to_run(bundle.train_run_id, sidecar_path(path),
+        tracking.log_artifact_to_run(bundle.store, bundle.train_run_id, path,
+                                     f"exports/{cfg.format}")
+        tracking.log_artifact_to_run(bundle.store, bundle.train_run_id, sidecar_path(path),
                                      f"exports/{cfg.format}")
         print(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
     return path, parity

@@ -7,6 +7,9 @@ without loading MLflow, and tracking, the runner and the sweep callback agree by
 # The sweep's parent run id, handed to its jobs (set before any launcher starts, so jobs in
 # other processes inherit it). Not MLFLOW_RUN_ID: that would make every job log into the parent.
 PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"
+# ...and the store that parent lives in, so whichever process stops the sweep early can close
+# it (MLflow's own MLFLOW_TRACKING_URI is never set: it would outrank every job's store choice).
+PARENT_STORE_ENV = "ALEXNET_EXP_PARENT_STORE"
 
 # A run's identity: how it trains (the resolved config) and on what (the data fingerprint).
 CONFIG_HASH_TAG = "alexnet_exp.config_hash"

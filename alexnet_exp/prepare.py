@@ -35,20 +35,23 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
         return Prepared(identify(cfg))
     from alexnet_exp import tracking
 
-    tracker = tracking.Tracker(cfg.tracking, ctx.launch_dir, load_model=_load_model)
-    tracker.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
+    store = tracking.open_store(cfg.tracking, ctx.launch_dir)
+    store.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
+    tracker = tracking.Tracker(store, cfg.tracking.experiment_name, load_model=_load_model)
     identity = identify(cfg)
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
-    done = _reusable_run(cfg, ctx.overrides, identity, parent_run_id)
+    done = _reusable_run(store, cfg, ctx.overrides, identity, parent_run_id)
     if done:
         return done
     point = None
     if cfg.trainer.checkpoint:
         from alexnet_exp.resume import starting_point
 
-        point = starting_point(_resume_candidates(cfg, identity, parent_run_id), ctx.output_dir)
+        point = starting_point(_resume_candidates(store, cfg, identity, parent_run_id),
+                               ctx.output_dir)
         if point.run_id and parent_run_id:
-            _link_if_outside(parent_run_id, tracking.recorded_run(point.run_id), "resumed")
+            _link_if_outside(store, parent_run_id, tracking.recorded_run(store, point.run_id),
+                             "resumed")
     return Prepared(identity, tracker, parent_run_id, point)
 
 
@@ -96,7 +99,7 @@ def _in_sweep_scope(cfg: ExperimentConfig, parent_run_id: str | None) -> str | N
     return parent_run_id if cfg.sweep.reuse != "experiment" else None
 
 
-def _data_changed(runs, identity: JobIdentity) -> str:
+def _data_changed(store, runs, identity: JobIdentity) -> str:
     """``data changed since run <id> (classes +tulips, 12 files added)`` for the newest run."""
     from alexnet_exp import tracking
 
@@ -104,13 +107,13 @@ def _data_changed(runs, identity: JobIdentity) -> str:
     if newest.data_fingerprint is None:
         return (f"run {newest.run_id} has no data fingerprint (recorded by an older"
                 " alexnet-exp), so its data cannot be matched")
-    old = tracking.run_json(newest.run_id, FINGERPRINT_ARTIFACT)
+    old = tracking.run_json(store, newest.run_id, FINGERPRINT_ARTIFACT)
     how = identity.data.changes_since(DataFingerprint.from_dict(old)) if old else (
         "its file list is not in the store")
     return f"data changed since run {newest.run_id} ({how})"
 
 
-def _reusable_run(cfg: ExperimentConfig, overrides: list[str], identity: JobIdentity,
+def _reusable_run(store, cfg: ExperimentConfig, overrides: list[str], identity: JobIdentity,
                   parent_run_id: str | None) -> SkippedJob | None:
     """Inside a multirun: the earlier FINISHED run of this job (same config, same data) that
     ``sweep.reuse`` allows to stand in for it; the job is then skipped."""
@@ -118,37 +121,38 @@ def _reusable_run(cfg: ExperimentConfig, overrides: list[str], identity: JobIden
 
     if not parent_run_id or cfg.sweep.reuse == "never":
         return None
-    finished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
-                                       ("FINISHED",), _in_sweep_scope(cfg, parent_run_id))
+    finished = tracking.runs_with_hash(store, cfg.tracking.experiment_name,
+                                       identity.config_hash, ("FINISHED",),
+                                       _in_sweep_scope(cfg, parent_run_id))
     name = run_name_for(overrides)
-    same = _on_same_data(finished, identity, f"training {name} again")
+    same = _on_same_data(store, finished, identity, f"training {name} again")
     if not same:
         return None
     done = same[0]
-    _link_if_outside(parent_run_id, done, "reused")
+    _link_if_outside(store, parent_run_id, done, "reused")
     print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
           f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
-    return SkippedJob(done.run_id, tracking.run_metric(done.run_id, cfg.sweep.objective))
+    return SkippedJob(done.run_id, tracking.run_metric(store, done.run_id, cfg.sweep.objective))
 
 
-def _on_same_data(runs: list, identity: JobIdentity, otherwise: str) -> list:
+def _on_same_data(store, runs: list, identity: JobIdentity, otherwise: str) -> list:
     """The ``runs`` recorded on this job's data; when there are runs but none on it, one line
     says what changed since the newest and what the job does ``otherwise``."""
     same = [r for r in runs if r.data_fingerprint == identity.data.digest]
     if runs and not same:
-        print(f"alexnet-exp: {_data_changed(runs, identity)}: {otherwise}", flush=True)
+        print(f"alexnet-exp: {_data_changed(store, runs, identity)}: {otherwise}", flush=True)
     return same
 
 
-def _link_if_outside(parent_run_id: str, run, how: str) -> None:
+def _link_if_outside(store, parent_run_id: str, run, how: str) -> None:
     """A run this sweep reuses or resumes but did not start counts as one of its jobs."""
     from alexnet_exp import tracking
 
     if run.tags.get("mlflow.parentRunId") != parent_run_id:
-        tracking.link_to_sweep(parent_run_id, run, how)
+        tracking.link_to_sweep(store, parent_run_id, run, how)
 
 
-def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
+def _resume_candidates(store, cfg: ExperimentConfig, identity: JobIdentity,
                        parent_run_id: str | None) -> list[tuple[str, Path]]:
     """Killed runs this job may continue (and runs that failed on a full disk): same config,
     same data, newest first. A run of the same config on other data is left as it is (still
@@ -157,11 +161,11 @@ def _resume_candidates(cfg: ExperimentConfig, identity: JobIdentity,
 
     if not cfg.trainer.resume or cfg.distribute.strategy == "multi_worker":  # workers can't agree
         return []
-    unfinished = tracking.runs_with_hash(cfg.tracking.experiment_name, identity.config_hash,
-                                         ("RUNNING", "KILLED", "FAILED"),
+    unfinished = tracking.runs_with_hash(store, cfg.tracking.experiment_name,
+                                         identity.config_hash, ("RUNNING", "KILLED", "FAILED"),
                                          _in_sweep_scope(cfg, parent_run_id))
     # FAILED runs failed for a reason a rerun would meet again, except a full disk
     unfinished = [r for r in unfinished if r.tags.get("checkpoint_dir") and (
         r.status != "FAILED" or r.tags.get("failure_reason") == tracking.DISK_FAILURE)]
-    same = _on_same_data(unfinished, identity, "starting a new run")
+    same = _on_same_data(store, unfinished, identity, "starting a new run")
     return [(r.run_id, Path(r.tags["checkpoint_dir"])) for r in same]

@@ -240,8 +240,8 @@ def run_report(cfg, launch_dir: Path) -> Report:
     from alexnet_exp.tool_config import validate_report
 
     validate_report(cfg)
-    selection = tracking.find_training_runs(cfg.tracking, launch_dir, cfg.experiment_name,
-                                            cfg.parent_run_id)
+    store = tracking.open_store(cfg.tracking, launch_dir, create=False)
+    selection = tracking.find_training_runs(store, cfg.experiment_name, cfg.parent_run_id)
     notes = [f"Left out: {n} {status} run{'s' * (n != 1)} (not FINISHED)." for status, n in
              sorted(selection.not_finished.items())]
     groups, keys = make_groups(usable_runs(selection.runs, cfg.metric, notes), cfg.metric,
@@ -259,6 +259,7 @@ def run_report(cfg, launch_dir: Path) -> Report:
     print("\nwritten: " + ", ".join(str(f) for f in files), flush=True)
     report = Report(groups, keys, out, files, markdown)
     if cfg.log:
-        report.run_id = tracking.log_report(selection.experiment_id, files, cfg.parent_run_id)
+        report.run_id = tracking.log_report(store, selection.experiment_id, files,
+                                            cfg.parent_run_id)
         print(f"logged to MLflow run {report.run_id} under report/", flush=True)
     return report

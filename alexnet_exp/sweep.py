@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_exp import stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with
+from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
 
 LOKY_WORKER = "popen_loky"  # joblib's worker processes: python -m ...loky.backend.popen_loky_posix
 WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well before this
@@ -28,6 +29,7 @@ WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well be
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
+        self.store = None  # tracking.Store the parent run lives in
         self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -37,15 +39,17 @@ class MlflowSweepCallback(Callback):
             return  # nothing is trained or logged, so there is nothing to group
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
         try:
+            self.store = tracking.open_store(tracking_cfg, Path(config.hydra.runtime.cwd))
             self.parent_run_id = tracking.start_sweep_parent(
-                tracking_cfg,
-                Path(config.hydra.runtime.cwd),
+                self.store,
+                tracking_cfg.experiment_name,
                 overrides=list(config.hydra.overrides.task),
                 sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
             )
         except UserError as exc:  # an unusable store: one line before any job, as for a run
             exit_with(str(exc))
-        os.environ[tracking.PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        os.environ[PARENT_STORE_ENV] = self.store.uri
         print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
         if "joblib" in str(config.hydra.launcher.get("_target_", "")):
             self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
@@ -76,13 +80,14 @@ class MlflowSweepCallback(Callback):
 
         if self.parent_run_id:
             objective = config.sweep.objective
-            best = tracking.tag_best_child(self.parent_run_id, objective,
+            best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
                                            maximize=not objective.endswith("loss"))
             if best:
                 print(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}",
                       flush=True)
-            tracking.end_sweep_parent(self.parent_run_id)
-            os.environ.pop(tracking.PARENT_RUN_ENV, None)
+            tracking.end_sweep_parent(self.store, self.parent_run_id)
+            os.environ.pop(PARENT_RUN_ENV, None)
+            os.environ.pop(PARENT_STORE_ENV, None)
         if self.job_locks:
             stopping.before_raise(None)
             os.environ.pop(stopping.JOB_LOCKS_ENV, None)

@@ -44,8 +44,8 @@ def child(root: Path, fraction: float, cache: str, scratch: Path) -> dict:
     summary = runner.run(cfg, runner.JobContext(launch_dir=scratch, output_dir=scratch / "job"))
     import mlflow
 
-    history = mlflow.tracking.MlflowClient().get_metric_history(summary.run_id,
-                                                                "epoch_seconds")
+    client = mlflow.tracking.MlflowClient(summary.tracking_uri)
+    history = client.get_metric_history(summary.run_id, "epoch_seconds")
     seconds = [m.value for m in sorted(history, key=lambda m: m.step)]
     from alexnet_exp.data import scan_folder, stratified_split
 
@@ -76,6 +76,7 @@ def main() -> None:
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", str(data), str(fraction), cache],
                     capture_output=True, text=True,
+                    # a server in the shell outranks the scratch store: keep bench runs off it
                     env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
                 line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
                 if done.returncode or not line:

@@ -100,7 +100,8 @@ def framework_rate(cfg, scratch: Path, images: int) -> tuple[float, dict]:
     from alexnet_exp import runner
 
     summary = runner.run(cfg, runner.JobContext(launch_dir=scratch, output_dir=scratch / "job"))
-    history = mlflow.tracking.MlflowClient().get_metric_history(summary.run_id, "loss")
+    client = mlflow.tracking.MlflowClient(summary.tracking_uri)
+    history = client.get_metric_history(summary.run_id, "loss")
     seconds = intervals([m.timestamp / 1000 for m in sorted(history, key=lambda m: m.step)])
     return images / statistics.median(seconds), {"run_id": summary.run_id,
                                                   "epoch_intervals": seconds}

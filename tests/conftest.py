@@ -1,10 +1,26 @@
 """Shared fixtures: an isolated per-test cache and a factory for real class-folder image trees."""
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 from helpers.images import make_image_folder
+
+
+@pytest.fixture(autouse=True, name="no_process_wide_tracking_uri")
+def _set_up_first_no_process_wide_tracking_uri():
+    """No test writes to the MLflow server of the developer's shell (``MLFLOW_TRACKING_URI``),
+    and no code of ours may set that variable: it would outrank every later store choice of
+    the process and of the processes it starts. Set by a test through ``monkeypatch``, it is
+    gone again by the time this checks: pytest orders a conftest's autouse fixtures by attribute
+    name, and ``_`` sorts this one first, so it is torn down after the shared ``monkeypatch``."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    leaked = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+    assert leaked is None, f"the test left MLFLOW_TRACKING_URI={leaked} set in the process"
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,6 @@ def test_the_sidecar_sits_beside_the_model_file(tmp_path):
 
 @pytest.fixture
 def keras_file(tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     model = build_alexnet(model_config("small", norm="lrn", input_size=64), 3)
     path = tmp_path / "m.keras"
     model.save(path)

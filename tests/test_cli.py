@@ -3,10 +3,18 @@
 import json
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
-from helpers import TINY_MODEL, cli, runs_of, store
+from helpers import (
+    TINY_MODEL,
+    artifact,
+    artifact_json,
+    artifact_text,
+    cli,
+    logged_model,
+    runs_of,
+    store,
+)
 
 FLOWERS_224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "flower_photos_224"
 
@@ -44,13 +52,13 @@ def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):
         assert name in artifacts, artifacts
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/training_curves.png", "plots/confusion_matrix.png"}
-    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/report.txt")
+    report = artifact_text(client, run.info.run_id, "data/report.txt")
     assert "broken.jpg" in report and "ignored 1 non-image files" in report
-    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/class_names.json") == {
+    assert artifact_json(client, run.info.run_id, "class_names.json") == {
         "class_names": ["apple", "kiwi", "plum"]}
     assert (tmp_path / "mlruns" / "artifacts").is_dir()  # artifacts live beside the db
 
-    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
+    model = logged_model(client, run.info.run_id)
     probs = model.predict(np.full((2, 64, 64, 3), 128, np.float32), verbose=0)
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
@@ -199,7 +207,6 @@ def test_failed_run_is_marked_failed_with_the_error(tmp_path, tiny_data, monkeyp
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(train, "fit", explode)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = OmegaConf.to_object(OmegaConf.merge(
         OmegaConf.structured(ExperimentConfig),
         {"data": {"name": "folder", "dir": str(tiny_data)},
@@ -248,9 +255,7 @@ def test_credentials_in_urls_are_never_logged(tmp_path, tiny_data):
     (run,) = runs_of(client)
     assert run.data.params["data.url"] == "https://***@example.com/flowers.tgz"
     logged = [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]
-    artifacts = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id,
-                                                         artifact_path="config",
-                                                         dst_path=str(tmp_path / "dl")))
+    artifacts = artifact(client, run.info.run_id, "config")
     files = {p.name: p.read_text() for p in artifacts.rglob("*") if p.is_file()}
     assert "***@example.com" in files["resolved.yaml"]
     assert "***@example.com" in files["overrides.yaml"]  # Hydra's own record of the command

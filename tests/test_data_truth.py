@@ -5,10 +5,11 @@ import os
 import re
 import unicodedata
 
-import mlflow
 import pytest
 from helpers import (
     TINY_MODEL,
+    artifact_json,
+    artifact_text,
     cli,
     epochs_logged,
     make_image_folder,
@@ -40,8 +41,9 @@ def test_a_normal_run_shows_its_steps_and_nfd_class_names_evaluate_against_nfc(t
     steps = -(-train_size // 8)  # trainer.batch_size=8
     assert f"{steps}/{steps}" in result.stdout
 
-    (run,) = runs_of(store(tmp_path))
-    names = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/class_names.json")
+    client = store(tmp_path)
+    (run,) = runs_of(client)
+    names = artifact_json(client, run.info.run_id, "class_names.json")
     assert names == {"class_names": [nfc, "Tee", "Wasser"]}
     evaluated = cli(tmp_path, f"run_id={run.info.run_id}", f"data.dir={test}", "log=false",
                     program="alexnet-exp-eval")
@@ -66,9 +68,10 @@ def test_an_image_rewritten_with_its_old_size_and_mtime_is_named_not_a_traceback
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Traceback" not in second.stderr
     assert f"{target}: not an image" in second.stdout
-    runs = sorted(runs_of(store(tmp_path)), key=lambda r: r.info.start_time)
+    client = store(tmp_path)
+    runs = sorted(runs_of(client), key=lambda r: r.info.start_time)
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
-    report = mlflow.artifacts.load_text(f"runs:/{runs[1].info.run_id}/data/report.txt")
+    report = artifact_text(client, runs[1].info.run_id, "data/report.txt")
     assert f"{target}: not an image" in report
     assert "skipped 1 unreadable images" in report
 
@@ -91,7 +94,7 @@ def test_images_that_stop_decoding_during_a_run_are_dropped_and_named(tmp_path, 
     from pathlib import Path
 
     client = store(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("alexnet-exp")), "data=folder",
          f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=15", "data.cache=none",
@@ -115,6 +118,6 @@ def test_images_that_stop_decoding_during_a_run_are_dropped_and_named(tmp_path, 
     run = client.get_run(run.info.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["alexnet_exp.dropped_images"] == "2"
-    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/data/report.txt")
+    report = artifact_text(client, run.info.run_id, "data/report.txt")
     assert "2 images stopped decoding during the run" in report
     assert all(f"{path}: not an image" in report for path in broken)

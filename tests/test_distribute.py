@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
-from helpers import TINY_MODEL, cli, make_image_folder, runs_of, store
+from helpers import TINY_MODEL, cli, logged_model, make_image_folder, runs_of, store
 
 from alexnet_exp.config import DistributeConfig
 from alexnet_exp.distribute import global_batch_size, placement, scaled_learning_rate
@@ -92,9 +91,10 @@ def free_ports(count: int) -> list[int]:
 
 
 def logged_weights(cwd: Path) -> list[np.ndarray]:
-    (run,) = runs_of(store(cwd))
+    client = store(cwd)
+    (run,) = runs_of(client)
     assert run.info.status == "FINISHED"
-    return mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model").get_weights()
+    return logged_model(client, run.info.run_id).get_weights()
 
 
 @pytest.mark.slow
@@ -109,7 +109,7 @@ def test_two_workers_train_as_one_and_log_one_run(tmp_path):
     cluster.mkdir()
     scratch.mkdir()
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     procs = [subprocess.Popen(
         [exe, "data=folder", f"data.dir={tiny_data}", *EXACT, "distribute=multi_worker",
          f"hydra.run.dir={cluster}/outputs/worker{index}"],

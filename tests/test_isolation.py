@@ -18,7 +18,7 @@ EXE = str(Path(sys.executable).with_name("alexnet-exp"))
 
 def launch(cwd: Path, *args: str) -> subprocess.Popen:
     """The CLI as a script's ``cmd &`` starts it: no hydra.run.dir, so the default is used."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     return subprocess.Popen([EXE, *args], cwd=cwd, env=env, start_new_session=True, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -123,7 +123,7 @@ def test_a_folder_in_use_by_a_live_command_is_refused_not_shared(tmp_path, tiny_
 
 @pytest.mark.slow
 def test_a_run_that_failed_on_a_full_disk_resumes_with_the_same_command(tmp_path, tiny_data):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     command = [EXE, *RUN, "model.fc_units=[1024,1024]", f"data.dir={tiny_data}",  # ~12 MB
                "trainer.epochs=1"]
     full = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -164,7 +164,7 @@ def test_read_only_store_is_one_line_and_exit_2(tmp_path, tiny_data, sweep):
     mlruns = tmp_path / "mlruns"
     for path in (mlruns / "mlflow.db", mlruns):
         path.chmod(0o555)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     try:
         as_a_user = [sys.executable, "-c", AS_A_USER] if os.geteuid() == 0 else []
         done = subprocess.run(

@@ -3,15 +3,14 @@ in for it, by config hash AND data fingerprint (no TensorFlow, no training)."""
 
 from dataclasses import replace
 
-import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from alexnet_exp import prepare
 from alexnet_exp.config import ExperimentConfig, SweepConfig
 from alexnet_exp.fingerprint import DataFingerprint
 from alexnet_exp.keys import CONFIG_HASH_TAG, DATA_FINGERPRINT_TAG, SWEEP_LINK_PREFIX
 from alexnet_exp.outcome import SkippedJob
+from alexnet_exp.tracking import Store
 
 OURS = DataFingerprint(("cat", "dog"), {"cat/a.jpg": (10, 1), "dog/b.jpg": (11, 2)},
                        {"seed": 42})
@@ -20,13 +19,15 @@ THEIRS = DataFingerprint(("cat", "dog", "tulips"), {**OURS.files, "tulips/c.jpg"
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    client.create_experiment("alexnet-exp")
-    return client
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store.client.create_experiment("alexnet-exp")
+    return store
+
+
+@pytest.fixture
+def client(store):
+    return store.client
 
 
 def recorded(client, status, data, parent=None, **tags):
@@ -47,22 +48,24 @@ def identity(tmp_path, data=OURS):
     return prepare.JobIdentity("h1", tmp_path, data)
 
 
-def test_only_killed_runs_on_the_same_data_are_resumed_newest_first(tmp_path, client):
+def test_only_killed_runs_on_the_same_data_are_resumed_newest_first(tmp_path, store, client):
     cfg = ExperimentConfig()
     other_data = recorded(client, "KILLED", THEIRS)
     old = recorded(client, "RUNNING", OURS)
     recorded(client, "FAILED", OURS, failure_reason="nan_loss")  # would fail again
     disk = recorded(client, "FAILED", OURS, failure_reason="disk")  # free space, resume
-    found = [run_id for run_id, _ in prepare._resume_candidates(cfg, identity(tmp_path), None)]
+    found = [run_id for run_id, _ in
+             prepare._resume_candidates(store, cfg, identity(tmp_path), None)]
     assert found == [disk, old]
     assert other_data not in found
-    assert prepare._resume_candidates(replace(cfg, trainer=replace(cfg.trainer, resume=False)),
-                                      identity(tmp_path), None) == []
+    no_resume = replace(cfg, trainer=replace(cfg.trainer, resume=False))
+    assert prepare._resume_candidates(store, no_resume, identity(tmp_path), None) == []
 
 
-def test_a_change_of_data_is_named_in_one_line(tmp_path, client, capsys):
+def test_a_change_of_data_is_named_in_one_line(tmp_path, store, client, capsys):
     killed = recorded(client, "KILLED", OURS)
-    assert prepare._resume_candidates(ExperimentConfig(), identity(tmp_path, THEIRS), None) == []
+    theirs = identity(tmp_path, THEIRS)
+    assert prepare._resume_candidates(store, ExperimentConfig(), theirs, None) == []
     assert capsys.readouterr().out.strip() == (
         f"alexnet-exp: data changed since run {killed} (classes +tulips, 1 file added):"
         " starting a new run")
@@ -70,23 +73,23 @@ def test_a_change_of_data_is_named_in_one_line(tmp_path, client, capsys):
 
 @pytest.mark.parametrize(("reuse", "skipped", "linked"), [
     ("sweep", False, False), ("experiment", True, True), ("never", False, False)])
-def test_sweep_reuse_decides_which_finished_run_stands_in(tmp_path, client, reuse, skipped,
+def test_sweep_reuse_decides_which_finished_run_stands_in(tmp_path, store, client, reuse, skipped,
                                                           linked):
     exp = client.get_experiment_by_name("alexnet-exp").experiment_id
     parent = client.create_run(exp, tags={"alexnet_exp.kind": "sweep"}).info.run_id
     standalone = recorded(client, "FINISHED", OURS)
     cfg = replace(ExperimentConfig(), sweep=SweepConfig(reuse=reuse))
-    done = prepare._reusable_run(cfg, ["norm=lrn"], identity(tmp_path), parent)
+    done = prepare._reusable_run(store, cfg, ["norm=lrn"], identity(tmp_path), parent)
     assert isinstance(done, SkippedJob) is skipped
     tags = client.get_run(parent).data.tags
     assert (f"{SWEEP_LINK_PREFIX}{standalone}" in tags) is linked
 
 
-def test_a_sweeps_own_finished_job_is_skipped_unless_its_data_changed(tmp_path, client):
+def test_a_sweeps_own_finished_job_is_skipped_unless_its_data_changed(tmp_path, store, client):
     exp = client.get_experiment_by_name("alexnet-exp").experiment_id
     parent = client.create_run(exp, tags={"alexnet_exp.kind": "sweep"}).info.run_id
     child = recorded(client, "FINISHED", OURS, parent=parent)
     cfg = ExperimentConfig()
-    assert prepare._reusable_run(cfg, [], identity(tmp_path), parent).run_id == child
-    assert prepare._reusable_run(cfg, [], identity(tmp_path, THEIRS), parent) is None
+    assert prepare._reusable_run(store, cfg, [], identity(tmp_path), parent).run_id == child
+    assert prepare._reusable_run(store, cfg, [], identity(tmp_path, THEIRS), parent) is None
     assert not any(k.startswith(SWEEP_LINK_PREFIX) for k in client.get_run(parent).data.tags)

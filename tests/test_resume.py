@@ -27,7 +27,7 @@ from alexnet_exp.model import build_alexnet
 
 
 def start(tmp_path: Path, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
     return subprocess.Popen([exe, *args, f"hydra.run.dir={tmp_path}/outputs/first"],
                             cwd=tmp_path, env=env, start_new_session=True, text=True,
@@ -279,7 +279,7 @@ def test_unwritable_output_folder_is_one_line_before_anything_runs(tmp_path):
 
 @pytest.mark.slow
 def test_full_disk_fails_the_run_with_one_line_and_leaves_no_partial_file(tmp_path, tiny_data):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     big_fc = [*TINY_MODEL, "model.fc_units=[1024,1024]"]  # checkpoints of ~12 MB
     result = subprocess.run(
         [str(Path(sys.executable).with_name("alexnet-exp")), *RUN, *big_fc,

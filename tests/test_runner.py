@@ -81,3 +81,26 @@ def test_a_job_that_stops_ends_its_run_killed_or_failed(tmp_path, tiny_data, mon
     assert args[0] == status
     if isinstance(raised, OSError):  # a full disk: the same command resumes it
         assert prepared.tracker.named("set_tags")[-1][0][0] == {"failure_reason": "disk"}
+
+
+@pytest.mark.slow
+def test_two_jobs_in_one_process_each_record_in_the_store_their_config_names(tmp_path,
+                                                                            tiny_data):
+    """A notebook runs one job, then another with ``tracking.store_dir`` changed: the second
+    run lands in the second store (it went to the first: creating a tracker exported
+    MLFLOW_TRACKING_URI, which outranked every later store choice of the process)."""
+    from dataclasses import replace
+
+    from mlflow.tracking import MlflowClient
+
+    summaries = {}
+    for store_dir in ("first", "second"):
+        cfg, ctx, _ = tiny_job(tmp_path, tiny_data)
+        cfg = replace(cfg, tracking=replace(cfg.tracking, store_dir=store_dir))
+        summaries[store_dir] = runner.run(cfg, replace(ctx, output_dir=tmp_path / store_dir))
+    for store_dir, summary in summaries.items():
+        uri = f"sqlite:///{tmp_path / store_dir / 'mlflow.db'}"
+        assert summary.tracking_uri == uri
+        client = MlflowClient(uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("alexnet-exp").experiment_id])
+        assert run.info.run_id == summary.run_id and run.info.status == "FINISHED"

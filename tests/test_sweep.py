@@ -80,7 +80,7 @@ def test_optuna_sweep_returns_the_objective_and_tags_the_best_trial(tmp_path, ti
 def start_sweep(tmp_path: Path, sweep: list[str], **popen) -> subprocess.Popen:
     """``alexnet-exp <sweep>`` started in ``tmp_path`` in a session (process group) of its own;
     its output goes nowhere unless ``popen`` says where."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     exe = str(Path(sys.executable).with_name("alexnet-exp"))
     popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
     return subprocess.Popen([exe, *sweep], cwd=tmp_path, env=env, start_new_session=True, **popen)
@@ -197,7 +197,6 @@ def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised,
         raise raised
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
     monkeypatch.setattr(runner, "run", stop)
     monkeypatch.setattr(sys, "argv", ["alexnet-exp", "-m", "data=digits", "seed=1,2",
                                       f"hydra.sweep.dir={tmp_path}/multirun"])

@@ -86,7 +86,7 @@ def mlflow_ui(store_dir: Path, log: Path) -> Iterator[str]:
                "--backend-store-uri", f"sqlite:///{store_dir / 'mlflow.db'}",
                "--default-artifact-root", str(store_dir / "artifacts"),
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = dict(os.environ)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:

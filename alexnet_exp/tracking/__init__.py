@@ -1,7 +1,9 @@
 """Everything MLflow: the only package that imports it (the rest of alexnet_exp stays testable
 and usable without a tracking server).
 
-- :mod:`.runs`: the store and the :class:`Tracker` that writes one training run;
+- :mod:`.store`: where runs live: the :class:`Store` (URI + its own client) every call is given;
+- :mod:`.runs`: the :class:`Tracker` that writes one run (start or resume, writes, end);
+- :mod:`.delivery`: how a run's writes reach a server that may go away (live, or the outbox);
 - :mod:`.models`: logged models read back, evaluation runs, exports attached to runs;
 - :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
 - :mod:`.reports`: FINISHED training runs read back for a report, and the report logged.
@@ -21,7 +23,6 @@ from alexnet_exp.tracking.models import (
     log_artifact_to_run,
     log_evaluation,
     logged_model_info,
-    open_store,
     run_exists,
     run_tag,
 )
@@ -32,7 +33,8 @@ from alexnet_exp.tracking.reports import (
     find_training_runs,
     log_report,
 )
-from alexnet_exp.tracking.runs import Tracker, flatten, git_commit, resolve_tracking_uri
+from alexnet_exp.tracking.runs import Tracker, flatten, git_commit
+from alexnet_exp.tracking.store import Store, open_store, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -65,6 +67,7 @@ __all__ = [
     "TrainingRun",
     "find_training_runs",
     "log_report",
+    "Store",
     "Tracker",
     "end_sweep_parent",
     "experiment_name_of",

@@ -200,18 +200,19 @@ def _replay_model(client, box: Outbox, record: dict, run_id: str,
     import contextlib
     import io
 
-    import mlflow
     import numpy as np
+
+    from alexnet_exp.tracking.store import Store
 
     path = box.files / record["file"]
     if load_model is None:
         raise NoModelLoader(path)
-    mlflow.set_tracking_uri(client.tracking_uri)
-    # Without an active run, MLflow would file the logged model under experiment 0.
-    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     model = load_model(path)
     example = np.load(box.files / record["example"])
-    with contextlib.redirect_stdout(io.StringIO()):  # predict's progress bars, the export's
+    # Without an active run, MLflow would file the logged model under experiment 0.
+    experiment_id = client.get_run(run_id).info.experiment_id
+    with Store(client.tracking_uri).fluent(experiment_id), \
+            contextlib.redirect_stdout(io.StringIO()):  # predict's progress bars, the export's
         log_tf_model(model, example, Path(record["code_dir"]), record["metadata"], run_id=run_id)
 
 

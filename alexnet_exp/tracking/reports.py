@@ -8,12 +8,10 @@ so a later report never counts them as training runs.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 from mlflow.exceptions import MlflowException
 
-from alexnet_exp.config import TrackingConfig
-from alexnet_exp.errors import UserError
-from alexnet_exp.tracking.runs import resolve_tracking_uri
+from alexnet_exp.errors import UserError, first_line
+from alexnet_exp.tracking.store import Store
 from alexnet_exp.tracking.sweeps import sweep_members
 
 KIND_TAG = "alexnet_exp.kind"
@@ -43,36 +41,30 @@ class RunSelection:
     not_finished: dict[str, int]  # status -> count of training runs that did not FINISH
 
 
-def connect(tracking: TrackingConfig, launch_dir: Path) -> str:
-    """Point MLflow at the existing store; a report never creates an empty one."""
-    uri, _ = resolve_tracking_uri(tracking, launch_dir, create=False)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
-def _experiment_id(name: str, uri: str) -> str:
+def _experiment_id(store: Store, name: str) -> str:
     try:
-        experiment = mlflow.get_experiment_by_name(name)
+        experiment = store.client.get_experiment_by_name(name)
     except Exception as exc:  # MLflow raises many types for a bad store or a dead server
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"MLflow tracking store {uri} is not usable: {reason[:300]}"
-                        " (check tracking.uri / MLFLOW_TRACKING_URI)") from exc
+        raise UserError(f"MLflow tracking store {store.shown} is not usable:"
+                        f" {first_line(exc)[:300]} (check tracking.uri / MLFLOW_TRACKING_URI)"
+                        ) from exc
     if experiment is None:
-        known = sorted(e.name for e in mlflow.search_experiments())
-        raise UserError(f"experiment_name={name}: no such experiment in {uri}"
+        known = sorted(e.name for e in store.client.search_experiments())
+        raise UserError(f"experiment_name={name}: no such experiment in {store.shown}"
                         f" (it has: {', '.join(known) or 'none'})")
     return experiment.experiment_id
 
 
-def _check_parent(parent_run_id: str, experiment_id: str, experiment_name: str) -> None:
+def _check_parent(store: Store, parent_run_id: str, experiment_id: str,
+                  experiment_name: str) -> None:
     """A wrong id gives an empty report otherwise: say what is wrong instead."""
     try:
-        parent = mlflow.MlflowClient().get_run(parent_run_id)
+        parent = store.client.get_run(parent_run_id)
     except MlflowException as exc:
         raise UserError(f"parent_run_id={parent_run_id}: no such run; take the id of the"
                         " sweep's parent run from the MLflow UI or the sweep's output") from exc
     if parent.info.experiment_id != experiment_id:
-        other = mlflow.get_experiment(parent.info.experiment_id).name
+        other = store.client.get_experiment(parent.info.experiment_id).name
         raise UserError(f"parent_run_id={parent_run_id} belongs to experiment {other!r}, not"
                         f" {experiment_name!r}: pass experiment_name={other}")
 
@@ -91,22 +83,20 @@ def _as_training_run(client, run) -> TrainingRun:
     )
 
 
-def find_training_runs(tracking: TrackingConfig, launch_dir: Path, experiment_name: str,
+def find_training_runs(store: Store, experiment_name: str,
                        parent_run_id: str | None = None) -> RunSelection:
     """The FINISHED training runs of an experiment (or of one sweep), with their histories.
 
     Raises a one-line :class:`UserError` for an unknown experiment or parent run, or when
     nothing FINISHED is left to report on.
     """
-    uri = connect(tracking, launch_dir)
-    experiment_id = _experiment_id(experiment_name, uri)
+    experiment_id = _experiment_id(store, experiment_name)
     if parent_run_id:  # the sweep's jobs: its children and the earlier runs it reused
-        _check_parent(parent_run_id, experiment_id, experiment_name)
-        found = sorted(sweep_members(parent_run_id, statuses=ALL_STATUSES),
+        _check_parent(store, parent_run_id, experiment_id, experiment_name)
+        found = sorted(sweep_members(store, parent_run_id, statuses=ALL_STATUSES),
                        key=lambda r: r.info.start_time)
     else:
-        found = mlflow.search_runs([experiment_id], output_format="list",
-                                   order_by=["attributes.start_time ASC"])
+        found = store.search_runs([experiment_id], order_by=["attributes.start_time ASC"])
     training = [r for r in found if r.data.tags.get(KIND_TAG) in (None, "training")]
     not_finished: dict[str, int] = {}
     for run in training:
@@ -118,19 +108,18 @@ def find_training_runs(tracking: TrackingConfig, launch_dir: Path, experiment_na
         counts = ", ".join(f"{n} {s}" for s, n in sorted(not_finished.items()))
         raise UserError(f"{scope} has no FINISHED training runs ({counts or 'no runs at all'})"
                         " to report on: train some first (alexnet-exp -m ...)")
-    client = mlflow.MlflowClient()
-    runs = [_as_training_run(client, r) for r in finished]
+    runs = [_as_training_run(store.client, r) for r in finished]
     return RunSelection(experiment_id, runs, not_finished)
 
 
-def log_report(experiment_id: str, files: list[Path], parent_run_id: str | None = None,
-               artifact_path: str = "report") -> str:
+def log_report(store: Store, experiment_id: str, files: list[Path],
+               parent_run_id: str | None = None, artifact_path: str = "report") -> str:
     """Attach the report's files to the sweep parent run, or else to a new ``report`` run.
 
     The new run is tagged ``alexnet_exp.kind=report``, which keeps it out of later reports.
     Returns the id of the run the files went to.
     """
-    client = mlflow.MlflowClient()
+    client = store.client
     run_id = parent_run_id
     if run_id is None:
         run = client.create_run(experiment_id, run_name="report", tags={KIND_TAG: REPORT_KIND})

@@ -1,13 +1,15 @@
 """Sweep bookkeeping in MLflow: the parent run of a multirun and the FINISHED-job lookup."""
 
 import hashlib
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from alexnet_exp.config import TrackingConfig
 from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -16,19 +18,18 @@ from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     SWEEP_LINK_PREFIX,
 )
 from alexnet_exp.tracking.records import redact
-from alexnet_exp.tracking.runs import Tracker
+from alexnet_exp.tracking.store import Store
 
 
-def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[str],
+def start_sweep_parent(store: Store, experiment_name: str, overrides: list[str],
                        sweep_dir: str) -> str:
     """The RUNNING parent run of a multirun: the one from an earlier run of the same sweep
     command (same experiment and overrides), or a new one."""
-    tracker = Tracker(cfg, launch_dir)
-    tracker.check()  # a dead or read-only store: one line now, not a traceback per job
-    experiment_id = tracker._experiment_id()
+    store.check()  # a dead or read-only store: one line now, not a traceback per job
+    experiment_id = store.experiment_id(experiment_name)
     identity = sorted(o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.")))
-    key = hashlib.sha1("\n".join([cfg.experiment_name, *identity]).encode()).hexdigest()
-    client = mlflow.MlflowClient()
+    key = hashlib.sha1("\n".join([experiment_name, *identity]).encode()).hexdigest()
+    client = store.client
     earlier = client.search_runs([experiment_id], f"tags.`alexnet_exp.sweep_key` = '{key}'",
                                  max_results=1)
     if earlier:
@@ -43,8 +44,8 @@ def start_sweep_parent(cfg: TrackingConfig, launch_dir: Path, overrides: list[st
     return run.info.run_id
 
 
-def end_sweep_parent(run_id: str, status: str = "FINISHED") -> None:
-    mlflow.MlflowClient().set_terminated(run_id, status)
+def end_sweep_parent(store: Store, run_id: str, status: str = "FINISHED") -> None:
+    store.client.set_terminated(run_id, status)
 
 
 @dataclass
@@ -66,24 +67,23 @@ def _recorded(run) -> RecordedRun:
                        dict(run.data.tags))
 
 
-def recorded_run(run_id: str) -> RecordedRun:
-    return _recorded(mlflow.MlflowClient().get_run(run_id))
+def recorded_run(store: Store, run_id: str) -> RecordedRun:
+    return _recorded(store.client.get_run(run_id))
 
 
-def runs_with_hash(experiment_name: str, config_hash: str, statuses: tuple[str, ...],
+def runs_with_hash(store: Store, experiment_name: str, config_hash: str, statuses: tuple[str, ...],
                    parent_run_id: str | None = None) -> list[RecordedRun]:
     """This experiment's runs of one config in ``statuses``, newest first; with
     ``parent_run_id`` only the members of that sweep (its children and the runs linked to it)."""
-    experiment = mlflow.get_experiment_by_name(experiment_name)
+    experiment = store.client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
-    client = mlflow.MlflowClient()
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'",
-                              order_by=["attributes.start_time DESC"])
+    runs = store.search_runs([experiment.experiment_id],
+                             f"tags.`{CONFIG_HASH_TAG}` = '{config_hash}'",
+                             order_by=["attributes.start_time DESC"])
     if parent_run_id is not None:
-        members = set(_linked_run_ids(client, parent_run_id))
-        runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_run_id
+        members = set(_linked_run_ids(store.client, parent_run_id))
+        runs = [r for r in runs if r.data.tags.get(MLFLOW_PARENT_RUN_ID) == parent_run_id
                 or r.info.run_id in members]
     return [_recorded(r) for r in runs if r.info.status in statuses]
 
@@ -93,21 +93,22 @@ def _linked_run_ids(client, parent_run_id: str) -> list[str]:
     return [key[len(SWEEP_LINK_PREFIX):] for key in tags if key.startswith(SWEEP_LINK_PREFIX)]
 
 
-def link_to_sweep(parent_run_id: str, run: RecordedRun, how: str) -> None:
+def link_to_sweep(store: Store, parent_run_id: str, run: RecordedRun, how: str) -> None:
     """Count ``run`` (not a child of this sweep) as one of its jobs: a tag on the parent per
     linked run (``alexnet_exp.sweep_member.<run id>``), so the UI shows it on the parent, and
     best-trial selection and ``alexnet-exp-report parent_run_id=...`` include it. One key per
     run, so parallel jobs never overwrite each other's links."""
-    client = mlflow.MlflowClient()
-    client.set_tag(parent_run_id, f"{SWEEP_LINK_PREFIX}{run.run_id}", f"{how}: {run.name}"[:250])
+    store.client.set_tag(parent_run_id, f"{SWEEP_LINK_PREFIX}{run.run_id}",
+                         f"{how}: {run.name}"[:250])
 
 
-def sweep_members(parent_run_id: str, statuses: tuple[str, ...] = ("FINISHED",)) -> list:
+def sweep_members(store: Store, parent_run_id: str,
+                  statuses: tuple[str, ...] = ("FINISHED",)) -> list:
     """The MLflow runs that are this sweep's jobs: its children and the runs linked to it."""
-    client = mlflow.MlflowClient()
+    client = store.client
     parent = client.get_run(parent_run_id)
-    children = client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    children = store.search_runs(
+        [parent.info.experiment_id], f"tags.{MLFLOW_PARENT_RUN_ID} = '{parent_run_id}'")
     children = [r for r in children if r.info.status in statuses]
     known = {r.info.run_id for r in children}
     linked = []
@@ -123,25 +124,30 @@ def sweep_members(parent_run_id: str, statuses: tuple[str, ...] = ("FINISHED",))
     return children + linked
 
 
-def run_json(run_id: str, artifact_path: str) -> dict | None:
+def run_json(store: Store, run_id: str, artifact_path: str) -> dict | None:
     """A JSON artifact of a run, or None when the run has none at that path."""
-    try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_path}")
-    except Exception:  # MLflow raises several types for a missing artifact
-        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_path, dst_path=tmp,
+                tracking_uri=store.uri)
+            return json.loads(Path(local).read_text())
+        except Exception:  # MLflow raises several types for a missing artifact
+            return None
 
 
-def run_metric(run_id: str, name: str) -> float | None:
+def run_metric(store: Store, run_id: str, name: str) -> float | None:
     """The latest value of a run's metric (None when it was never logged)."""
-    return mlflow.MlflowClient().get_run(run_id).data.metrics.get(name)
+    return store.client.get_run(run_id).data.metrics.get(name)
 
 
-def tag_best_child(parent_run_id: str, metric: str, maximize: bool) -> str | None:
+def tag_best_child(store: Store, parent_run_id: str, metric: str,
+                   maximize: bool) -> str | None:
     """Mark the sweep's best FINISHED job (``alexnet_exp.best_trial=true``) and name it on
     the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once.
     Runs linked to the sweep compete as its children do (:func:`link_to_sweep`)."""
-    client = mlflow.MlflowClient()
-    children = sweep_members(parent_run_id)
+    client = store.client
+    children = sweep_members(store, parent_run_id)
     scored = [r for r in children if metric in r.data.metrics]
     if not scored:
         return None

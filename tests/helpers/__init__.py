@@ -4,7 +4,18 @@ Pytest puts ``tests/`` on ``sys.path`` (rootdir conftest, no ``__init__.py`` the
 says ``from helpers import cli, store``. Fixtures stay in ``conftest.py``.
 """
 
-from helpers.cli import RUN, TINY_MODEL, cli, epochs_logged, runs_of, store
+from helpers.cli import (
+    RUN,
+    TINY_MODEL,
+    artifact,
+    artifact_json,
+    artifact_text,
+    cli,
+    epochs_logged,
+    logged_model,
+    runs_of,
+    store,
+)
 from helpers.configs import model_config
 from helpers.files import limit_file_size, rewrite_keeping_stamps
 from helpers.images import class_colour, make_image_folder, make_image_pixels
@@ -14,11 +25,15 @@ from helpers.waiting import signal_when, wait_for
 __all__ = [
     "RUN",
     "TINY_MODEL",
+    "artifact",
+    "artifact_json",
+    "artifact_text",
     "class_colour",
     "cli",
     "epochs_logged",
     "free_port",
     "limit_file_size",
+    "logged_model",
     "make_image_folder",
     "make_image_pixels",
     "model_config",

@@ -26,7 +26,7 @@ RUN = ["data=folder", *TINY_MODEL, "tracking.log_model=false", "trainer.verbose=
 def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600,
         program: str = "alexnet-exp", env: dict | None = None):
     """Run ``alexnet-exp`` (or ``python -m alexnet_exp``, or another entry point) in ``cwd``."""
-    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
+    env = {**os.environ, **(env or {})}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     exe = [sys.executable, "-m", "alexnet_exp"] if module else [
         str(Path(sys.executable).with_name(program))]
@@ -40,12 +40,10 @@ def cli(cwd: Path, *args: str, module: bool = False, timeout: int = 600,
 def store(cwd: Path) -> MlflowClient:
     """A client of the run's store, created (schema migrated) now: a test that watches a running
     child must call this before starting it, or both migrate a new database at once."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
     (cwd / "mlruns").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
-    client = MlflowClient()
+    client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
     client.search_experiments(max_results=1)
     return client
 
@@ -60,3 +58,36 @@ def epochs_logged(client) -> int:
     exp = client.get_experiment_by_name("alexnet-exp")
     runs = client.search_runs([exp.experiment_id]) if exp else []
     return len(client.get_metric_history(runs[0].info.run_id, "loss")) if runs else 0
+
+
+def artifact(client: MlflowClient, run_id: str, path: str) -> Path:
+    """A run's artifact downloaded from the client's store (a file or a folder; a logged model
+    is the folder ``model``). Explicit store, never MLflow's process-wide tracking URI."""
+    import tempfile
+
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=path, dst_path=tempfile.mkdtemp(prefix="artifact-"),
+        tracking_uri=client.tracking_uri))
+
+
+def artifact_text(client: MlflowClient, run_id: str, path: str) -> str:
+    return artifact(client, run_id, path).read_text()
+
+
+def artifact_json(client: MlflowClient, run_id: str, path: str):
+    import json
+
+    return json.loads(artifact_text(client, run_id, path))
+
+
+def logged_model(client: MlflowClient, run_id: str, name: str = "model"):
+    """The Keras model a run logged, loaded by MLflow's tensorflow flavour."""
+    import mlflow
+
+    from alexnet_exp import model as alexnet
+
+    return mlflow.tensorflow.load_model(
+        str(artifact(client, run_id, name)),
+        keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
