@@ -53,7 +53,8 @@ bench: setup
 # An MLflow tracking server to try tracking=server (a team's runs in one place): SQLite and
 # artifacts under mlruns/server/, on 127.0.0.1 only. Train against it with
 #   alexnet-exp tracking=server tracking.uri=http://127.0.0.1:$(PORT)
-# README "Scaling out" has the PostgreSQL + object store set-up for a real team server.
+# docs/scaling.md ("A team tracking server") has the PostgreSQL + object store set-up for a real
+# team server.
 SERVER_STORE ?= $(STORE)/server
 server: setup
 	mkdir -p $(SERVER_STORE)/artifacts
