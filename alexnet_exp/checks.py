@@ -7,17 +7,19 @@ header first (format, mode, size) and names the problem when TensorFlow refuses 
 """
 
 import contextlib
-import errno
 import functools
 import hashlib
 import os
 import re
 import threading
 import warnings
-from pathlib import Path
 
 import tensorflow as tf
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+# The walk of a class folder is TensorFlow-free (the fingerprint takes it before TensorFlow
+# loads); the data scan still names it from here, beside the checks it feeds.
+from alexnet_exp.folders import list_files as list_files
 
 # Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
@@ -200,56 +202,3 @@ def file_digest(path: str) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def list_files(folder: Path, others: set[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files under ``folder`` (sorted) and the entries that cannot be followed, with why.
-
-    Symlinked folders are followed, each real folder once: a link back to an ancestor (a
-    loop) or into ``others`` (the data root, other class folders) is reported, not
-    entered, so the walk always ends. A dangling link, or a name that is not UTF-8 (TensorFlow
-    cannot open it, print cannot show it), is reported too instead of vanishing from the data.
-    """
-    files, problems, seen = [], [], {folder.resolve()}
-
-    def visit(directory: Path) -> None:
-        try:
-            entries = sorted(directory.iterdir())
-        except OSError as exc:
-            problems.append((str(directory), f"cannot list folder: {exc.strerror or exc}"))
-            return
-        for entry in entries:
-            where = str(entry)
-            try:
-                where.encode("utf-8")
-            except UnicodeEncodeError:
-                printable = where.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                problems.append((printable, "name is not valid UTF-8: rename it"))
-                continue
-            if entry.is_dir():
-                target = entry.resolve()
-                parent = entry.parent.resolve()
-                if target == parent or target in parent.parents:
-                    problems.append((where, f"symlink loop: points back to {target}; not followed"))
-                elif target in seen or target in others:
-                    problems.append((where, f"links to {target}, scanned elsewhere; not followed"))
-                else:
-                    seen.add(target)
-                    visit(entry)
-            elif entry.is_file():
-                files.append(entry)
-            elif entry.is_symlink():
-                problems.append((where, _broken_link(entry)))
-        # sockets and FIFOs are neither images nor worth a line in the report
-
-    visit(folder)
-    return sorted(files), problems
-
-
-def _broken_link(link: Path) -> str:
-    try:
-        link.stat()
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return f"symlink loop: {os.readlink(link)} leads back to itself"
-    return f"broken symlink: its target {os.readlink(link)} does not exist"

@@ -14,13 +14,13 @@ reading every byte would cost minutes on a big data set at every start.
 
 import hashlib
 import json
-import os
 import unicodedata
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig
+from alexnet_exp.folders import list_files
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
 
@@ -69,19 +69,6 @@ class DataFingerprint:
         return ", ".join(parts) or "same files, different fingerprint"
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, following symlinked folders once each (a loop ends)."""
-    found, seen = [], set()
-    for directory, subdirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(directory)
-        if real in seen:
-            subdirs[:] = []
-            continue
-        seen.add(real)
-        found += [Path(directory, n) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
-    return found
-
-
 def fingerprint_folder(root: Path, cfg: DataConfig, seed: int) -> DataFingerprint:
     """The fingerprint of the class-folder tree at ``root`` as ``cfg`` and ``seed`` split it.
 
@@ -94,12 +81,16 @@ def fingerprint_folder(root: Path, cfg: DataConfig, seed: int) -> DataFingerprin
                              and not d.name.startswith(".")), key=lambda d: d.name)
     except OSError:
         class_dirs = []
+    # The scan's walk, with the scan's no-go folders: the fingerprint covers the files the
+    # scan looks at (a link to the root or to another class is not followed by either).
+    others = {root.resolve()} | {d.resolve() for d in class_dirs}
     files: dict[str, tuple[int, int]] = {}
     for folder in class_dirs:
-        for path in _image_files(folder):
+        listed, _ = list_files(folder, others - {folder.resolve()})
+        for path in (p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES):
             try:
                 st = path.stat()
-            except OSError:  # a dangling link: the scan reports it
+            except OSError:  # gone since the listing: the scan will not find it either
                 continue
             key = _nfc(path.relative_to(root).as_posix())
             files[key] = (st.st_size, st.st_mtime_ns)

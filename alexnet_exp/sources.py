@@ -68,9 +68,9 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
     The archive is unpacked next to ``target`` and moved in with one rename, so an interrupted
     download never leaves a half-filled folder that a later run would take as complete.
     """
+    _refuse_to_overwrite(target, "flower class folders")  # before Keras loads: it takes seconds
     import keras
 
-    _refuse_to_overwrite(target, "flower class folders")
     target.parent.mkdir(parents=True, exist_ok=True)
     print(f"alexnet-exp: {target} has no class folders; downloading {url}", flush=True)
     try:
@@ -93,7 +93,9 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
         except (tarfile.TarError, OSError) as exc:
-            raise DataError(f"{archive} is not a readable .tgz archive ({exc}); delete it") from exc
+            reason = " ".join(str(exc).split())  # tarfile puts each method it tried on a line
+            raise DataError(f"{archive} is not a readable .tgz archive ({reason}); delete it"
+                            ) from exc
         candidates = [Path(tmp)] + [p for p in Path(tmp).rglob("*") if p.is_dir()]
         root = next((p for p in candidates if _has_class_folders(p)), None)
         if root is None:

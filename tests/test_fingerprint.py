@@ -65,3 +65,22 @@ def test_non_image_files_do_not_count_and_nfd_names_equal_nfc(tmp_path, image_fo
 def test_a_missing_folder_is_an_empty_fingerprint_for_the_scan_to_explain(tmp_path):
     empty = fingerprint_folder(tmp_path / "nowhere", CFG, 1)
     assert empty.classes == () and empty.files == {}
+
+
+def test_the_fingerprint_walks_class_folders_as_the_scan_does(tmp_path, image_folder):
+    """Links that the scan does not follow (to the root's parent, into another class) add no
+    file to the fingerprint; a linked folder elsewhere is followed, as the scan follows it."""
+    root = image_folder(tmp_path / "data")
+    image_folder(tmp_path / "outside", classes={"stray": 3})
+    extra = image_folder(tmp_path / "elsewhere", classes={"more": 2})
+    cat = root / "cat"
+    (cat / "up").symlink_to("../..", target_is_directory=True)
+    (cat / "to_dog").symlink_to(root / "dog", target_is_directory=True)
+    (cat / "loop").symlink_to(cat, target_is_directory=True)
+    (cat / "more").symlink_to(extra / "more", target_is_directory=True)
+    (cat / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+
+    files = fingerprint_folder(root, CFG, 1).files
+    assert sorted(k for k in files if "/more/" in k) == ["cat/more/more_000.jpg",
+                                                         "cat/more/more_001.jpg"]
+    assert len(files) == 12 + 2

@@ -18,3 +18,15 @@ def model_config(name: str, **overrides) -> ModelConfig:
         OmegaConf.structured(ModelConfig), OmegaConf.load(f"conf/model/{name}.yaml"), overrides
     )
     return OmegaConf.to_object(merged)
+
+
+def augment_config(name: str, **overrides):
+    """An AugmentConfig as Hydra composes it from conf/augment/<name>.yaml plus overrides."""
+    from omegaconf import OmegaConf
+
+    from alexnet_exp.config import AugmentConfig
+
+    merged = OmegaConf.merge(
+        OmegaConf.structured(AugmentConfig), OmegaConf.load(f"conf/augment/{name}.yaml"), overrides
+    )
+    return OmegaConf.to_object(merged)
