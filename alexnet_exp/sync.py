@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from alexnet_exp.paths import outbox_dir as default_dir  # noqa: F401  (the command's default)
-from alexnet_exp.tracking import outbox
+from alexnet_exp.tracking import replay
 
 
 def _load_model(path: Path):
@@ -20,4 +20,4 @@ def _load_model(path: Path):
 
 def sync(folder: Path, uri: str | None = None, out=sys.stdout) -> int:
     """Replay every outbox in ``folder``: 0 when all are sent, 2 while a server is away."""
-    return outbox.sync(folder, uri, out, load_model=_load_model)
+    return replay.sync(folder, uri, out, load_model=_load_model)

@@ -21,7 +21,7 @@ from helpers import TINY_MODEL, cli, free_port
 from mlflow.tracking import MlflowClient
 
 from alexnet_exp.paths import outbox_dir
-from alexnet_exp.tracking import outbox
+from alexnet_exp.tracking import outbox, replay
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
               "images_per_second")
@@ -296,11 +296,11 @@ def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_
     with box.path.open("a") as out:
         out.write('{"op": "metr')  # a kill mid-write
     with pytest.raises(Exception):  # noqa: B017  the artifact file is gone
-        outbox.replay(box, uri)
+        replay.replay(box, uri)
     assert [r["op"] for r in box.records()] == ["run", "artifact", "end"]  # the rest is sent
     box.files.mkdir(parents=True, exist_ok=True)
     (box.files / "missing.txt").write_text("found")
-    done = outbox.replay(box, uri)
+    done = replay.replay(box, uri)
     assert (done.points, done.status) == (0, "FAILED")
     assert not box.path.exists() and not box.files.exists()
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [
@@ -324,6 +324,6 @@ def test_a_buffered_model_waits_for_a_replay_that_can_load_it(tmp_path):
                 "code_dir": str(tmp_path), "metadata": {}})
     box.append({"op": "end", "status": "FINISHED"})
     with pytest.raises(outbox.NoModelLoader, match="alexnet-exp-sync"):
-        outbox.replay(box, uri)
+        replay.replay(box, uri)
     assert [r["op"] for r in box.records()] == ["run", "model", "end"]
     assert client.get_run(run_id).data.tags["before"] == "model"

@@ -8,8 +8,10 @@ and usable without a tracking server).
 - :mod:`.sweeps`: the parent run of a multirun, and which jobs already FINISHED.
 - :mod:`.reports`: FINISHED training runs read back for a report, and the report logged.
 - :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
-- :mod:`.outbox`: what a run logs while its server is away, replayed later (``alexnet-exp-sync``);
-- :mod:`.records`: what runs and outbox share: redaction, the logged model, the data set input.
+- :mod:`.outbox`: what a run logs while its server is away (a record file and its files);
+- :mod:`.replay`: an outbox sent to the server, by the run itself or by ``alexnet-exp-sync``;
+- :mod:`.records`: what runs and replays share: redaction, params, the logged model, the data
+  set input.
 
 A sink: it imports only :mod:`alexnet_exp.config`, :mod:`~alexnet_exp.errors`,
 :mod:`~alexnet_exp.keys` and :mod:`~alexnet_exp.paths` of ours (import-linter checks it). It
@@ -26,14 +28,14 @@ from alexnet_exp.tracking.models import (
     run_exists,
     run_tag,
 )
-from alexnet_exp.tracking.records import redact
+from alexnet_exp.tracking.records import flatten, git_commit, redact
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,
     find_training_runs,
     log_report,
 )
-from alexnet_exp.tracking.runs import Tracker, flatten, git_commit
+from alexnet_exp.tracking.runs import Tracker
 from alexnet_exp.tracking.store import Store, open_store, resolve_tracking_uri
 from alexnet_exp.tracking.sweeps import (
     CONFIG_HASH_TAG,

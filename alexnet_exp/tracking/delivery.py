@@ -19,7 +19,7 @@ from typing import Any
 
 from alexnet_exp.errors import first_line
 from alexnet_exp.paths import outbox_dir as default_outbox_dir
-from alexnet_exp.tracking import outage, outbox
+from alexnet_exp.tracking import outage, outbox, replay
 from alexnet_exp.tracking.records import redact
 
 
@@ -59,7 +59,7 @@ class Delivery:
         if not path.exists() or outbox.Outbox(path).writer_alive():
             return
         try:
-            outbox.replay(outbox.Outbox(path), self.uri, with_end=False,
+            replay.replay(outbox.Outbox(path), self.uri, with_end=False,
                           load_model=self._model_for_replay)
         except Exception as exc:
             if outage.is_outage(exc):
@@ -134,7 +134,7 @@ class Delivery:
         if outage.probe(self.uri, timeout=2.0):
             return False
         try:  # MLflow's own limits: the buffered artifacts and model may be large
-            done = outbox.replay(self.outbox, self.uri, with_end=False,
+            done = replay.replay(self.outbox, self.uri, with_end=False,
                                  load_model=self._model_for_replay)
         except Exception as exc:
             if outage.is_outage(exc):

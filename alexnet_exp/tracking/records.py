@@ -4,8 +4,10 @@ run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
 """
 
 import re
+import subprocess
 from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -62,3 +64,24 @@ def dataset_input(files: list[str], labels: list[str], splits: list[str], root: 
                                           digest=digest)
     return DatasetInput(dataset._to_mlflow_entity(),
                         tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay one value, as MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def git_commit(directory: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
+                             text=True, timeout=5, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

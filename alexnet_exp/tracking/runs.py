@@ -7,7 +7,6 @@ sends it at once or buffers it while the server is away.
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,31 +22,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from alexnet_exp.errors import UserError
 from alexnet_exp.tracking import outage, outbox
 from alexnet_exp.tracking.delivery import Delivery
-from alexnet_exp.tracking.records import dataset_input, log_tf_model, redact
+from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model, redact
 from alexnet_exp.tracking.store import Store
 
 STALE_TAGS = ("failure_reason", "error")  # how a run ends is written at its end
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay one value, as MLflow params are flat."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def git_commit(directory: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                             text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 class Tracker:
