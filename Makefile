@@ -23,11 +23,17 @@ setup: $(STAMP)
 train: setup
 	$(BIN)/alexnet-exp experiment=demo
 
+# Two pytest workers: a CLI test mostly waits on one single-threaded child process, so two
+# keep 2 cores busy. More would not help on 2 cores and each worker's TensorFlow takes ~1 GB.
+# loadgroup: the tests that share a module's trained model (xdist_group) stay on one worker.
+PYTEST_JOBS ?= 2
+PYTEST_ARGS := -q -ra -n $(PYTEST_JOBS) --dist loadgroup
+
 test: setup lint browser
-	$(BIN)/python -m pytest -q -ra --durations=10
+	$(BIN)/python -m pytest $(PYTEST_ARGS) --durations=15
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -ra -m "not slow"
+	$(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # ruff, then the import contracts in pyproject.toml (layers, tracking as a sink, no cycles)
 lint: setup

@@ -79,3 +79,14 @@ def tiny_data(tmp_path):
     """Three classes of twelve 48x40 JPEGs: enough for a CLI run of a tiny model."""
     return make_image_folder(tmp_path / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
                              size=(48, 40))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: ``--dist loadgroup``), the tests that share a
+    module-scoped fixture (a model trained once for the module, a recorded study) run on one
+    worker, so it is built once rather than once per worker."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures and any(defs[-1].scope == "module"
+                            for defs in fixtures.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
