@@ -22,7 +22,9 @@ from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from alexnet_exp import stopping  # noqa: E402
-from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
+from alexnet_exp.config import ExperimentConfig  # noqa: E402
+from alexnet_exp.config_checks import validate  # noqa: E402
+from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402

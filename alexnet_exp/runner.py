@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp import stopping
-from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
+from alexnet_exp.config import ExperimentConfig, resolve_threads
+from alexnet_exp.config_checks import validate
 from alexnet_exp.keys import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
