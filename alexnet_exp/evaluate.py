@@ -17,8 +17,9 @@ import tensorflow as tf
 from alexnet_exp.augment import eval_resize
 from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
-from alexnet_exp.data import class_name, decoder, orientations_of, scan_folder
+from alexnet_exp.data import decoder, orientations_of
 from alexnet_exp.errors import DataError
+from alexnet_exp.scan import class_name, scan_folder
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
 
@@ -236,7 +237,7 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     """``alexnet-exp-predict``: top-k classes per image, as a table or JSON."""
     import json
 
-    from alexnet_exp.data import check_image
+    from alexnet_exp.checks import check_image
     from alexnet_exp.tool_config import validate_predict
 
     validate_predict(cfg)

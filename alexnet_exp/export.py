@@ -116,7 +116,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
             f"the parity check needs real images: data_dir={data_dir} is not a folder; pass"
             " data_dir=/path/to/images (the training data works)"
         )
-    from alexnet_exp.data import check_image
+    from alexnet_exp.checks import check_image
 
     files = collect_images([data_dir])
     step = max(1, len(files) // count)
