@@ -180,4 +180,3 @@ def resolve_threads(threads: str, parallel_jobs: int, cores: int | None = None) 
     if threads == "auto":
         return max(1, (cores or os.cpu_count() or 1) // max(1, parallel_jobs))
     return int(threads)
-

@@ -190,4 +190,3 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
         )
-

@@ -33,4 +33,3 @@ def register_configs() -> None:
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="export_schema", node=ExportConfig)
     store.store(name="report_schema", node=ReportConfig)
-

@@ -120,6 +120,7 @@ def _decoded(files, labels, orientations, size, cfg, cache_dir, split) -> tf.dat
     ds = ds.ignore_errors(log_warning=True)
     return _cached(ds, cfg, cache_dir, f"{split}-{key}")
 
+
 def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
     """Fit the PCA colour basis on up to ``limit`` training images; the pass fills the cache."""
     stride = max(1, count // max(limit, 1))

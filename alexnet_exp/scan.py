@@ -90,8 +90,6 @@ class DataReport:
         return "\n".join(lines)
 
 
-
-
 def _inspect(path: str) -> list:
     reason = check_image(path)
     if reason:
