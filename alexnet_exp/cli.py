@@ -180,7 +180,7 @@ def eval_main() -> None:
 
 def predict_main() -> None:
     """``alexnet-exp-predict``: top-k classes of image files or folders."""
-    _tool("alexnet-exp-predict", "predict", "alexnet_exp.evaluate:run_prediction")()
+    _tool("alexnet-exp-predict", "predict", "alexnet_exp.predict:run_prediction")()
 
 
 def export_main() -> None:
