@@ -17,9 +17,9 @@ import tensorflow as tf
 
 from alexnet_exp.bundle import ModelBundle, load_bundle, sidecar_path
 from alexnet_exp.errors import UserError
-from alexnet_exp.evaluate import collect_images, predict_files
 from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.paths import atomic_write_text
+from alexnet_exp.predict import collect_images, predict_files
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -116,7 +116,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
             f"the parity check needs real images: data_dir={data_dir} is not a folder; pass"
             " data_dir=/path/to/images (the training data works)"
         )
-    from alexnet_exp.data import check_image
+    from alexnet_exp.checks import check_image
 
     files = collect_images([data_dir])
     step = max(1, len(files) // count)
@@ -128,7 +128,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
     from alexnet_exp.data import decoder, orientations_of
-    from alexnet_exp.evaluate import tta_views, view_size
+    from alexnet_exp.predict import tta_views, view_size
 
     expected = predict_files(bundle, files, "none", batch_size=len(files))
     size = view_size(bundle, "none")

@@ -12,6 +12,9 @@ from pathlib import Path
 # The installed package's own folder: the code a logged model carries (code_paths) and where
 # git_commit asks which commit ran.
 PACKAGE_DIR = Path(__file__).resolve().parent
+# The YAML of every config group (conf/ beside the package): the Hydra mains and the
+# command line's preflight compose from it.
+CONFIG_DIR = str(PACKAGE_DIR.parent / "conf")
 
 
 def cache_root() -> Path:

@@ -48,7 +48,7 @@ def dropped_images(cfg, tracker, datasets) -> None:
     """Name the images that stopped decoding during the run (the pipeline drops them when it
     reads them; an epoch served from the cache still has the old pixels), in the output and in
     the run's data report, which was logged before they changed."""
-    from alexnet_exp.data import changed_since_scan
+    from alexnet_exp.scan import changed_since_scan
 
     dropped = changed_since_scan(datasets.train_files + datasets.val_files,
                                  Path(datasets.report.root), cfg.data)

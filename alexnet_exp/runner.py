@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp import stopping
-from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
+from alexnet_exp.config import ExperimentConfig, resolve_threads
+from alexnet_exp.config_checks import validate
 from alexnet_exp.keys import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -185,7 +186,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 
 
 def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Built) -> RunSummary:
-    from alexnet_exp import record, train
+    from alexnet_exp import fit_callbacks, record, train
 
     tracker, point, datasets = prepared.tracker, prepared.point, built.datasets
     if point and point.run_id:  # a resumed run has its params and inputs already
@@ -193,8 +194,9 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
     else:
         record.run_inputs(cfg, ctx, tracker, built.model, datasets, built.summary_text,
                           prepared.identity)
-    schedule = train.step_schedule(cfg.optimizer, built.learning_rate, cfg.trainer.epochs,
-                                   math.ceil(len(datasets.train_files) / built.global_batch))
+    schedule = fit_callbacks.step_schedule(
+        cfg.optimizer, built.learning_rate, cfg.trainer.epochs,
+        math.ceil(len(datasets.train_files) / built.global_batch))
     result = train.fit(built.model, datasets.train, datasets.val, len(datasets.train_files),
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))

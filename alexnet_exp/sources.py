@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig
-from alexnet_exp.errors import DataError
+from alexnet_exp.errors import DataError, first_line
 from alexnet_exp.paths import cache_root
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -83,7 +83,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
             cache_subdir=".",
         )
     except Exception as exc:  # network, HTTP and checksum errors all end here
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(
             f"could not download flower_photos from {url} ({reason}). Without internet, use a"
             " local copy: alexnet-exp data=folder data.dir=/path/to/flower_photos"

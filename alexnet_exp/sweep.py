@@ -17,7 +17,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_exp import stopping
+from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
@@ -53,7 +53,7 @@ class MlflowSweepCallback(Callback):
         print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
         if "joblib" in str(config.hydra.launcher.get("_target_", "")):
             self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
-            os.environ[stopping.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
+            os.environ[job_locks.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
             stopping.before_raise(self.stop_workers)
 
     def stop_workers(self, signum: int) -> None:
@@ -62,12 +62,12 @@ class MlflowSweepCallback(Callback):
         systemd and ``timeout`` signal them all; a second signal changes nothing), then waits
         until each job has recorded its run KILLED. Only then may the stop unwind joblib, which
         kills its workers with SIGKILL."""
-        workers = stopping.child_processes(LOKY_WORKER)
+        workers = job_locks.child_processes(LOKY_WORKER)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         if workers and self.job_locks:
-            busy = stopping.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
+            busy = job_locks.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
             if busy:
                 print(f"alexnet-exp: jobs in processes {busy} did not end within"
                       f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING", file=sys.stderr,
@@ -90,6 +90,6 @@ class MlflowSweepCallback(Callback):
             os.environ.pop(PARENT_STORE_ENV, None)
         if self.job_locks:
             stopping.before_raise(None)
-            os.environ.pop(stopping.JOB_LOCKS_ENV, None)
+            os.environ.pop(job_locks.JOB_LOCKS_ENV, None)
             shutil.rmtree(self.job_locks, ignore_errors=True)
             self.job_locks = None

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from alexnet_exp import checks, data, sources
+from alexnet_exp import scan as folder_scan
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 
@@ -35,7 +36,7 @@ def folder_cfg(root: Path) -> DataConfig:
 
 
 def scan(root: Path):
-    return data.scan_folder(root, folder_cfg(root))
+    return folder_scan.scan_folder(root, folder_cfg(root))
 
 
 def base(tmp_path: Path, image_folder) -> Path:
@@ -260,10 +261,10 @@ import json, os, sys
 from pathlib import Path
 if os.access(sys.argv[2], os.R_OK):
     sys.exit("SKIP the file stays readable without CAP_DAC_OVERRIDE")
-from alexnet_exp import data
+from alexnet_exp import scan
 from alexnet_exp.config import DataConfig
 root = Path(sys.argv[1])
-files, _, report = data.scan_folder(root, DataConfig(name="folder", dir=str(root)))
+files, _, report = scan.scan_folder(root, DataConfig(name="folder", dir=str(root)))
 print(json.dumps({"files": files, "skipped": report.skipped}))
 """
 
@@ -513,8 +514,8 @@ def test_same_bytes_in_two_classes_is_reported_and_left_out(tmp_path, image_fold
     same_class = root / "dog" / "dog_000_again.png"  # a copy within one class is harmless
     shutil.copyfile(root / "dog" / "dog_000.png", same_class)
     calls = []
-    real_check = data.check_image
-    monkeypatch.setattr(data, "check_image", lambda p: calls.append(p) or real_check(p))
+    real_check = folder_scan.check_image
+    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
 
     files, _, report = scan(root)
 
@@ -531,7 +532,7 @@ def test_same_bytes_in_two_classes_is_reported_and_left_out(tmp_path, image_fold
     # A re-scan finds them from the cached hashes without checking (or hashing) a file again.
     calls.clear()
     monkeypatch.setattr(checks, "file_digest", lambda p: pytest.fail("re-hashed " + p))
-    monkeypatch.setattr(data, "file_digest", lambda p: pytest.fail("re-hashed " + p))
+    monkeypatch.setattr(folder_scan, "file_digest", lambda p: pytest.fail("re-hashed " + p))
     assert scan(root)[2].duplicates == report.duplicates
     assert calls == []
     ds, _ = one_pass(root, tmp_path)
@@ -554,14 +555,14 @@ def test_old_check_cache_entries_are_checked_again_once(tmp_path, image_folder, 
     ctime and inode were recorded) are checked again once, never trusted."""
     root = base(tmp_path, image_folder)
     files, _, _ = scan(root)
-    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{data.CHECK_CACHE_VERSION}.json"
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{folder_scan.CHECK_CACHE_VERSION}.json"
     store = alexnet_cache / "checks" / name
     entries = json.loads(store.read_text())
     assert all(len(entry) == 7 for entry in entries.values())
     store.write_text(json.dumps({p: entry[:2] + entry[4:5] for p, entry in entries.items()}))
     calls = []
-    real_check = data.check_image
-    monkeypatch.setattr(data, "check_image", lambda p: calls.append(p) or real_check(p))
+    real_check = folder_scan.check_image
+    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
 
     assert scan(root)[0] == files
     assert sorted(calls) == sorted(files)

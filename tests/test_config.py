@@ -7,14 +7,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from alexnet_exp.config import (
-    ExperimentConfig,
-    feature_map_trace,
-    pool_window,
-    register_configs,
-    resolve_threads,
-    validate,
-)
+from alexnet_exp.config import ExperimentConfig, pool_window, resolve_threads
+from alexnet_exp.config_checks import feature_map_trace, validate
+from alexnet_exp.config_store import register_configs
 from alexnet_exp.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"

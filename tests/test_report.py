@@ -14,10 +14,12 @@ from mlflow.entities import Metric, Param
 from PIL import Image
 
 from alexnet_exp import report_plots
-from alexnet_exp.config import ReportConfig, TrackingConfig
+from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import ConfigError, UserError
 from alexnet_exp.keys import DATA_ROOT_TAG
-from alexnet_exp.report import make_groups, run_report
+from alexnet_exp.report import run_report
+from alexnet_exp.report_groups import make_groups
+from alexnet_exp.tool_config import ReportConfig
 from alexnet_exp.tracking import TrainingRun
 
 EXPERIMENT = "six_ideas"
