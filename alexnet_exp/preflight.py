@@ -20,6 +20,8 @@ from alexnet_exp.paths import CONFIG_DIR
 
 TARGET_KEY = "_target_"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # Hydra's: a user's folder of configs beside ours
+SEARCHPATH_KEY = "hydra.searchpath"
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
@@ -55,6 +57,52 @@ def composition_error(exc: Exception) -> str:
     return f"cannot parse the command line ({'; '.join(lines)}): write overrides as key=value"
 
 
+def user_config_dir(args: list[str]) -> tuple[list[str], str | None]:
+    """The command line without Hydra's ``--config-dir <folder>`` (``-cd``, ``--config-dir=``),
+    and that folder made absolute (None when not given).
+
+    Raises :class:`UserError` when the folder is missing, as Hydra would, in one line.
+    """
+    rest, folder = [], None
+    it = iter(args)
+    for arg in it:
+        if arg in CONFIG_DIR_FLAGS:
+            folder = next(it, "")
+        elif arg.startswith(f"{CONFIG_DIR_FLAGS[0]}="):
+            folder = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if folder is None:
+        return rest, None
+    absolute = Path(folder).expanduser().absolute()
+    if not folder or not absolute.is_dir():
+        raise UserError(f"--config-dir {folder}: no such folder (it holds your own config"
+                        " groups, e.g. experiment/my_study.yaml)")
+    return rest, str(absolute)
+
+
+def with_search_path(overrides: list[str], folder: str | None) -> list[str]:
+    """``overrides`` composing as ``--config-dir <folder>`` makes Hydra: the folder added to
+    ``hydra.searchpath`` (after any the command line already gives), so the compose API sees
+    the user's config groups beside ours."""
+    if folder is None:
+        return overrides
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    given: list[str] = []
+    rest = []
+    for arg in overrides:
+        key = arg.split("=", 1)[0].lstrip("+~")
+        if key == SEARCHPATH_KEY:
+            (override,) = parser.parse_overrides([arg])
+            given = list(override.value() or [])
+        else:
+            rest.append(arg)
+    entries = ",".join(f"'{entry}'" for entry in [*given, f"file://{folder}"])
+    return [*rest, f"{SEARCHPATH_KEY}=[{entries}]"]
+
+
 def refuse_target_overrides(args: list[str]) -> None:
     """Refuse any command-line ``_target_``: Hydra would import and call whatever it names
     (``hydra.callbacks.x._target_=os.system``), so a pasted or generated command line could run
@@ -67,7 +115,7 @@ def refuse_target_overrides(args: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    for arg in args:
+    for arg in user_config_dir(args)[0]:
         if arg.startswith("-"):
             continue
         try:
@@ -103,10 +151,12 @@ def preflight(args: list[str]) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    args, folder = user_config_dir(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
     if any(a.startswith("-") for a in overrides):  # --cfg, --help, ...: Hydra's own business
         return
+    overrides = with_search_path(overrides, folder)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         try:
             jobs = sweep_jobs(overrides, compose) if multirun else [(overrides, None)]

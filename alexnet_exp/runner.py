@@ -26,7 +26,7 @@ from alexnet_exp.keys import (
     DISK_FAILURE,
 )
 from alexnet_exp.outcome import RunSummary, SkippedJob
-from alexnet_exp.paths import PACKAGE_DIR
+from alexnet_exp.paths import CHECKOUT_DIR
 from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
 
 
@@ -171,7 +171,8 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     point = prepared.point
     return {
         "overrides": " ".join(ctx.overrides) or "(none)",
-        "git_commit": git_commit(PACKAGE_DIR),  # the code that ran, wherever launched
+        # the code that ran, wherever launched; none for an installed copy (not a checkout)
+        "git_commit": git_commit(CHECKOUT_DIR) if CHECKOUT_DIR else None,
         "hydra_output_dir": str(ctx.output_dir),
         "precision_policy": built.policy,
         "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
