@@ -172,10 +172,10 @@ def make_datasets(
     """
     files, labels, report = scan_folder(root, data_cfg)
     train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed, report.class_names)
+    report.train_size, report.val_size = len(train_idx), len(val_idx)  # the split, unlimited
     train_idx = train_idx[:limited_count(limits[0], len(train_idx), batch_size)]
     val_idx = val_idx[:limited_count(limits[1], len(val_idx), batch_size)]
     train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
-    report.train_size, report.val_size = len(train_files), len(val_files)
     num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
     train_base = _decoded(train_files, labels[train_idx], orientations_of(train_files,

@@ -119,7 +119,8 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     print(datasets.report.to_text(), flush=True)
     if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
         print(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
-              f" val batches per epoch (trainer.limit_train_batches="
+              f" val batches per epoch ({len(datasets.train_files)} and"
+              f" {len(datasets.val_files)} images; trainer.limit_train_batches="
               f"{cfg.trainer.limit_train_batches}, limit_val_batches="
               f"{cfg.trainer.limit_val_batches})", flush=True)
     with strategy.scope():

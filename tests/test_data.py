@@ -635,6 +635,7 @@ def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_p
     assert (limited.train_steps, limited.val_steps) == (3, 1)  # what Keras is told per epoch
     assert limited.train_files == full.train_files[:6]  # 3 batches of 2: the first of the split
     assert limited.val_files == full.val_files[:2]  # half of 3 val batches, rounded down
+    assert limited.report.train_size == len(full.train_files)  # the report tells the split
     np.testing.assert_array_equal(limited.val_labels, full.val_labels[:2])
     first, second = (sorted(collect(limited.train)[1].argmax(axis=1).tolist()) for _ in "12")
     assert first == second == sorted(limited.train_labels.tolist())  # the same images again
