@@ -8,6 +8,7 @@ say (a dropout rate of 1.5, an input too small for the strides) is checked by
 This module imports nothing of ours, so every layer can take these plain dataclasses.
 """
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -112,11 +113,17 @@ class TrainerConfig:
     resume: bool = True  # rerunning a killed run's command continues it from its last epoch
     threads: str = "auto"  # intra-op threads: "auto" = cores / parallel sweep jobs, or a number
     inter_op_threads: int = 0
+    # Part of each split per epoch (debug=fast/overfit/limit): a whole number is that many
+    # batches, a float in (0, 1] that fraction of them, null all. Always the same images (the
+    # first of the seeded split), so debug=overfit can learn them by heart; being config keys,
+    # they are in the config hash, so a limited run is never resumed or reused as a full one.
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
 
 
 @dataclass
 class TrackingConfig:
-    backend: str = "local"
+    backend: str = "local"  # local | server | none (no MLflow run at all: a throwaway trial)
     uri: str | None = None
     store_dir: str = "mlruns"
     experiment_name: str = "alexnet-exp"
@@ -180,3 +187,13 @@ def resolve_threads(threads: str, parallel_jobs: int, cores: int | None = None) 
     if threads == "auto":
         return max(1, (cores or os.cpu_count() or 1) // max(1, parallel_jobs))
     return int(threads)
+
+
+def limited_count(limit: int | float | None, count: int, batch_size: int) -> int:
+    """How many of a split's ``count`` images a ``trainer.limit_*_batches`` value keeps: whole
+    batches (a fraction rounds down, as Lightning's does, but never to none)."""
+    if limit is None:
+        return count
+    batches = limit if isinstance(limit, int) else max(
+        1, int(limit * math.ceil(count / batch_size)))
+    return min(count, batches * batch_size)

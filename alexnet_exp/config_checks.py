@@ -27,7 +27,7 @@ STRATEGIES = ("none", "mirrored", "multi_worker")
 BATCH_MEANINGS = ("global", "per_replica")
 LR_SCALINGS = ("none", "linear", "sqrt")
 COMMUNICATIONS = ("auto", "ring", "nccl")
-TRACKING_BACKENDS = ("local", "server")
+TRACKING_BACKENDS = ("local", "server", "none")
 # Which earlier FINISHED run a sweep job may stand in for: one of this sweep (its parent's
 # jobs), any of the experiment, or none (always train).
 SWEEP_REUSE = ("sweep", "experiment", "never")
@@ -50,6 +50,16 @@ def require_in_range(key: str, value: float, low: float, high: float, *, high_op
 def require_at_least(key: str, value: float | None, low: float) -> None:
     if value is not None and value < low:
         raise ConfigError(f"{key}={value} must be >= {low}")
+
+
+def require_batch_limit(key: str, value: int | float | None) -> None:
+    """A ``trainer.limit_*_batches``: a whole number of batches >= 1, or a fraction in (0, 1]
+    (1.0 is every batch, 1 is one batch, as in Lightning)."""
+    if value is None or (type(value) is int and value >= 1) or (
+            isinstance(value, float) and 0.0 < value <= 1.0):
+        return
+    raise ConfigError(f"{key}={value} must be a number of batches >= 1 (e.g. {key}=5) or a"
+                      f" fraction of them in (0, 1] (e.g. {key}=0.1)")
 
 
 def feature_map_trace(model: ModelConfig, input_size: int | None = None) -> list[tuple]:
@@ -176,6 +186,8 @@ def validate(cfg: ExperimentConfig) -> None:
     if t.threads != "auto" and not (t.threads.isdigit() and int(t.threads) >= 1):
         raise ConfigError(f"trainer.threads={t.threads!r} must be auto or a whole number >= 1")
     require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
+    require_batch_limit("trainer.limit_train_batches", t.limit_train_batches)
+    require_batch_limit("trainer.limit_val_batches", t.limit_val_batches)
     require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
     require_choice("distribute", cfg.distribute.strategy, STRATEGIES)
     require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from alexnet_exp import augment
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
-from alexnet_exp.config import AugmentConfig, DataConfig
+from alexnet_exp.config import AugmentConfig, DataConfig, limited_count
 from alexnet_exp.errors import DataError
 from alexnet_exp.scan import DataReport, scan_folder
 
@@ -162,12 +162,20 @@ def make_datasets(
     seed: int,
     cache_dir: Path,
     fit_lighting: bool = True,
+    limits: tuple[int | float | None, int | float | None] = (None, None),
 ) -> Datasets:
-    """Scan ``root``, split it, and build the train and validation pipelines."""
+    """Scan ``root``, split it, and build the train and validation pipelines.
+
+    ``limits`` (``trainer.limit_train_batches``, ``limit_val_batches``) keep the first images
+    of each seeded split: taken before the pipelines are built, so the cache holds only them,
+    every epoch sees the same ones and the step counts Keras is given stay exact.
+    """
     files, labels, report = scan_folder(root, data_cfg)
     train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed, report.class_names)
+    report.train_size, report.val_size = len(train_idx), len(val_idx)  # the split, unlimited
+    train_idx = train_idx[:limited_count(limits[0], len(train_idx), batch_size)]
+    val_idx = val_idx[:limited_count(limits[1], len(val_idx), batch_size)]
     train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
-    report.train_size, report.val_size = len(train_files), len(val_files)
     num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
     train_base = _decoded(train_files, labels[train_idx], orientations_of(train_files,

@@ -31,10 +31,15 @@ class SkippedJob:
 
 
 def summary_lines(summary: RunSummary) -> str:
-    return "\n".join([
+    lines = [
         f"alexnet-exp: {summary.epochs} epochs in {summary.seconds:.0f} s,"
         f" {summary.parameters:,} parameters",
         f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
+    ]
+    if not summary.run_id:  # tracking=none: a throwaway trial
+        return "\n".join([*lines, "  nothing recorded in MLflow (tracking=none)"])
+    return "\n".join([
+        *lines,
         f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
         f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
     ])

@@ -9,6 +9,8 @@ raise :class:`~alexnet_exp.errors.UserError`; the entry point owns how a process
 
 import re
 import tempfile
+from dataclasses import fields, is_dataclass
+from difflib import get_close_matches
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -26,7 +28,33 @@ SEARCHPATH_KEY = "hydra.searchpath"
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
     """The composed DictConfig as the typed dataclass tree the rest of the package takes."""
+    refuse_added_keys(cfg)
     return OmegaConf.to_object(cfg)
+
+
+def refuse_added_keys(cfg: DictConfig, path: str = "") -> None:
+    """Refuse a key that no schema has under a typed section (``+trainer.epoch=3``).
+
+    Hydra applies ``+key=value`` and ``++key=value`` with OmegaConf's ``force_add``, which
+    lifts struct mode on every node of the path, typed dataclass nodes included; so the typo is
+    added beside ``trainer.epochs`` and the run trains its default epochs as if it had been
+    asked to. A ``+`` stays free where the config has no schema (``hydra.*``, a plain dict),
+    and ``+group=option`` adds to the defaults list, not to a node.
+    """
+    schema = OmegaConf.get_type(cfg)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in cfg:
+        if not path and key == "hydra":
+            continue
+        full = f"{path}{key}"
+        if known is not None and key not in known:
+            close = get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {path}{close[0]}?" if close else ""
+            raise UserError(f"{full} is not a key of the config{hint} (a + adds no key to a"
+                            " typed section; alexnet-exp --cfg job lists every key)")
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_none() and not node._is_missing():
+            refuse_added_keys(node, f"{full}.")
 
 
 def composition_error(exc: Exception) -> str:
@@ -163,6 +191,7 @@ def preflight(args: list[str]) -> None:
             for job, swept in jobs:
                 try:
                     cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
+                    refuse_added_keys(cfg)
                     if multirun:
                         validate(to_experiment_config(_without_hydra(cfg)))
                 except (HydraException, UserError, OmegaConfBaseException) as exc:

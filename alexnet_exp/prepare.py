@@ -33,6 +33,8 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
     """Check the store, identify the job, skip it or find where it starts: no TensorFlow."""
     if cfg.dry_run:
         return Prepared(identify(cfg))
+    if cfg.tracking.backend == "none":
+        return _untracked(cfg, ctx)
     from alexnet_exp import tracking
 
     store = tracking.open_store(cfg.tracking, ctx.launch_dir)
@@ -53,6 +55,20 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
             _link_if_outside(store, parent_run_id, tracking.recorded_run(store, point.run_id),
                              "resumed")
     return Prepared(identity, tracker, parent_run_id, point)
+
+
+def _untracked(cfg: ExperimentConfig, ctx) -> Prepared:
+    """``tracking=none``: no store is opened (so none is created), nothing is skipped or resumed
+    from one, and the tracker takes every write and keeps none (a non-chief worker's tracker);
+    checkpoints still go to the job's own folder."""
+    from alexnet_exp.distribute import SilentTracker
+
+    point = None
+    if cfg.trainer.checkpoint:
+        from alexnet_exp.resume import starting_point
+
+        point = starting_point([], ctx.output_dir)
+    return Prepared(identify(cfg), SilentTracker(), None, point)
 
 
 def run_name_for(overrides: list[str]) -> str:

@@ -113,9 +113,16 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     datasets = make_datasets(
         cfg.data, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
         cfg.seed, cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
+        limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
     print(datasets.report.to_text(), flush=True)
+    if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
+        print(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
+              f" val batches per epoch ({len(datasets.train_files)} and"
+              f" {len(datasets.val_files)} images; trainer.limit_train_batches="
+              f"{cfg.trainer.limit_train_batches}, limit_val_batches="
+              f"{cfg.trainer.limit_val_batches})", flush=True)
     with strategy.scope():
         model = build_alexnet(cfg.model, len(datasets.class_names))
     built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)

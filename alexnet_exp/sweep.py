@@ -33,10 +33,19 @@ class MlflowSweepCallback(Callback):
         self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexnet_exp import tracking
-
         if config.get("dry_run"):
             return  # nothing is trained or logged, so there is nothing to group
+        if config.tracking.backend != "none":  # tracking=none: no run, so no parent run either
+            self.start_parent(config)
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
+            os.environ[job_locks.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
+            stopping.before_raise(self.stop_workers)
+
+    def start_parent(self, config: DictConfig) -> None:
+        """The sweep's parent run, its id handed to the jobs through the environment."""
+        from alexnet_exp import tracking
+
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
         try:
             self.store = tracking.open_store(tracking_cfg, Path(config.hydra.runtime.cwd))
@@ -51,10 +60,6 @@ class MlflowSweepCallback(Callback):
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[PARENT_STORE_ENV] = self.store.uri
         print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
-        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
-            self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
-            os.environ[job_locks.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
-            stopping.before_raise(self.stop_workers)
 
     def stop_workers(self, signum: int) -> None:
         """A stop signal to this process ends the jobs in joblib's worker processes first:

@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from alexnet_exp.config import ExperimentConfig, pool_window, resolve_threads
+from alexnet_exp.config import ExperimentConfig, limited_count, pool_window, resolve_threads
 from alexnet_exp.config_checks import feature_map_trace, validate
 from alexnet_exp.config_store import register_configs
 from alexnet_exp.errors import ConfigError
@@ -35,7 +35,7 @@ def test_every_experiment_preset_composes_and_validates(experiment):
 @pytest.mark.parametrize(
     "override",
     [f"{g}={o}" for g in ("data", "model", "norm", "dropout", "augment", "optimizer", "trainer",
-                          "tracking", "distribute", "cluster") for o in group_options(g)],
+                          "tracking", "distribute", "cluster", "debug") for o in group_options(g)],
 )
 def test_every_group_option_composes(override):
     cfg = compose_config(override, "data.dir=/tmp/x", "tracking.uri=http://127.0.0.1:1")
@@ -81,6 +81,10 @@ def test_type_errors_are_refused_at_composition():
         (["sweep.objective=accuracy"], "sweep.objective='accuracy' is not one of best_val_acc"),
         (["augment.min_area=0"], r"augment.min_area=0.0 is outside \(0.0, 1.0\]"),
         (["augment.min_area=1.5"], r"augment.min_area=1.5 is outside \(0.0, 1.0\]"),
+        (["trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 must be a number of"),
+        (["trainer.limit_val_batches=1.5"], r"limit_val_batches=1.5 .* fraction of them in \(0,"),
+        (["trainer.limit_val_batches=0.0"], "trainer.limit_val_batches=0.0 must be"),
+        (["trainer.limit_train_batches=-2"], "trainer.limit_train_batches=-2 must be"),
     ],
 )
 def test_out_of_range_values_name_key_and_value(overrides, message):
@@ -175,3 +179,45 @@ def test_parallel_jobs_come_from_the_joblib_launcher():
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN)) == 1  # the basic launcher: one at a time
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=3)) == 3
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=-1)) == os.cpu_count()
+
+
+def test_batch_limits_keep_whole_batches_a_whole_number_or_a_fraction_of_them():
+    assert limited_count(None, 100, 8) == 100
+    assert limited_count(3, 100, 8) == 24  # 3 batches
+    assert limited_count(50, 100, 8) == 100  # more batches than the split has: all of it
+    assert limited_count(0.5, 100, 8) == 48  # half of 13 batches, rounded down: 6
+    assert limited_count(0.01, 100, 8) == 8  # never no batch at all
+    assert limited_count(1.0, 100, 8) == 100  # 1.0 is every batch, 1 is one batch
+    assert limited_count(1, 100, 8) == 8
+
+
+def test_batch_limits_keep_their_type_and_refuse_what_is_no_number():
+    cfg = compose_config("trainer.limit_train_batches=3", "trainer.limit_val_batches=0.5")
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (3, 0.5)
+    assert type(cfg.trainer.limit_train_batches) is int
+    validate(cfg)
+    with pytest.raises(Exception, match="limit_train_batches"):
+        compose_config("trainer.limit_train_batches=some")
+    cfg = compose_config()
+    cfg.trainer.limit_val_batches = True  # a notebook's dataclass: no OmegaConf type check
+    with pytest.raises(ConfigError, match="limit_val_batches=True"):
+        validate(cfg)
+
+
+def test_debug_presets_are_what_lightning_hydra_template_users_know():
+    fast = compose_config("debug=fast")
+    assert (fast.trainer.epochs, fast.trainer.limit_train_batches,
+            fast.trainer.limit_val_batches) == (1, 3, 2)
+    assert not fast.trainer.checkpoint and not fast.trainer.tensorboard
+    assert fast.tracking.backend == "none"
+    overfit = compose_config("experiment=demo", "debug=overfit")  # wins over the experiment
+    assert overfit.trainer.epochs >= 20 and overfit.trainer.limit_train_batches == 2
+    assert (overfit.model.dropout_rate, overfit.augment.name) == (0.0, "none")
+    assert overfit.trainer.early_stopping_patience is None
+    assert overfit.trainer.reduce_lr_patience is None
+    assert overfit.tracking.experiment_name == "debug"
+    limit = compose_config("debug=limit")
+    assert isinstance(limit.trainer.limit_train_batches, float)
+    assert 0 < limit.trainer.limit_train_batches < 1 and limit.tracking.backend == "local"
+    assert compose_config().trainer.limit_train_batches is None  # debug: null by default
+    assert compose_config("debug=fast", "tracking=local").tracking.backend == "local"

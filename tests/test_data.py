@@ -624,3 +624,19 @@ def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path, image_folde
     with pytest.raises(DataError, match=r"class folder\(s\) kiwi \(1 image\)") as error:
         build(root, tmp_path)
     assert "[1]" not in str(error.value)
+
+
+def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_path,
+                                                                           image_folder):
+    root = image_folder(tmp_path / "data", classes={"a": 8, "b": 8, "c": 8})
+    full = build(root, tmp_path, batch_size=2)
+    limited = data.make_datasets(folder_cfg(root), augment_cfg("none"), Path(root), INPUT, 2, 7,
+                                 cache_dir=tmp_path / "limited-cache", limits=(3, 0.5))
+    assert (limited.train_steps, limited.val_steps) == (3, 1)  # what Keras is told per epoch
+    assert limited.train_files == full.train_files[:6]  # 3 batches of 2: the first of the split
+    assert limited.val_files == full.val_files[:2]  # half of 3 val batches, rounded down
+    assert limited.report.train_size == len(full.train_files)  # the report tells the split
+    np.testing.assert_array_equal(limited.val_labels, full.val_labels[:2])
+    first, second = (sorted(collect(limited.train)[1].argmax(axis=1).tolist()) for _ in "12")
+    assert first == second == sorted(limited.train_labels.tolist())  # the same images again
+    assert len(collect(limited.val)[0]) == 2
