@@ -7,12 +7,12 @@ sweep's parent run with it) is decided here.
 """
 
 import importlib
+import logging
 import os
 import re
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a dead server: fail in seconds
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from alexnet_exp import stopping  # noqa: E402
+from alexnet_exp import console, stopping  # noqa: E402
 from alexnet_exp.config_checks import validate  # noqa: E402
 from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
@@ -34,6 +34,8 @@ from alexnet_exp.preflight import (  # noqa: E402
     refuse_target_overrides,
     to_experiment_config,
 )
+
+log = logging.getLogger(__name__)
 
 register_configs()
 
@@ -93,8 +95,9 @@ def _train_job(cfg: DictConfig) -> float | None:
         fail(killed(stop), code=stop.exit_code, status="KILLED")
     if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
+    summary.output_dir, summary.tensorboard = str(output_dir), experiment.trainer.tensorboard
     (output_dir / "summary.json").write_text(summary_json(summary))
-    print(summary_lines(summary), flush=True)
+    log.info(summary_lines(summary))
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
 
 
@@ -158,6 +161,8 @@ def _tool(program: str, config_name: str, job: str):
     def run_tool(cfg: DictConfig) -> None:
         typed = OmegaConf.to_object(cfg)
         module, function = job.split(":")
+        if module != "alexnet_exp.report":  # the one tool without TensorFlow
+            console.load_tensorflow()
         try:
             getattr(importlib.import_module(module), function)(
                 typed, Path(HydraConfig.get().runtime.cwd))

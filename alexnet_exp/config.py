@@ -107,7 +107,9 @@ class TrainerConfig:
     reduce_lr_factor: float = 0.1
     target_val_accuracy: float | None = None
     label_smoothing: float = 0.0
-    verbose: int = 1
+    # auto: Keras's live progress bar on a terminal, one line per epoch when stdout is a file
+    # or a pipe (CI, SLURM, nohup); 0 silent, 1 the bar, 2 one line per epoch
+    verbose: str = "auto"
     tensorboard: bool = True
     checkpoint: bool = True
     resume: bool = True  # rerunning a killed run's command continues it from its last epoch
@@ -180,6 +182,14 @@ def pool_window(model: ModelConfig) -> tuple[int, int]:
     """(size, stride) of the max-pools: explicit ``pool_size``/``pool_stride`` win over ``pool``."""
     size, stride = POOL_WINDOWS.get(model.pool, (3, 2))
     return model.pool_size or size, model.pool_stride or stride
+
+
+def resolve_verbose(verbose: str | int, terminal: bool) -> int:
+    """Keras's ``verbose`` for ``trainer.verbose``: ``auto`` is the live bar (1) on a terminal,
+    one line per epoch (2) otherwise, where the bar's redrawing fills a log file."""
+    if str(verbose) == "auto":
+        return 1 if terminal else 2
+    return int(verbose)
 
 
 def resolve_threads(threads: str, parallel_jobs: int, cores: int | None = None) -> int:

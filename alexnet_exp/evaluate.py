@@ -6,8 +6,8 @@ folders in another order is still scored correctly. The probabilities come from
 :mod:`alexnet_exp.predict` (the same test-time views ``alexnet-exp-predict`` uses).
 """
 
+import logging
 import re
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,8 @@ from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.predict import predict_files
 from alexnet_exp.scan import class_name, scan_folder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         warnings.simplefilter("always")
         result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+        log.warning(f"warning: {warning.message}")
     print(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
     print(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
           f" {result.top_k_accuracy:.4f}\n")
@@ -147,7 +149,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         csv_path = Path(cfg.output).expanduser()
         write_predictions_csv(csv_path, result.files, result.true, result.probs,
                               bundle.class_names)
-        print(f"\npredictions: {csv_path}")
+        log.info(f"\npredictions: {csv_path}")
     if cfg.log:
         figure = plots.confusion_matrix_figure(result.matrix, bundle.class_names,
                                                f"{root.name}, tta={cfg.tta}")
@@ -156,5 +158,5 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
             metrics=eval_metrics(result),
             figure=figure, report_text=result.report_text, csv_path=csv_path)
         plots.close(figure)
-        print(f"\nMLflow evaluation run {run_id}")
+        log.info(f"\nMLflow evaluation run {run_id}")
     return result

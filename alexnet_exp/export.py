@@ -6,6 +6,7 @@ images before it is reported (and logged to the training run) as good.
 """
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from alexnet_exp.errors import UserError
 from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.paths import atomic_write_text
 from alexnet_exp.predict import collect_images, predict_files
+
+log = logging.getLogger(__name__)
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -157,14 +160,14 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
     out_dir = (launch_dir / cfg.output_dir).resolve()
     path = export_model(bundle, cfg.format, cfg.quantize, out_dir)
     size_mb = sum(p.stat().st_size for p in [path, *path.rglob("*")] if p.is_file()) / 1e6
-    print(f"exported {path} ({size_mb:.1f} MB)")
+    log.info(f"exported {path} ({size_mb:.1f} MB)")
     parity = check_parity(bundle, exported_predictor(path, cfg.format), files)
     tolerance = cfg.max_abs_diff
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[cfg.quantize if cfg.quantize != "none" else cfg.format]
-    print(f"parity on {parity.images} images: max |p_export - p_keras| ="
-          f" {parity.max_abs_diff:.2e} (tolerance {tolerance:.0e}), top-1 agreement"
-          f" {parity.top1_agreement:.3f} (minimum {cfg.min_top1_agreement})")
+    log.info(f"parity on {parity.images} images: max |p_export - p_keras| ="
+             f" {parity.max_abs_diff:.2e} (tolerance {tolerance:.0e}), top-1 agreement"
+             f" {parity.top1_agreement:.3f} (minimum {cfg.min_top1_agreement})")
     if parity.max_abs_diff > tolerance or parity.top1_agreement < cfg.min_top1_agreement:
         raise UserError(f"{path} fails the parity check (see above); it is not logged."
                         " Raise max_abs_diff= or lower min_top1_agreement= to accept it")
@@ -173,5 +176,5 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
                                      f"exports/{cfg.format}")
         tracking.log_artifact_to_run(bundle.store, bundle.train_run_id, sidecar_path(path),
                                      f"exports/{cfg.format}")
-        print(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
+        log.info(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
     return path, parity

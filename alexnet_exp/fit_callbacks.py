@@ -6,6 +6,7 @@ because each is a small state machine of its own; their counters that must survi
 are named in :data:`alexnet_exp.resume.COUNTERS` by class name, so a class keeps its name.
 """
 
+import logging
 import math
 import os
 import time
@@ -17,6 +18,8 @@ import keras
 from alexnet_exp import stopping
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
 from alexnet_exp.resume import EpochCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class StepSchedule(keras.callbacks.Callback):
@@ -75,7 +78,8 @@ class TargetValAccuracy(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (logs or {}).get("val_accuracy", 0.0) >= self.target:
-            print(f"\nalexnet-exp: val_accuracy reached trainer.target_val_accuracy={self.target}")
+            log.info("\nalexnet-exp: val_accuracy reached"
+                     f" trainer.target_val_accuracy={self.target}")
             self.model.stop_training = True
 
 
@@ -141,9 +145,9 @@ class EpochReporter(keras.callbacks.Callback):
     """Adds lr, epoch seconds and images/s to each epoch's logs, checkpoints, then logs them."""
 
     def __init__(self, train_size: int, on_epoch_end: Callable[[int, dict], None] | None,
-                 history: list[dict] | None = None):
+                 history: list[dict] | None = None, show: bool = True):
         super().__init__()
-        self.train_size, self.hook = train_size, on_epoch_end
+        self.train_size, self.hook, self.show = train_size, on_epoch_end, show
         self.history: list[dict] = list(history or [])  # a resumed run's earlier epochs
         self.saver: EpochCheckpoint | None = None
 
@@ -157,12 +161,27 @@ class EpochReporter(keras.callbacks.Callback):
         metrics.update(lr=self.lr, epoch_seconds=seconds,
                        images_per_second=self.train_size / max(seconds, 1e-9))
         self.history.append(metrics)
+        log.info(epoch_line(epoch + 1, (self.params or {}).get("epochs"), metrics),
+                 extra={"console": self.show})
         if not all(math.isfinite(v) for v in metrics.values()):
             return  # training stops on a NaN; it is neither a checkpoint nor a metric
         if self.saver:
             self.saver.save(epoch + 1, self.history)  # first the checkpoint, then the log
         if self.hook:
             self.hook(epoch + 1, metrics)
+
+
+def epoch_line(epoch: int, epochs: int | None, metrics: dict[str, float]) -> str:
+    """One line per epoch, as Keras's ``verbose=2`` shows it (with images/s): what a log file
+    keeps of an epoch, where the live bar's redrawing would be thousands of backspaces."""
+    def shown(value: float) -> str:
+        return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.4e}"
+
+    parts = [f"Epoch {epoch}/{epochs or '?'}", f"{metrics['epoch_seconds']:.0f}s",
+             f"{metrics['images_per_second']:.0f} images/s"]
+    parts += [f"{key}: {shown(value)}" for key, value in metrics.items()
+              if key not in ("epoch_seconds", "images_per_second")]
+    return " - ".join(parts)
 
 
 def watchers(trainer: TrainerConfig, schedule) -> list[keras.callbacks.Callback]:

@@ -20,6 +20,9 @@ class RunSummary:
     seconds: float
     parameters: int
     metrics: dict[str, float] = field(default_factory=dict)  # the run's summary metrics
+    output_dir: str | None = None  # the job's folder: its log, TensorBoard events, summary.json
+    checkpoint_dir: str | None = None  # a resumed run's checkpoints stay in its first job's folder
+    tensorboard: bool = False
 
 
 @dataclass
@@ -42,7 +45,21 @@ def summary_lines(summary: RunSummary) -> str:
         *lines,
         f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
         f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
+        *_files(summary),
     ])
+
+
+def _files(summary: RunSummary) -> list[str]:
+    """Where the job's files are: its folder (the log named in conf/hydra/job_logging), the
+    TensorBoard events under it, the checkpoints (elsewhere when the run resumed)."""
+    lines = []
+    if summary.output_dir:
+        board = (f"; TensorBoard: tensorboard --logdir {summary.output_dir}"
+                 if summary.tensorboard else "")
+        lines.append(f"  job folder {summary.output_dir}  (log alexnet-exp.log{board})")
+    if summary.checkpoint_dir:
+        lines.append(f"  checkpoints {summary.checkpoint_dir}")
+    return lines
 
 
 def ui_command(tracking_uri: str) -> str:

@@ -6,7 +6,7 @@ Every file goes through the training pipeline's own decoder, upright. Apart from
 because export's parity check needs the predictions and none of the scoring.
 """
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.data import decoder, orientations_of
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
 
 
 def view_size(bundle: ModelBundle, tta: str) -> int:
@@ -101,7 +103,7 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     files = collect_images([cfg.images] if isinstance(cfg.images, str) else list(cfg.images))
     bad = {f: reason for f in files if (reason := check_image(f))}
     for path, reason in bad.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr, flush=True)
+        log.warning(f"skipped {path}: {reason}")
     files = [f for f in files if f not in bad]
     if not files:
         raise DataError("none of the images can be decoded")

@@ -8,14 +8,18 @@ data folder or a job to skip costs seconds, not a TensorFlow start.
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from alexnet_exp import console
 from alexnet_exp.config import ExperimentConfig
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
 from alexnet_exp.outcome import SkippedJob
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +51,7 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
         return done
     point = None
     if cfg.trainer.checkpoint:
+        console.load_tensorflow()  # resume imports Keras: its start-up lines held back
         from alexnet_exp.resume import starting_point
 
         point = starting_point(_resume_candidates(store, cfg, identity, parent_run_id),
@@ -146,8 +151,8 @@ def _reusable_run(store, cfg: ExperimentConfig, overrides: list[str], identity: 
         return None
     done = same[0]
     _link_if_outside(store, parent_run_id, done, "reused")
-    print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
-          f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
+    log.info(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
+             f" run {done.run_id} (sweep.reuse=never trains it again)")
     return SkippedJob(done.run_id, tracking.run_metric(store, done.run_id, cfg.sweep.objective))
 
 
@@ -156,7 +161,7 @@ def _on_same_data(store, runs: list, identity: JobIdentity, otherwise: str) -> l
     says what changed since the newest and what the job does ``otherwise``."""
     same = [r for r in runs if r.data_fingerprint == identity.data.digest]
     if runs and not same:
-        print(f"alexnet-exp: {_data_changed(store, runs, identity)}: {otherwise}", flush=True)
+        log.info(f"alexnet-exp: {_data_changed(store, runs, identity)}: {otherwise}")
     return same
 
 

@@ -7,6 +7,7 @@ model. Every write goes through the job's tracker, so an outage buffers it like 
 """
 
 import io
+import logging
 import math
 from contextlib import redirect_stdout
 from dataclasses import asdict
@@ -16,6 +17,8 @@ from alexnet_exp.errors import UserError
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT
 from alexnet_exp.outcome import RunSummary
 from alexnet_exp.paths import PACKAGE_DIR
+
+log = logging.getLogger(__name__)
 
 
 def run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> None:
@@ -56,8 +59,8 @@ def dropped_images(cfg, tracker, datasets) -> None:
         return
     datasets.report.dropped = dropped
     for path, reason in dropped:
-        print(f"alexnet-exp: {path} stopped decoding during the run ({reason}): left out of"
-              " every epoch that read it after that", flush=True)
+        log.info(f"alexnet-exp: {path} stopped decoding during the run ({reason}): left out of"
+                 " every epoch that read it after that")
     tracker.set_tags({"alexnet_exp.dropped_images": str(len(dropped))})
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
@@ -106,6 +109,7 @@ def results(cfg, tracker, model, datasets, result) -> RunSummary:
         url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,
         best_epoch=result.best_epoch, epochs=len(result.history), seconds=result.seconds,
         parameters=model.count_params(), metrics=final_metrics,
+        checkpoint_dir=str(result.checkpoint.parent) if result.checkpoint else None,
     )
 
 

@@ -8,6 +8,7 @@ this module writes the tables (Markdown, CSV) and runs the tool.
 """
 
 import csv
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from alexnet_exp.errors import UserError
 from alexnet_exp.report_groups import COLUMNS, Group, Stat, make_groups
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,10 +158,10 @@ def run_report(cfg, launch_dir: Path) -> Report:
     write_csv(out / "report.csv", groups, cfg.metric)
     files = [out / "report.md", out / "report.csv", *plots]
     print(markdown.split("\n![")[0].rstrip())  # the tables, without the image links
-    print("\nwritten: " + ", ".join(str(f) for f in files), flush=True)
+    log.info("\nwritten: " + ", ".join(str(f) for f in files))
     report = Report(groups, keys, out, files, markdown)
     if cfg.log:
         report.run_id = tracking.log_report(store, selection.experiment_id, files,
                                             cfg.parent_run_id)
-        print(f"logged to MLflow run {report.run_id} under report/", flush=True)
+        log.info(f"logged to MLflow run {report.run_id} under report/")
     return report

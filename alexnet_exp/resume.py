@@ -14,6 +14,7 @@ training in another process (lock held: leave it alone).
 import fcntl
 import itertools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ import keras
 
 from alexnet_exp.errors import UserError
 from alexnet_exp.paths import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 STATE = "state.json"
 LOCK = ".lock"
@@ -152,7 +155,7 @@ def starting_point(candidates: list[tuple[str, Path]], output_dir: Path) -> Resu
     for run_id, directory in candidates:
         if directory.is_dir() and claim(directory):  # its process is gone
             point = read_point(directory, run_id) or ResumePoint(run_id, directory)
-            print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
-                  f" (trainer.resume=false starts afresh)", flush=True)
+            log.info(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
+                     f" (trainer.resume=false starts afresh)")
             return point
     return ResumePoint(None, fresh_folder(output_dir))

@@ -12,11 +12,12 @@ No Hydra here: the command line hands over a validated :class:`ExperimentConfig`
 can run a job the same way.
 """
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet_exp import stopping
+from alexnet_exp import console, stopping
 from alexnet_exp.config import ExperimentConfig, resolve_threads
 from alexnet_exp.config_checks import validate
 from alexnet_exp.keys import (
@@ -28,6 +29,8 @@ from alexnet_exp.keys import (
 from alexnet_exp.outcome import RunSummary, SkippedJob
 from alexnet_exp.paths import CHECKOUT_DIR
 from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,9 +70,9 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
         return prepared
     built = build(cfg, ctx, prepared)
     if cfg.dry_run:
-        print(built.summary_text)
-        print(f"total parameters: {built.model.count_params():,} (dry run: nothing trained or"
-              " logged)")
+        log.info(built.summary_text)
+        log.info(f"total parameters: {built.model.count_params():,} (dry run: nothing trained or"
+                 " logged)")
         return None
     return fit_and_record(cfg, ctx, prepared, built)
 
@@ -91,7 +94,7 @@ def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
         fit_and_record(cfg, worker_ctx, prepared, build(cfg, worker_ctx, prepared))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"alexnet-exp: {task} done; the chief recorded the run", flush=True)
+    log.info(f"alexnet-exp: {task} done; the chief recorded the run")
 
 
 def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
@@ -99,6 +102,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     is a dry run, which only shows the data report and the model."""
     from dataclasses import replace
 
+    console.load_tensorflow()  # first, so its start-up lines are held back
     from alexnet_exp import distribute, train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet, model_summary_text
@@ -116,13 +120,13 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
         limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
-    print(datasets.report.to_text(), flush=True)
+    log.info(datasets.report.to_text())
     if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
-        print(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
-              f" val batches per epoch ({len(datasets.train_files)} and"
-              f" {len(datasets.val_files)} images; trainer.limit_train_batches="
-              f"{cfg.trainer.limit_train_batches}, limit_val_batches="
-              f"{cfg.trainer.limit_val_batches})", flush=True)
+        log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
+                 f" val batches per epoch ({len(datasets.train_files)} and"
+                 f" {len(datasets.val_files)} images; trainer.limit_train_batches="
+                 f"{cfg.trainer.limit_train_batches}, limit_val_batches="
+                 f"{cfg.trainer.limit_val_batches})")
     with strategy.scope():
         model = build_alexnet(cfg.model, len(datasets.class_names))
     built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)
@@ -159,8 +163,8 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
             tracker.end("KILLED", str(stop))
             stop.run_id = tracker.run_id
             if point and point.epoch:
-                print(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
-                      f" {point.directory}: run the same command again to resume", flush=True)
+                log.info(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
+                         f" {point.directory}: run the same command again to resume")
             raise stop from (None if stop is exc else exc)
         if isinstance(exc, OSError):  # the disk, not the run: the same command resumes it
             tracker.set_tags({"failure_reason": DISK_FAILURE})

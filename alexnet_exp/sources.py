@@ -4,6 +4,7 @@ Each source ends in a plain class-folder tree, so everything after :func:`resolv
 (checking, splitting, the tf.data pipeline) is one code path whatever the source.
 """
 
+import logging
 import os
 import tarfile
 import tempfile
@@ -12,6 +13,8 @@ from pathlib import Path
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError, first_line
 from alexnet_exp.paths import cache_root
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -72,7 +75,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
     import keras
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"alexnet-exp: {target} has no class folders; downloading {url}", flush=True)
+    log.info(f"alexnet-exp: {target} has no class folders; downloading {url}")
     try:
         archive = keras.utils.get_file(
             fname=f"{target.name}.tgz",

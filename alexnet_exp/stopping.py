@@ -16,6 +16,7 @@ too) never interrupt the cleanup of the first. A process that started with SIGTE
 ignoring it. Signal handlers exist in the main thread only; elsewhere this module does nothing.
 """
 
+import logging
 import os
 import signal
 import threading
@@ -23,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from alexnet_exp import job_locks
+
+log = logging.getLogger(__name__)
 
 SUBMITIT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own switch; USR2 is its default
 _REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
@@ -188,8 +191,8 @@ def hand_over(stop: Stopped) -> None:
     """A stop by submitit's signal goes on to submitit's handler once the run is KILLED: it
     requeues the job (and exits), or raises why it cannot. Any other stop returns."""
     if stop.signum == _requeue_signal and _requeue_handler is not None:
-        print(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
-              " submitit requeues the job, which resumes it", flush=True)
+        log.info(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
+                 " submitit requeues the job, which resumes it")
         _requeue_handler(stop.signum, None)
         # Only rank 0 requeues; another rank's handler returns. The sweep goes on: its parent
         # run is not this rank's to end.

@@ -7,9 +7,9 @@ parent itself.
 """
 
 import contextlib
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
+
+log = logging.getLogger(__name__)
 
 LOKY_WORKER = "popen_loky"  # joblib's worker processes: python -m ...loky.backend.popen_loky_posix
 WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well before this
@@ -59,7 +61,7 @@ class MlflowSweepCallback(Callback):
             exit_with(str(exc))
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[PARENT_STORE_ENV] = self.store.uri
-        print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
+        log.info(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}")
 
     def stop_workers(self, signum: int) -> None:
         """A stop signal to this process ends the jobs in joblib's worker processes first:
@@ -74,9 +76,8 @@ class MlflowSweepCallback(Callback):
         if workers and self.job_locks:
             busy = job_locks.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
             if busy:
-                print(f"alexnet-exp: jobs in processes {busy} did not end within"
-                      f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING", file=sys.stderr,
-                      flush=True)
+                log.warning(f"alexnet-exp: jobs in processes {busy} did not end within"
+                            f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING")
         if self.job_locks:  # on_multirun_end will not run: the stop unwinds the sweep
             shutil.rmtree(self.job_locks, ignore_errors=True)
 
@@ -88,8 +89,7 @@ class MlflowSweepCallback(Callback):
             best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
                                            maximize=not objective.endswith("loss"))
             if best:
-                print(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}",
-                      flush=True)
+                log.info(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}")
             tracking.end_sweep_parent(self.store, self.parent_run_id)
             os.environ.pop(PARENT_RUN_ENV, None)
             os.environ.pop(PARENT_STORE_ENV, None)

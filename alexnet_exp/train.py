@@ -6,6 +6,7 @@ nothing of MLflow; the runner wires the hook to the tracker. The callbacks thems
 """
 
 import contextlib
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
+from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
 from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
     BestWeights,
@@ -131,7 +132,11 @@ def fit(
     batch()), and when one is, the epoch reads a batch of the next pass rather than ending
     short or failing, as ``assert_cardinality`` would.
     """
-    reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
+    verbose = resolve_verbose(trainer.verbose, sys.stdout.isatty())
+    # The epoch line is ours, logged (so the job's log file has it) and shown for verbose=2;
+    # Keras draws only the live bar.
+    reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None,
+                             show=verbose == 2)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
     callbacks: list[keras.callbacks.Callback] = [interrupt, guard, *watchers(trainer, schedule)]
     checkpoint = None
@@ -155,7 +160,7 @@ def fit(
     started = time.perf_counter()
     with interrupt.armed():
         model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
-                  verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
+                  verbose=int(verbose == 1), shuffle=False,  # the pipeline shuffles, seeded
                   initial_epoch=point.epoch if point else 0, steps_per_epoch=train_steps,
                   validation_steps=val_steps)
     seconds = time.perf_counter() - started

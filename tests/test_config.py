@@ -7,7 +7,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from alexnet_exp.config import ExperimentConfig, limited_count, pool_window, resolve_threads
+from alexnet_exp.config import (
+    ExperimentConfig,
+    limited_count,
+    pool_window,
+    resolve_threads,
+    resolve_verbose,
+)
 from alexnet_exp.config_checks import feature_map_trace, validate
 from alexnet_exp.config_store import register_configs
 from alexnet_exp.errors import ConfigError
@@ -221,3 +227,17 @@ def test_debug_presets_are_what_lightning_hydra_template_users_know():
     assert 0 < limit.trainer.limit_train_batches < 1 and limit.tracking.backend == "local"
     assert compose_config().trainer.limit_train_batches is None  # debug: null by default
     assert compose_config("debug=fast", "tracking=local").tracking.backend == "local"
+
+
+def test_verbose_auto_is_the_bar_on_a_terminal_one_line_per_epoch_elsewhere():
+    assert compose_config().trainer.verbose == "auto"
+    assert resolve_verbose("auto", terminal=True) == 1
+    assert resolve_verbose("auto", terminal=False) == 2
+    for given in ("0", "1", "2"):  # an explicit choice wins either way
+        assert resolve_verbose(given, terminal=True) == resolve_verbose(given, False) == int(given)
+    assert resolve_verbose(0, terminal=True) == 0  # a notebook's TrainerConfig(verbose=0)
+    cfg = compose_config("trainer.verbose=2")
+    assert cfg.trainer.verbose == "2"
+    validate(cfg)
+    with pytest.raises(ConfigError, match="trainer.verbose='3' is not one of auto, 0, 1, 2"):
+        validate(compose_config("trainer.verbose=3"))
