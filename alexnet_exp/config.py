@@ -6,6 +6,10 @@ string where a number belongs is refused by OmegaConf at composition time. What 
 say (a dropout rate of 1.5, an input too small for the strides) is checked by
 :mod:`alexnet_exp.config_checks`; the tools' schemas live in :mod:`alexnet_exp.tool_config`.
 This module imports nothing of ours, so every layer can take these plain dataclasses.
+
+The defaults are the command line's: ``ExperimentConfig()`` in a notebook is what
+``alexnet-exp`` with no overrides composes (flowers, the paper network and augmentation);
+``tests/test_config.py`` composes ``conf/config.yaml`` and holds the two equal.
 """
 
 import math
@@ -23,7 +27,7 @@ POOL_WINDOWS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}
 
 @dataclass
 class DataConfig:
-    name: str = "folder"
+    name: str = "flowers"
     dir: str | None = None
     val_split: float = 0.2
     cache: str = "memory"
@@ -70,10 +74,10 @@ class ModelConfig:
 
 @dataclass
 class AugmentConfig:
-    name: str = "none"
-    flip: bool = False
-    crop_scale: float = 1.0
-    pca_std: float = 0.0
+    name: str = "paper"  # conf/augment/paper.yaml says what each value is for
+    flip: bool = True
+    crop_scale: float = 1.1278
+    pca_std: float = 0.1
     pca_sample_images: int = 512
     rotation_degrees: float = 0.0
     zoom: float = 0.0

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import augment_config
 from PIL import Image
 
 from alexnet_exp import checks, data, sources
 from alexnet_exp import scan as folder_scan
-from alexnet_exp.config import AugmentConfig, DataConfig
+from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 
 INPUT = 32  # augment=none stores images at the input size: a 32x32 file is decoded unresized
@@ -47,7 +48,7 @@ def base(tmp_path: Path, image_folder) -> Path:
 
 def one_pass(root: Path, tmp_path: Path):
     """Build the real pipelines, run one pass over train and val; all images, as trained on."""
-    ds = data.make_datasets(folder_cfg(root), AugmentConfig(), root, INPUT, 4, 0,
+    ds = data.make_datasets(folder_cfg(root), augment_config("none"), root, INPUT, 4, 0,
                             cache_dir=tmp_path / "tfdata-cache")
     images = []
     for split in (ds.train, ds.val):
@@ -412,7 +413,8 @@ from alexnet_exp.config import AugmentConfig, DataConfig
 
 def run(root, colours):
     cfg = DataConfig(name="folder", dir=str(root), val_split=0.25)
-    ds = data.make_datasets(cfg, AugmentConfig(), root, 32, 4, 0, cache_dir=root / "tf-cache")
+    none = AugmentConfig(name="none", flip=False, crop_scale=1.0, pca_std=0.0)
+    ds = data.make_datasets(cfg, none, root, 32, 4, 0, cache_dir=root / "tf-cache")
     images = np.concatenate([x for s in (ds.train, ds.val) for x, _ in s.as_numpy_iterator()])
     found = [bool(any(np.abs(im - c).max() <= 3 for im in images)) for c in colours]
     mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

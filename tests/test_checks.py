@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import augment_config
 from PIL import Image, ImageOps
 
 from alexnet_exp import checks, data, scan
@@ -92,12 +93,12 @@ def square(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_training_and_validation_pipelines_yield_the_upright_pixels(tmp_path):
-    from alexnet_exp.config import AugmentConfig, DataConfig
+    from alexnet_exp.config import DataConfig
 
     root = tmp_path / "data"
     shown = oriented_folder(root)
     cfg = DataConfig(name="folder", dir=str(root), val_split=0.25)
-    ds = data.make_datasets(cfg, AugmentConfig(), root, 32, 4, 0, cache_dir=tmp_path / "c")
+    ds = data.make_datasets(cfg, augment_config("none"), root, 32, 4, 0, cache_dir=tmp_path / "c")
 
     val = np.concatenate([x for x, _ in ds.val.as_numpy_iterator()])
     for got, path in zip(val, ds.val_files, strict=True):

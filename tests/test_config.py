@@ -241,3 +241,16 @@ def test_verbose_auto_is_the_bar_on_a_terminal_one_line_per_epoch_elsewhere():
     validate(cfg)
     with pytest.raises(ConfigError, match="trainer.verbose='3' is not one of auto, 0, 1, 2"):
         validate(compose_config("trainer.verbose=3"))
+
+
+def test_the_schema_defaults_are_the_command_lines():
+    """``ExperimentConfig()`` (a notebook) is what ``alexnet-exp`` composes with no overrides:
+    one set of defaults, not a dataclass set and a YAML set that disagree (they did: the
+    dataclasses said data=folder and no augmentation, the command line flowers and paper)."""
+    from dataclasses import asdict
+
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        composed = OmegaConf.to_container(compose("config"), resolve=False)
+    composed.pop("hydra", None)
+    assert composed == asdict(ExperimentConfig())

@@ -16,7 +16,7 @@ from helpers.cli import (
     runs_of,
     store,
 )
-from helpers.configs import model_config
+from helpers.configs import augment_config, model_config
 from helpers.files import limit_file_size, rewrite_keeping_stamps
 from helpers.images import class_colour, make_image_folder, make_image_pixels
 from helpers.net import free_port
@@ -26,6 +26,7 @@ __all__ = [
     "RUN",
     "TINY_MODEL",
     "artifact",
+    "augment_config",
     "artifact_json",
     "artifact_text",
     "class_colour",
