@@ -265,15 +265,18 @@ def test_report_cli_after_a_real_sweep_matches_search_runs(tmp_path, tiny_data):
     assert len(training) == 4
     rows = read_csv(tmp_path / "reports" / "alexnet-exp" / "report.csv")
     assert set(rows) == {"model.norm=lrn", "model.norm=none"}
-    for norm, runs in training.groupby("params.model.norm"):
+    by_norm: dict[str, list] = {}
+    for run in training:
+        by_norm.setdefault(run.data.params["model.norm"], []).append(run)
+    for norm, runs in by_norm.items():
         row = rows[f"model.norm={norm}"]
         assert row["n"] == "2"
         for column in ("best_val_accuracy", "train_seconds", "epochs_run", "parameters"):
-            values = runs[f"metrics.{column}"].to_numpy(float)
+            values = np.array([r.data.metrics[column] for r in runs], float)
             assert float(row[f"{column}_mean"]) == pytest.approx(values.mean()), column
             assert float(row[f"{column}_std"]) == pytest.approx(values.std(ddof=1)), column
-        losses = [min(m.value for m in client.get_metric_history(i, "val_loss"))
-                  for i in runs["run_id"]]
+        losses = [min(m.value for m in client.get_metric_history(r.info.run_id, "val_loss"))
+                  for r in runs]
         assert float(row["best_val_loss_mean"]) == pytest.approx(np.mean(losses))
     markdown = (tmp_path / "reports" / "alexnet-exp" / "report.md").read_text()
     assert "grouped by model.norm; seeds pooled" in markdown

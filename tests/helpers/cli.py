@@ -83,11 +83,10 @@ def artifact_json(client: MlflowClient, run_id: str, path: str):
 
 
 def logged_model(client: MlflowClient, run_id: str, name: str = "model"):
-    """The Keras model a run logged, loaded by MLflow's tensorflow flavour."""
-    import mlflow
-
+    """The Keras model a run logged (``runs:/<id>/<name>``: MLflow 3 keeps logged models apart
+    from the run's artifacts), loaded from the client's store as eval and export load it."""
     from alexnet_exp import model as alexnet
+    from alexnet_exp import tracking
 
-    return mlflow.tensorflow.load_model(
-        str(artifact(client, run_id, name)),
-        keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
+    return tracking.load_logged_model(tracking.Store(client.tracking_uri),
+                                      f"runs:/{run_id}/{name}", alexnet.custom_objects())
