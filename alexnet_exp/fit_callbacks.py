@@ -16,8 +16,8 @@ from pathlib import Path
 import keras
 
 from alexnet_exp import stopping
+from alexnet_exp.checkpoint import EpochCheckpoint
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
-from alexnet_exp.resume import EpochCheckpoint
 
 log = logging.getLogger(__name__)
 

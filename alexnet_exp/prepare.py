@@ -13,7 +13,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alexnet_exp import console
 from alexnet_exp.config import ExperimentConfig
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
@@ -51,7 +50,6 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
         return done
     point = None
     if cfg.trainer.checkpoint:
-        console.load_tensorflow()  # resume imports Keras: its start-up lines held back
         from alexnet_exp.resume import starting_point
 
         point = starting_point(_resume_candidates(store, cfg, identity, parent_run_id),

@@ -132,7 +132,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)
     if cfg.dry_run:
         return built
-    from alexnet_exp.resume import restore_model
+    from alexnet_exp.checkpoint import restore_model
 
     built.learning_rate = distribute.scaled_learning_rate(
         cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)

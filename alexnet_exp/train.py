@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp.checkpoint import EpochCheckpoint
 from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
 from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
@@ -27,7 +28,7 @@ from alexnet_exp.fit_callbacks import (
     StopOnNonFiniteLoss,
     watchers,
 )
-from alexnet_exp.resume import COUNTERS, EpochCheckpoint, ResumePoint
+from alexnet_exp.resume import COUNTERS, ResumePoint
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 

@@ -123,3 +123,35 @@ def test_a_limited_run_is_another_job_than_the_full_one():
     fraction.trainer.limit_val_batches = 0.5
     hashes = {prepare.config_hash(c) for c in (full, limited, fraction)}
     assert len(hashes) == 3
+
+
+def test_the_prepare_stage_loads_no_tensorflow(tmp_path):
+    """Store, data identity and resume point are settled before TensorFlow loads (a dead store
+    or a skipped job costs seconds, not TensorFlow's start-up): checked in a fresh process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes={"cat": 3, "dog": 3}, size=(16, 16))
+    code = textwrap.dedent(f"""
+        import sys
+        from dataclasses import replace
+        from pathlib import Path
+        from types import SimpleNamespace
+        from alexnet_exp.config import DataConfig, ExperimentConfig
+        from alexnet_exp.prepare import Prepared, prepare
+        cfg = replace(ExperimentConfig(), data=DataConfig(name="folder", dir={str(data)!r}))
+        work = Path({str(tmp_path)!r})
+        ctx = SimpleNamespace(launch_dir=work, output_dir=work / "job", overrides=[])
+        prepared = prepare(cfg, ctx)
+        assert isinstance(prepared, Prepared) and prepared.point is not None, prepared
+        loaded = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+        print("loaded:", loaded)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()  # the store was opened and checked
