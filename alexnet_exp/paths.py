@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 # The installed package's own folder: the code a logged model carries (code_paths) and where
-# git_commit asks which commit ran.
+# git_tags asks which commit ran.
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The YAML of every config group (conf/ beside the package): the Hydra mains and the
 # command line's preflight compose from it.

@@ -166,12 +166,12 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
               built: Built) -> dict[str, str | None]:
     """What a run is tagged with when it starts: where, how and on what it trains."""
-    from alexnet_exp.tracking import git_commit
+    from alexnet_exp.tracking import git_tags
 
     point = prepared.point
     return {
+        **git_tags(PACKAGE_DIR),  # the code that ran, wherever launched
         "overrides": " ".join(ctx.overrides) or "(none)",
-        "git_commit": git_commit(PACKAGE_DIR),  # the code that ran, wherever launched
         "hydra_output_dir": str(ctx.output_dir),
         "precision_policy": built.policy,
         "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),

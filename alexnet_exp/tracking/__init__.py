@@ -28,12 +28,13 @@ from alexnet_exp.tracking.models import (
     run_exists,
     run_tag,
 )
-from alexnet_exp.tracking.records import flatten, git_commit, redact
+from alexnet_exp.tracking.records import flatten, git_tags, redact
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,
     find_training_runs,
     log_report,
+    parent_experiment,
 )
 from alexnet_exp.tracking.runs import Tracker
 from alexnet_exp.tracking.store import Store, open_store, resolve_tracking_uri
@@ -69,13 +70,14 @@ __all__ = [
     "TrainingRun",
     "find_training_runs",
     "log_report",
+    "parent_experiment",
     "Store",
     "Tracker",
     "end_sweep_parent",
     "experiment_name_of",
     "flatten",
     "redact",
-    "git_commit",
+    "git_tags",
     "load_logged_model",
     "logged_model_info",
     "open_store",

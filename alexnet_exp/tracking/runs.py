@@ -26,6 +26,16 @@ from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model, r
 from alexnet_exp.tracking.store import Store
 
 STALE_TAGS = ("failure_reason", "error")  # how a run ends is written at its end
+GIT_TAG_PREFIX = "mlflow.source.git."
+
+
+def _with_context(tags: dict[str, str]) -> dict[str, str]:
+    """The tags MLflow's start_run adds itself (user, source file), less its git guess: that
+    is the repository around ``sys.argv[0]`` (for a console script, whatever checkout holds the
+    venv), not the code that ran; the caller's ``mlflow.source.git.*`` tags say that."""
+    context = context_registry.resolve_tags()
+    mine = {k: v for k, v in context.items() if not k.startswith(GIT_TAG_PREFIX)}
+    return {**mine, **tags}
 
 
 class Tracker:
@@ -68,10 +78,8 @@ class Tracker:
             else:
                 if parent_run_id:
                     tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-                # The tags MLflow's start_run adds itself: user, source file, git commit.
                 run = client.create_run(self.store.experiment_id(self.experiment_name),
-                                        run_name=redact(run_name),
-                                        tags=context_registry.resolve_tags(tags))
+                                        run_name=redact(run_name), tags=_with_context(tags))
                 run_id = run.info.run_id
         except KeyboardInterrupt:  # a stop signal while the run was being created: not RUNNING
             if run_id is not None:
