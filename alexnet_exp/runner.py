@@ -143,6 +143,7 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
         cfg.tracking.run_name or run_name_for(ctx.overrides), tags=_run_tags(cfg, ctx, prepared,
                                                                               built),
         parent_run_id=prepared.parent_run_id, resume_run_id=point.run_id if point else None,
+        system_metrics=cfg.tracking.system_metrics,
     )
     try:
         summary = _fit(cfg, ctx, prepared, built)

@@ -10,6 +10,7 @@ and usable without a tracking server).
 - :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
 - :mod:`.outbox`: what a run logs while its server is away (a record file and its files);
 - :mod:`.replay`: an outbox sent to the server, by the run itself or by ``alexnet-exp-sync``;
+- :mod:`.context`: MLflow's context tags, the ``mlflow.source.git.*`` tags, system metrics;
 - :mod:`.records`: what runs and replays share: redaction, params, the logged model, the data
   set input.
 
@@ -19,6 +20,7 @@ takes and hands back plain values and files; what needs our model code (loading 
 model) is handed in by the caller (:mod:`alexnet_exp.bundle`, :mod:`alexnet_exp.sync`).
 """
 
+from alexnet_exp.tracking.context import git_tags
 from alexnet_exp.tracking.models import (
     experiment_name_of,
     load_logged_model,
@@ -28,7 +30,7 @@ from alexnet_exp.tracking.models import (
     run_exists,
     run_tag,
 )
-from alexnet_exp.tracking.records import flatten, git_tags, redact
+from alexnet_exp.tracking.records import flatten, redact
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,

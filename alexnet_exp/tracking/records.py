@@ -4,19 +4,12 @@ run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
 """
 
 import re
-import subprocess
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.utils.mlflow_tags import (
-    MLFLOW_GIT_BRANCH,
-    MLFLOW_GIT_COMMIT,
-    MLFLOW_GIT_DIRTY,
-    MLFLOW_GIT_REPO_URL,
-)
 
 CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
@@ -82,36 +75,3 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def git_tags(directory: Path) -> dict[str, str]:
-    """MLflow's own ``mlflow.source.git.*`` tags (the UI shows the commit) for the code in
-    ``directory``, which must be tracked by its repository: an installed copy of the package
-    (site-packages, even in a venv inside some project's checkout) has no commit of its own.
-
-    ``mlflow.source.git.dirty`` (``true``/``false``, the key MLflow's git versioning writes)
-    says whether tracked files had uncommitted changes; the commit stays a bare hash, so the
-    UI's link to it and ``tags.`mlflow.source.git.commit` = '<sha>'`` searches keep working.
-    """
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True,
-                                 timeout=5, check=True)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return out.stdout.strip()
-
-    if git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return {}
-    commit = git("rev-parse", "HEAD")
-    if not commit:
-        return {}
-    changes = git("status", "--porcelain", "--untracked-files=no")
-    tags = {MLFLOW_GIT_COMMIT: commit, MLFLOW_GIT_DIRTY: "true" if changes else "false"}
-    branch = git("symbolic-ref", "--short", "-q", "HEAD")
-    if branch:
-        tags[MLFLOW_GIT_BRANCH] = branch
-    remote = git("remote", "get-url", "origin")
-    if remote:
-        tags[MLFLOW_GIT_REPO_URL] = redact(remote)
-    return tags

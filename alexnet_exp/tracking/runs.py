@@ -16,26 +16,16 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking.context import registry as context_registry
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from alexnet_exp.errors import UserError
 from alexnet_exp.tracking import outage, outbox
+from alexnet_exp.tracking.context import context_tags, system_monitor
 from alexnet_exp.tracking.delivery import Delivery
 from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model, redact
 from alexnet_exp.tracking.store import Store
 
 STALE_TAGS = ("failure_reason", "error")  # how a run ends is written at its end
-GIT_TAG_PREFIX = "mlflow.source.git."
-
-
-def _with_context(tags: dict[str, str]) -> dict[str, str]:
-    """The tags MLflow's start_run adds itself (user, source file), less its git guess: that
-    is the repository around ``sys.argv[0]`` (for a console script, whatever checkout holds the
-    venv), not the code that ran; the caller's ``mlflow.source.git.*`` tags say that."""
-    context = context_registry.resolve_tags()
-    mine = {k: v for k, v in context.items() if not k.startswith(GIT_TAG_PREFIX)}
-    return {**mine, **tags}
 
 
 class Tracker:
@@ -52,6 +42,7 @@ class Tracker:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._ended = False
+        self._monitor = None  # MLflow's SystemMetricsMonitor, with tracking.system_metrics
 
     @property
     def uri(self) -> str:
@@ -61,8 +52,10 @@ class Tracker:
         self.store.check()
 
     def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None,
-              resume_run_id: str | None = None) -> str:
-        """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again."""
+              resume_run_id: str | None = None, system_metrics: bool = False) -> str:
+        """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again;
+        ``system_metrics``: MLflow's ``system/*`` metrics (CPU, memory, disk, network, GPU)
+        sampled into it until it ends."""
         client = self.store.client
         tags = {k: redact(v) for k, v in tags.items() if v is not None}
         run_id = None
@@ -79,7 +72,7 @@ class Tracker:
                 if parent_run_id:
                     tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
                 run = client.create_run(self.store.experiment_id(self.experiment_name),
-                                        run_name=redact(run_name), tags=_with_context(tags))
+                                        run_name=redact(run_name), tags=context_tags(tags))
                 run_id = run.info.run_id
         except KeyboardInterrupt:  # a stop signal while the run was being created: not RUNNING
             if run_id is not None:
@@ -94,6 +87,8 @@ class Tracker:
                             " when it is up") from exc
         self.run_id, self.experiment_id = run_id, run.info.experiment_id
         self.delivery.adopt(run_id)
+        if system_metrics:
+            self._monitor = system_monitor(self.store.uri, run_id, resumed=bool(resume_run_id))
         return run_id
 
     def _write_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -227,6 +222,8 @@ class Tracker:
         if self.run_id is None or self._ended:
             return
         self._ended = True
+        if self._monitor is not None:  # its last samples land before the run ends
+            self._monitor.finish()
         self.delivery.last_chance()
         if error:
             self.set_tags({"error": error[:5000]})

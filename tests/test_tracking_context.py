@@ -1,9 +1,13 @@
-"""What a run records about the code that ran: MLflow's own ``mlflow.source.git.*`` tags,
-taken from the repository that tracks the package, never from whatever holds the launcher."""
+"""What a run records about where it ran: MLflow's own ``mlflow.source.git.*`` tags, taken
+from the repository that tracks the package (never from whatever holds the launcher), and
+MLflow's system metrics with no process-wide tracking state."""
 
+import os
 import subprocess
 import sys
+import time
 
+import pytest
 from helpers import store
 from mlflow.tracking.context import registry as context_registry
 
@@ -71,3 +75,29 @@ def test_a_run_holds_the_given_git_tags_not_mlflows_guess_from_the_launcher(tmp_
     tags = client.get_run(given).data.tags
     assert (tags[COMMIT], tags[DIRTY]) == ("a" * 40, "true")
     assert "mlflow.user" in tags and "mlflow.source.name" in tags  # the rest of the context
+
+
+def test_system_metrics_are_sampled_into_the_run_until_it_ends(tmp_path, monkeypatch):
+    pytest.importorskip("psutil", reason="tracking.system_metrics needs psutil (a dependency)")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    client = store(tmp_path)
+    tracker = Tracker(Store(client.tracking_uri), "system")
+    run_id = tracker.start("sampled", tags={}, system_metrics=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not client.get_metric_history(
+            run_id, "system/cpu_utilization_percentage"):
+        time.sleep(0.2)
+    tracker.end("FINISHED")
+    metrics = client.get_run(run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        metrics)
+    assert 0 <= metrics["system/cpu_utilization_percentage"] <= 100
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # addressed by URI, not process-wide
+    count = len(client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+    time.sleep(0.6)
+    assert len(client.get_metric_history(run_id, "system/cpu_utilization_percentage")) == count
+    plain = Tracker(Store(client.tracking_uri), "system")
+    plain_id = plain.start("not sampled", tags={})
+    time.sleep(0.5)
+    plain.end("FINISHED")
+    assert not [k for k in client.get_run(plain_id).data.metrics if k.startswith("system/")]
