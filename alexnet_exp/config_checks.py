@@ -206,12 +206,12 @@ def validate_tracking_extras(tracking: TrackingConfig) -> None:
     URI can name), and system metrics without their sampler's package, refused before it."""
     name = tracking.register_as
     if name is not None and (
-        not name.strip() or name != name.strip() or any(c in name for c in "/:@")
+        not name.strip() or name != name.strip() or any(c in name for c in "/:@'\"")
         or posixpath.normpath(name) != name or name.startswith("..")
     ):
         raise ConfigError(f"tracking.register_as={name!r} is not a Model Registry name: use"
-                          " letters, digits, '-', '_' and '.' (no '/', ':' or '@': it is used"
-                          " as models:/<name>@champion)")
+                          " letters, digits, '-', '_' and '.' (no '/', ':', '@' or quotes: it is"
+                          " used as models:/<name>@champion)")
     if tracking.system_metrics and importlib.util.find_spec("psutil") is None:
         raise ConfigError("tracking.system_metrics=true needs the psutil package:"
                           " pip install 'psutil>=5.9'")

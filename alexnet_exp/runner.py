@@ -140,8 +140,7 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     SIGTERM, submitit's time limit) or FAILED, never RUNNING."""
     tracker, point = prepared.tracker, prepared.point
     tracker.start(
-        cfg.tracking.run_name or run_name_for(ctx.overrides), tags=_run_tags(cfg, ctx, prepared,
-                                                                              built),
+        _run_name(cfg, ctx), tags=_run_tags(cfg, ctx, prepared, built),
         parent_run_id=prepared.parent_run_id, resume_run_id=point.run_id if point else None,
         system_metrics=cfg.tracking.system_metrics,
     )
@@ -162,6 +161,10 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
         raise
     tracker.end("FINISHED")
     return summary
+
+
+def _run_name(cfg: ExperimentConfig, ctx: JobContext) -> str:
+    return cfg.tracking.run_name or run_name_for(ctx.overrides)
 
 
 def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
@@ -203,4 +206,7 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
     record.dropped_images(cfg, tracker, datasets)
     record.check_finite(tracker, result)
-    return record.results(cfg, tracker, built.model, datasets, result)
+    # A sweep registers its best trial when it ends (sweep.py), not every job's model.
+    register_as = None if prepared.parent_run_id else cfg.tracking.register_as
+    return record.results(cfg, tracker, built.model, datasets, result,
+                          record.model_name(cfg, _run_name(cfg, ctx)), register_as)

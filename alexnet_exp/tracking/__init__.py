@@ -10,6 +10,7 @@ and usable without a tracking server).
 - :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
 - :mod:`.outbox`: what a run logs while its server is away (a record file and its files);
 - :mod:`.replay`: an outbox sent to the server, by the run itself or by ``alexnet-exp-sync``;
+- :mod:`.registry`: a run's logged model by name; the Model Registry (a sweep's champion);
 - :mod:`.context`: MLflow's context tags, the ``mlflow.source.git.*`` tags, system metrics;
 - :mod:`.records`: what runs and replays share: redaction, params, the logged model, the data
   set input.
@@ -31,6 +32,7 @@ from alexnet_exp.tracking.models import (
     run_tag,
 )
 from alexnet_exp.tracking.records import flatten, redact
+from alexnet_exp.tracking.registry import CHAMPION, register_champion, run_model_uri
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,
@@ -58,6 +60,9 @@ from alexnet_exp.tracking.sweeps import (
 )
 
 __all__ = [
+    "CHAMPION",
+    "register_champion",
+    "run_model_uri",
     "CONFIG_HASH_TAG",
     "DATA_FINGERPRINT_TAG",
     "DISK_FAILURE",

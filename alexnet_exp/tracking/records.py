@@ -21,15 +21,19 @@ def redact(text: str) -> str:
 
 
 def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
-                 run_id: str | None = None) -> str:
+                 run_id: str | None = None, name: str = "model",
+                 register_as: str | None = None) -> str:
     """Log with the tensorflow flavour: it carries the package (the registered LRN layer
-    must be importable where the model loads) and takes an input example."""
+    must be importable where the model loads) and takes an input example. ``name`` is the
+    logged model's (``runs:/<run id>/<name>``); ``register_as`` adds a version of that
+    registered model in the Model Registry."""
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(
         model,
-        name="model",
+        name=name,
+        registered_model_name=register_as,
         signature=signature,
         input_example=example,
         code_paths=[str(code_dir)],

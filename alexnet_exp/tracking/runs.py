@@ -196,22 +196,26 @@ class Tracker:
         self.delivery.send(lambda: self.store.client.log_inputs(
             self.run_id, datasets=[dataset_input(**data)]), park, small=False)
 
-    def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict) -> str:
-        """The best weights as a logged model; during an outage saved (``.keras`` plus the
-        input example) for ``alexnet-exp-sync`` to log. Returns the model URI."""
-        uri = f"runs:/{self.run_id}/model"
+    def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict,
+                  name: str = "model", register_as: str | None = None) -> str:
+        """The best weights as a logged model called ``name`` (registered as a new version of
+        ``register_as``); during an outage saved (``.keras`` plus the input example) for
+        ``alexnet-exp-sync`` to log. Returns the model URI."""
+        uri = f"runs:/{self.run_id}/{name}"
 
         def live() -> None:
             nonlocal uri
             with self.store.fluent(self.experiment_id):  # no client form for logging a model
-                uri = log_tf_model(model, example, code_dir, metadata, run_id=self.run_id)
+                uri = log_tf_model(model, example, code_dir, metadata, run_id=self.run_id,
+                                   name=name, register_as=register_as)
 
         def park(box: outbox.Outbox) -> dict:
             model.save(box.file("model.keras"))
             self.delivery.keep_model(box.file("model.keras"), model)
             np.save(box.file("model_example.npy"), example)
             return {"op": "model", "file": "model.keras", "example": "model_example.npy",
-                    "code_dir": str(code_dir), "metadata": metadata}
+                    "code_dir": str(code_dir), "metadata": metadata, "name": name,
+                    "register_as": register_as}
 
         self.delivery.send(live, park, small=False)
         return uri

@@ -82,12 +82,21 @@ def artifact_json(client: MlflowClient, run_id: str, path: str):
     return json.loads(artifact_text(client, run_id, path))
 
 
-def logged_model(client: MlflowClient, run_id: str, name: str = "model"):
+def run_model_uri(client: MlflowClient, run_id: str) -> str:
+    """``runs:/<run id>/<name>`` of the one model the run logged, whatever it is called."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    (model,) = client.search_logged_models([experiment_id],
+                                           filter_string=f"source_run_id = '{run_id}'")
+    return f"runs:/{run_id}/{model.name}"
+
+
+def logged_model(client: MlflowClient, run_id: str):
     """The Keras model a run logged, loaded by MLflow's tensorflow flavour."""
     import mlflow
 
     from alexnet_exp import model as alexnet
 
+    name = run_model_uri(client, run_id).rsplit("/", 1)[1]
     return mlflow.tensorflow.load_model(
         str(artifact(client, run_id, name)),
         keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
