@@ -170,13 +170,13 @@ def test_plots_are_valid_pngs_and_everything_is_logged_to_the_parent(study):
     logged = {a.path for a in study.client.list_artifacts(study.parent, "report")}
     assert logged == {f"report/{n}" for n in names}
     # Inline images: beside report.md on disk; in the run, where MLflow's UI serves them (its
-    # Markdown preview resolves a link against the page, not the artifact folder).
+    # Markdown preview draws only absolute image URLs; a local store's UI is `make ui`'s).
     local = (result.output_dir / "report.md").read_text()
     text = artifact_text(study.client, study.parent, "report/report.md")
     for png in ("val_accuracy_curves.png", "best_val_accuracy_by_group.png"):
         assert f"![{png}]({png})" in local
-        assert (f"![{png}](get-artifact?path=report%2F{png}&run_uuid={study.parent})"
-                in text)
+        assert (f"![{png}](http://127.0.0.1:5000/get-artifact?path=report%2F{png}"
+                f"&run_uuid={study.parent})" in text)
     assert text.split("![")[0] == local.split("![")[0]  # the same tables
 
 

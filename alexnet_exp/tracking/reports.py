@@ -123,11 +123,11 @@ def find_training_runs(store: Store, experiment_name: str,
     return RunSelection(experiment_id, runs, not_finished)
 
 
-def artifact_link(run_id: str, path: str) -> str:
-    """Where MLflow's UI serves a run's artifact, relative to the UI's page: what an image link
-    in a logged Markdown file must say for the artifact preview to show the image (the preview
-    resolves links against the page, not against the file's artifact folder)."""
-    return "get-artifact?" + urlencode({"path": path, "run_uuid": run_id})
+def artifact_link(store: Store, run_id: str, path: str) -> str:
+    """Where MLflow's UI serves a run's artifact: what an image link in a logged Markdown file
+    must say for the artifact preview to show the image. The preview (3.17) draws an image
+    only from an absolute URL; a relative one it prints as text."""
+    return f"{store.ui_base()}/get-artifact?" + urlencode({"path": path, "run_uuid": run_id})
 
 
 def log_report(store: Store, experiment_id: str, files: list[Path],
@@ -146,7 +146,7 @@ def log_report(store: Store, experiment_id: str, files: list[Path],
         run = client.create_run(experiment_id, run_name="report", tags={KIND_TAG: REPORT_KIND})
         run_id = run.info.run_id
     try:
-        instead = texts(lambda name: artifact_link(run_id, f"{artifact_path}/{name}")
+        instead = texts(lambda name: artifact_link(store, run_id, f"{artifact_path}/{name}")
                         ) if texts else {}
         for path in files:
             if path.name in instead:
