@@ -91,12 +91,15 @@ def run_model_uri(client: MlflowClient, run_id: str) -> str:
 
 
 def logged_model(client: MlflowClient, run_id: str):
-    """The Keras model a run logged, loaded by MLflow's tensorflow flavour."""
+    """The Keras model a run logged, loaded by MLflow's tensorflow flavour. Inside the store's
+    ``fluent()``: MLflow finds a logged model behind ``runs:/`` through the process-wide
+    tracking URI only (else its default ``./mlflow.db``)."""
     import mlflow
 
     from alexnet_exp import model as alexnet
+    from alexnet_exp.tracking import Store
 
-    name = run_model_uri(client, run_id).rsplit("/", 1)[1]
-    return mlflow.tensorflow.load_model(
-        str(artifact(client, run_id, name)),
-        keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
+    with Store(client.tracking_uri).fluent():
+        return mlflow.tensorflow.load_model(
+            run_model_uri(client, run_id),
+            keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
