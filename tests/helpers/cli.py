@@ -62,7 +62,7 @@ def epochs_logged(client) -> int:
 
 def artifact(client: MlflowClient, run_id: str, path: str) -> Path:
     """A run's artifact downloaded from the client's store (a file or a folder; a logged model
-    is the folder ``model``). Explicit store, never MLflow's process-wide tracking URI."""
+    is not: see :func:`logged_model`). Explicit store, never MLflow's process-wide URI."""
     import tempfile
 
     import mlflow
