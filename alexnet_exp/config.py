@@ -135,6 +135,8 @@ class TrackingConfig:
     experiment_name: str = "alexnet-exp"
     run_name: str | None = None
     log_model: bool = True
+    register_as: str | None = None  # Model Registry name; a sweep registers its best trial
+    system_metrics: bool = False  # MLflow's system/* metrics (CPU, memory, ...) for the run
 
 
 @dataclass

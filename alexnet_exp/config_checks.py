@@ -7,10 +7,18 @@ build. Apart from the schema because the checks are a job of their own (and the 
 in :mod:`alexnet_exp.tool_config` reuse the ``require_*`` helpers).
 """
 
+import importlib.util
 import math
 import os
+import posixpath
 
-from alexnet_exp.config import POOL_WINDOWS, ExperimentConfig, ModelConfig, pool_window
+from alexnet_exp.config import (
+    POOL_WINDOWS,
+    ExperimentConfig,
+    ModelConfig,
+    TrackingConfig,
+    pool_window,
+)
 from alexnet_exp.errors import ConfigError
 
 DATA_NAMES = ("flowers", "folder", "digits")
@@ -204,3 +212,20 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(
             "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
         )
+    validate_tracking_extras(cfg.tracking)
+
+
+def validate_tracking_extras(tracking: TrackingConfig) -> None:
+    """A Model Registry name MLflow would refuse after the training (or that no ``models:/``
+    URI can name), and system metrics without their sampler's package, refused before it."""
+    name = tracking.register_as
+    if name is not None and (
+        not name.strip() or name != name.strip() or any(c in name for c in "/:@'\"")
+        or posixpath.normpath(name) != name or name.startswith("..")
+    ):
+        raise ConfigError(f"tracking.register_as={name!r} is not a Model Registry name: use"
+                          " letters, digits, '-', '_' and '.' (no '/', ':', '@' or quotes: it is"
+                          " used as models:/<name>@champion)")
+    if tracking.system_metrics and importlib.util.find_spec("psutil") is None:
+        raise ConfigError("tracking.system_metrics=true needs the psutil package:"
+                          " pip install 'psutil>=5.9'")

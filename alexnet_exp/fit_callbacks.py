@@ -184,6 +184,15 @@ def epoch_line(epoch: int, epochs: int | None, metrics: dict[str, float]) -> str
     return " - ".join(parts)
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard writer with epochs counted from 1, as MLflow's steps are (the
+    :class:`EpochReporter` logs epoch ``n`` of "Epoch n/N" at step ``n``): the same epoch has
+    the same step in both UIs, also for a resumed run (``initial_epoch``)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 def watchers(trainer: TrainerConfig, schedule) -> list[keras.callbacks.Callback]:
     """The callbacks that set the learning rate and decide when to stop, from the config."""
     watchers: list[keras.callbacks.Callback] = []

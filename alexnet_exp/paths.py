@@ -9,7 +9,8 @@ import os
 import threading
 from pathlib import Path
 
-# The installed package's own folder: the code a logged model carries (code_paths).
+# The installed package's own folder: the code a logged model carries (code_paths) and where
+# git_tags asks which commit ran.
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -29,9 +30,8 @@ def find_config_dir(package_dir: Path) -> tuple[Path, Path | None]:
 
 
 _CONFIG_DIR, CHECKOUT_DIR = find_config_dir(PACKAGE_DIR)
-# The Hydra mains and the command line's preflight compose from it. CHECKOUT_DIR is where
-# git_commit asks which commit ran: an installed copy has no commit of its own (git would
-# answer for whatever repository the venv happens to sit in).
+# The Hydra mains and the command line's preflight compose from it. CHECKOUT_DIR: the checkout
+# the package runs from, None for an installed copy.
 CONFIG_DIR = str(_CONFIG_DIR)
 
 

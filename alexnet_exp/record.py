@@ -9,6 +9,7 @@ model. Every write goes through the job's tracker, so an outage buffers it like 
 import io
 import logging
 import math
+import re
 from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
@@ -84,9 +85,11 @@ def check_finite(tracker, result) -> None:
         )
 
 
-def results(cfg, tracker, model, datasets, result) -> RunSummary:
+def results(cfg, tracker, model, datasets, result, model_name: str = "model",
+            register_as: str | None = None) -> RunSummary:
     """The finished run's curves, validation report, summary metrics and (``log_model``) the
-    best weights as a logged model; returns what the command line prints."""
+    best weights as a logged model called ``model_name`` (a new version of ``register_as`` in
+    the Model Registry); returns what the command line prints."""
     from alexnet_exp import plots
 
     figure = plots.training_curves(result.history)
@@ -103,7 +106,7 @@ def results(cfg, tracker, model, datasets, result) -> RunSummary:
     }
     tracker.log_metrics(final_metrics)
     if cfg.tracking.log_model:
-        _log_model(cfg, tracker, model, datasets)
+        _log_model(cfg, tracker, model, datasets, model_name, register_as)
     return RunSummary(
         run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
         url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,
@@ -134,7 +137,16 @@ def _validation_report(tracker, model, datasets) -> float:
     return float(np.mean(predicted == true))
 
 
-def _log_model(cfg, tracker, model, datasets) -> None:
+def model_name(cfg, run_name: str) -> str:
+    """What a run's logged model is called (in ``runs:/<run id>/<name>`` and the experiment's
+    Models tab): the variant (``experiment=six_ideas``), else the run's name (its overrides),
+    else ``alexnet-<model>``; what MLflow refuses in the name (``/ : . % " '``) and what a
+    command line would split (``=``, ``,``, spaces) become ``-``."""
+    name = cfg.variant or (run_name if run_name != "defaults" else f"alexnet-{cfg.model.name}")
+    return re.sub(r"[^A-Za-z0-9_+-]+", "-", name).strip("-")[:200] or "model"
+
+
+def _log_model(cfg, tracker, model, datasets, name: str, register_as: str | None) -> None:
     """The model as MLflow logs it, with what eval and predict need to feed it."""
     from alexnet_exp import distribute
     from alexnet_exp.augment import eval_resize
@@ -150,4 +162,5 @@ def _log_model(cfg, tracker, model, datasets) -> None:
     tracker.log_dict(preprocessing, "preprocessing.json")
     with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
         plain = distribute.loggable(cfg.distribute, model)
-        tracker.log_model(as_float32(plain), example, PACKAGE_DIR, metadata=preprocessing)
+        tracker.log_model(as_float32(plain), example, PACKAGE_DIR, metadata=preprocessing,
+                          name=name, register_as=register_as)

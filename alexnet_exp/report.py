@@ -11,7 +11,7 @@ import csv
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alexnet_exp.errors import UserError
@@ -85,7 +85,9 @@ def effects_markdown(groups: list[Group], metric: str, baseline: str) -> str:
 
 
 def render_markdown(title: str, groups: list[Group], keys: list[str], metric: str,
-                    baseline: str, notes: list[str], plot_names: list[str]) -> str:
+                    baseline: str, notes: list[str], plot_names: list[str],
+                    link=lambda name: name) -> str:
+    """The report; each plot inline where ``link(name)`` says it is (beside report.md)."""
     parts = [f"# {title}", "",
              f"{sum(len(g.runs) for g in groups)} FINISHED training runs in {len(groups)}"
              f" groups, grouped by {', '.join(keys) or '(nothing differs)'}; seeds pooled.",
@@ -95,7 +97,7 @@ def render_markdown(title: str, groups: list[Group], keys: list[str], metric: st
              " train_seconds (wall time of fit).", ""]
     if groups and groups[0].label == baseline and len(groups) > 1:
         parts += [effects_markdown(groups, metric, baseline), ""]
-    parts += [f"![{name}]({name})" for name in plot_names]
+    parts += [f"![{name}]({link(name)})" for name in plot_names]
     return "\n".join(parts) + "\n"
 
 
@@ -143,6 +145,8 @@ def run_report(cfg, launch_dir: Path) -> Report:
 
     validate_report(cfg)
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
+    if not cfg.experiment_name:  # the sweep's parent run says which experiment
+        cfg = replace(cfg, experiment_name=tracking.parent_experiment(store, cfg.parent_run_id))
     selection = tracking.find_training_runs(store, cfg.experiment_name, cfg.parent_run_id)
     notes = [f"Left out: {n} {status} run{'s' * (n != 1)} (not FINISHED)." for status, n in
              sorted(selection.not_finished.items())]
@@ -152,8 +156,8 @@ def run_report(cfg, launch_dir: Path) -> Report:
     plots = report_plots.write_plots(out, groups, cfg.metric, scale_of(cfg.metric))
     title = f"Report: experiment {cfg.experiment_name}" + (
         f", sweep {cfg.parent_run_id}" if cfg.parent_run_id else "")
-    markdown = render_markdown(title, groups, keys, cfg.metric, cfg.baseline, notes,
-                               [p.name for p in plots])
+    page = (title, groups, keys, cfg.metric, cfg.baseline, notes, [p.name for p in plots])
+    markdown = render_markdown(*page)
     (out / "report.md").write_text(markdown)
     write_csv(out / "report.csv", groups, cfg.metric)
     files = [out / "report.md", out / "report.csv", *plots]
@@ -161,7 +165,9 @@ def run_report(cfg, launch_dir: Path) -> Report:
     log.info("\nwritten: " + ", ".join(str(f) for f in files))
     report = Report(groups, keys, out, files, markdown)
     if cfg.log:
-        report.run_id = tracking.log_report(store, selection.experiment_id, files,
-                                            cfg.parent_run_id)
+        # MLflow's preview resolves image links against its page: the run's copy links there.
+        report.run_id = tracking.log_report(
+            store, selection.experiment_id, files, cfg.parent_run_id,
+            texts=lambda link: {"report.md": render_markdown(*page, link=link)})
         log.info(f"logged to MLflow run {report.run_id} under report/")
     return report

@@ -27,7 +27,7 @@ from alexnet_exp.keys import (
     DISK_FAILURE,
 )
 from alexnet_exp.outcome import RunSummary, SkippedJob
-from alexnet_exp.paths import CHECKOUT_DIR
+from alexnet_exp.paths import PACKAGE_DIR
 from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,9 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     SIGTERM, submitit's time limit) or FAILED, never RUNNING."""
     tracker, point = prepared.tracker, prepared.point
     tracker.start(
-        cfg.tracking.run_name or run_name_for(ctx.overrides), tags=_run_tags(cfg, ctx, prepared,
-                                                                              built),
+        _run_name(cfg, ctx), tags=_run_tags(cfg, ctx, prepared, built),
         parent_run_id=prepared.parent_run_id, resume_run_id=point.run_id if point else None,
+        system_metrics=cfg.tracking.system_metrics,
     )
     try:
         summary = _fit(cfg, ctx, prepared, built)
@@ -174,16 +174,19 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     return summary
 
 
+def _run_name(cfg: ExperimentConfig, ctx: JobContext) -> str:
+    return cfg.tracking.run_name or run_name_for(ctx.overrides)
+
+
 def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
               built: Built) -> dict[str, str | None]:
     """What a run is tagged with when it starts: where, how and on what it trains."""
-    from alexnet_exp.tracking import git_commit
+    from alexnet_exp.tracking import git_tags
 
     point = prepared.point
     return {
+        **git_tags(PACKAGE_DIR),  # the code that ran, wherever launched
         "overrides": " ".join(ctx.overrides) or "(none)",
-        # the code that ran, wherever launched; none for an installed copy (not a checkout)
-        "git_commit": git_commit(CHECKOUT_DIR) if CHECKOUT_DIR else None,
         "hydra_output_dir": str(ctx.output_dir),
         "precision_policy": built.policy,
         "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
@@ -214,4 +217,7 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
     record.dropped_images(cfg, tracker, datasets)
     record.check_finite(tracker, result)
-    return record.results(cfg, tracker, built.model, datasets, result)
+    # A sweep registers its best trial when it ends (sweep.py), not every job's model.
+    register_as = None if prepared.parent_run_id else cfg.tracking.register_as
+    return record.results(cfg, tracker, built.model, datasets, result,
+                          record.model_name(cfg, _run_name(cfg, ctx)), register_as)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
-from alexnet_exp.errors import UserError, exit_with
+from alexnet_exp.errors import UserError, exit_with, first_line
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self.store = None  # tracking.Store the parent run lives in
+        self.register_as: str | None = None  # tracking.register_as: the winner's registry name
         self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -59,6 +60,7 @@ class MlflowSweepCallback(Callback):
             )
         except UserError as exc:  # an unusable store: one line before any job, as for a run
             exit_with(str(exc))
+        self.register_as = tracking_cfg.register_as
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[PARENT_STORE_ENV] = self.store.uri
         log.info(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}")
@@ -81,6 +83,22 @@ class MlflowSweepCallback(Callback):
         if self.job_locks:  # on_multirun_end will not run: the stop unwinds the sweep
             shutil.rmtree(self.job_locks, ignore_errors=True)
 
+    def register_champion(self, best: str) -> None:
+        """The winner as a version of ``tracking.register_as``, aliased ``champion``. A failure
+        (no logged model, a registry that refuses) is one line, and the sweep still ends: Hydra
+        would only warn about a callback's exception, leaving the parent run RUNNING."""
+        from alexnet_exp import tracking
+
+        name = self.register_as
+        try:
+            version = tracking.register_champion(self.store, name, best)
+        except Exception as exc:  # UserError, or MLflow's many types
+            log.warning(f"alexnet-exp: run {best} not registered as {name}:"
+                        f" {first_line(exc)[:300]}")
+            return
+        log.info(f"alexnet-exp: registered as {name} version {version}:"
+                 f" models:/{name}@{tracking.CHAMPION}")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
 
@@ -90,6 +108,8 @@ class MlflowSweepCallback(Callback):
                                            maximize=not objective.endswith("loss"))
             if best:
                 log.info(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}")
+                if self.register_as:
+                    self.register_champion(best)
             tracking.end_sweep_parent(self.store, self.parent_run_id)
             os.environ.pop(PARENT_RUN_ENV, None)
             os.environ.pop(PARENT_STORE_ENV, None)

@@ -72,7 +72,7 @@ class ExportConfig(ModelSourceConfig):
 class ReportConfig:
     """``alexnet-exp-report``: the runs of an experiment (or of one sweep) compared in a table."""
 
-    experiment_name: str | None = None
+    experiment_name: str | None = None  # default: the experiment of parent_run_id
     parent_run_id: str | None = None  # only the children of this sweep parent run
     metric: str = "best_val_accuracy"  # the headline column and the bar chart's metric
     baseline: str = "baseline"  # the group that effects are measured against, when present
@@ -82,8 +82,9 @@ class ReportConfig:
 
 
 def validate_report(cfg: ReportConfig) -> None:
-    if not cfg.experiment_name:
-        raise ConfigError("experiment_name is required: alexnet-exp-report experiment_name=<name>")
+    if not cfg.experiment_name and not cfg.parent_run_id:
+        raise ConfigError("experiment_name or parent_run_id is required: alexnet-exp-report"
+                          " experiment_name=<name> (or parent_run_id=<sweep parent run>)")
 
 
 def validate_model_source(cfg) -> None:

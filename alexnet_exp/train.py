@@ -23,6 +23,7 @@ from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
     BestWeights,
     EpochReporter,
+    EpochTensorBoard,
     InterruptBetweenBatches,
     StepSchedule,
     StopOnNonFiniteLoss,
@@ -146,8 +147,8 @@ def fit(
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         callbacks.append(BestWeights(checkpoint))
     if trainer.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(output_dir / "tensorboard"), profile_batch=0))
+        callbacks.append(EpochTensorBoard(log_dir=str(output_dir / "tensorboard"),
+                                          profile_batch=0))
     callbacks.append(reporter)
     if point is not None:
         reporter.saver = EpochCheckpoint(point, [c for c in callbacks

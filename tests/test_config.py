@@ -254,3 +254,25 @@ def test_the_schema_defaults_are_the_command_lines():
         composed = OmegaConf.to_container(compose("config"), resolve=False)
     composed.pop("hydra", None)
     assert composed == asdict(ExperimentConfig())
+
+
+@pytest.mark.parametrize("name", ["team/alexnet", "alexnet:v1", "alexnet@champion", " alexnet",
+                                  "..", "a/../b", "''"])
+def test_a_model_registry_name_mlflow_would_refuse_is_refused_before_training(name):
+    with pytest.raises(ConfigError, match="is not a Model Registry name") as info:
+        validate(compose_config(f"tracking.register_as={name!r}" if " " in name
+                                else f"tracking.register_as={name}"))
+    assert "\n" not in str(info.value)
+
+
+def test_registry_names_that_work_and_system_metrics_without_psutil(monkeypatch):
+    for name in ("alexnet", "six_ideas.champion-2", "AlexNet flowers"):
+        validate(compose_config(f"tracking.register_as='{name}'"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "psutil" else real(n, *a))
+    with pytest.raises(ConfigError, match="tracking.system_metrics=true needs the psutil"):
+        validate(compose_config("tracking.system_metrics=true"))
+    validate(compose_config("tracking.system_metrics=false"))

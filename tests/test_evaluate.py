@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from helpers import TINY_MODEL, cli, free_port, make_image_folder, store
+from helpers import TINY_MODEL, cli, free_port, make_image_folder, run_model_uri, store
 
 from alexnet_exp.bundle import load_bundle, sidecar_path
 from alexnet_exp.config import TrackingConfig
@@ -235,19 +235,23 @@ def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
 
 @pytest.mark.slow
 def test_logged_model_serves_raw_pixels_with_mlflow_models_serve(trained, bundle):
-    """``mlflow models serve`` on 127.0.0.1 answers a JSON batch of raw uint8 pixels."""
+    """``mlflow models serve`` on 127.0.0.1 answers a JSON batch of raw uint8 pixels, served
+    from the Model Registry as a sweep's winner is (``models:/<name>@champion``)."""
     import os
     import subprocess
     import sys
     import time
     import urllib.request
 
+    from alexnet_exp.tracking import Store, register_champion
+
+    assert register_champion(Store(trained.uri), "served", trained.run_id) == 1
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained.uri, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     server = subprocess.Popen(
-        [f"{bin_dir}/mlflow", "models", "serve", "-m", f"runs:/{trained.run_id}/model",
+        [f"{bin_dir}/mlflow", "models", "serve", "-m", "models:/served@champion",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -282,7 +286,9 @@ def test_eval_of_an_exported_file_and_of_a_model_uri_link_to_the_training_run(tr
                    program="alexnet-exp-export", env=trained.env)
     assert exported.returncode == 0, exported.stderr[-3000:]
     path = trained.work / "exports" / f"alexnet-{trained.run_id[:12]}.keras"
-    for source in (f"model_path={path}", f"model_uri=runs:/{trained.run_id}/model"):
+    uri = run_model_uri(store(trained.work), trained.run_id)
+    assert uri != f"runs:/{trained.run_id}/model"  # named for what it is
+    for source in (f"model_path={path}", f"model_uri={uri}"):
         result = cli(trained.work, source, f"data.dir={trained.test}", "tta=flip",
                      program="alexnet-exp-eval", env=trained.env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -293,7 +299,7 @@ def test_eval_of_an_exported_file_and_of_a_model_uri_link_to_the_training_run(tr
         [experiment], filter_string=f"tags.`alexnet_exp.train_run_id` = '{trained.run_id}'"
         " and params.tta = 'flip'")
     assert sorted(r.data.tags["model_source"] for r in linked) == sorted(
-        [str(path), f"runs:/{trained.run_id}/model"])
+        [str(path), uri])
     assert len({round(r.data.metrics["test_accuracy"], 6) for r in linked}) == 1
     assert all("test_f1.kiwi" in r.data.metrics for r in linked)
 

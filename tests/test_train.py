@@ -123,3 +123,17 @@ def test_optimizer_follows_config():
     assert (sgd.momentum, sgd.weight_decay) == (0.9, pytest.approx(5e-4))
     adam = train.build_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3, weight_decay=0))
     assert isinstance(adam, keras.optimizers.Adam) and adam.weight_decay is None
+
+
+def test_tensorboard_and_mlflow_count_the_same_epoch_with_the_same_step(tmp_path):
+    """Epoch n ("Epoch n/N") is step n in TensorBoard's event files as in MLflow's metrics."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, seen = run_fit(tmp_path, epochs=2, tensorboard=True)
+    hook_steps = [epoch for epoch, _ in seen]
+    for split in ("train", "validation"):
+        events = EventAccumulator(str(tmp_path / "tensorboard" / split))
+        events.Reload()
+        tag = "epoch_loss"
+        steps = [e.step for e in events.Tensors(tag)] or [e.step for e in events.Scalars(tag)]
+        assert steps == hook_steps == [1, 2], split

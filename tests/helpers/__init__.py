@@ -13,6 +13,7 @@ from helpers.cli import (
     cli,
     epochs_logged,
     logged_model,
+    run_model_uri,
     runs_of,
     store,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "make_image_pixels",
     "model_config",
     "rewrite_keeping_stamps",
+    "run_model_uri",
     "runs_of",
     "signal_when",
     "store",
