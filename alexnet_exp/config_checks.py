@@ -17,6 +17,7 @@ from alexnet_exp.config import (
     ExperimentConfig,
     ModelConfig,
     TrackingConfig,
+    TrainerConfig,
     pool_window,
 )
 from alexnet_exp.errors import ConfigError
@@ -180,7 +181,25 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     require_at_least("optimizer.warmup_epochs", cfg.optimizer.warmup_epochs, 0.0)
     require_at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
-    t = cfg.trainer
+    validate_trainer(cfg.trainer)
+    require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
+    require_choice("distribute", cfg.distribute.strategy, STRATEGIES)
+    require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)
+    require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
+    require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
+    require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
+    require_choice("sweep.reuse", cfg.sweep.reuse, SWEEP_REUSE)
+    require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
+    if cfg.tracking.backend == "server" and not (
+        cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    ):
+        raise ConfigError(
+            "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
+        )
+    validate_tracking_extras(cfg.tracking)
+
+
+def validate_trainer(t: TrainerConfig) -> None:
     require_at_least("trainer.epochs", t.epochs, 1)
     require_at_least("trainer.batch_size", t.batch_size, 1)
     require_choice("trainer.precision", t.precision, PRECISIONS)
@@ -198,21 +217,6 @@ def validate(cfg: ExperimentConfig) -> None:
     require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
     require_batch_limit("trainer.limit_train_batches", t.limit_train_batches)
     require_batch_limit("trainer.limit_val_batches", t.limit_val_batches)
-    require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
-    require_choice("distribute", cfg.distribute.strategy, STRATEGIES)
-    require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)
-    require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
-    require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
-    require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
-    require_choice("sweep.reuse", cfg.sweep.reuse, SWEEP_REUSE)
-    require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
-    if cfg.tracking.backend == "server" and not (
-        cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-    ):
-        raise ConfigError(
-            "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
-        )
-    validate_tracking_extras(cfg.tracking)
 
 
 def validate_tracking_extras(tracking: TrackingConfig) -> None:

@@ -153,6 +153,15 @@ def _lighting(aug_cfg: AugmentConfig, train_base: tf.data.Dataset, count: int,
     return _sample_lighting(train_base, count, aug_cfg.pca_sample_images)
 
 
+def _split(labels, report, val_split: float, seed: int, batch_size: int, limits):
+    """The seeded stratified split (its sizes go in the data report), then each part cut to
+    ``limits`` (whole batches, or a fraction of them)."""
+    train_idx, val_idx = stratified_split(labels, val_split, seed, report.class_names)
+    report.train_size, report.val_size = len(train_idx), len(val_idx)  # the split, unlimited
+    return (train_idx[:limited_count(limits[0], len(train_idx), batch_size)],
+            val_idx[:limited_count(limits[1], len(val_idx), batch_size)])
+
+
 def make_datasets(
     data_cfg: DataConfig,
     aug_cfg: AugmentConfig,
@@ -171,10 +180,7 @@ def make_datasets(
     every epoch sees the same ones and the step counts Keras is given stay exact.
     """
     files, labels, report = scan_folder(root, data_cfg)
-    train_idx, val_idx = stratified_split(labels, data_cfg.val_split, seed, report.class_names)
-    report.train_size, report.val_size = len(train_idx), len(val_idx)  # the split, unlimited
-    train_idx = train_idx[:limited_count(limits[0], len(train_idx), batch_size)]
-    val_idx = val_idx[:limited_count(limits[1], len(val_idx), batch_size)]
+    train_idx, val_idx = _split(labels, report, data_cfg.val_split, seed, batch_size, limits)
     train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
     num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
@@ -196,10 +202,8 @@ def make_datasets(
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
     train = train_base.shuffle(min(len(train_files), SHUFFLE_BUFFER), seed=seed)
     train = tf.data.Dataset.zip((train, seeds)).map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
-    val = val_base.map(
-        lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    val = val_base.map(lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
+                       num_parallel_calls=tf.data.AUTOTUNE)
     val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
                                num_parallel_calls=tf.data.AUTOTUNE)
     return Datasets(

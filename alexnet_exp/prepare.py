@@ -81,10 +81,12 @@ def run_name_for(overrides: list[str]) -> str:
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
-    """Identity of a job's resolved config (sweep bookkeeping and run names left out)."""
+    """Identity of a job's resolved config (sweep bookkeeping, run names and how the console
+    shows progress left out: none of them changes what is trained)."""
     fields = asdict(cfg)
     fields.pop("sweep")
     fields["tracking"].pop("run_name")
+    fields["trainer"].pop("verbose")
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

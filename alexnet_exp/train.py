@@ -140,21 +140,8 @@ def fit(
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None,
                              show=verbose == 2)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
-    callbacks: list[keras.callbacks.Callback] = [interrupt, guard, *watchers(trainer, schedule)]
-    checkpoint = None
-    if trainer.checkpoint:
-        checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(BestWeights(checkpoint))
-    if trainer.tensorboard:
-        callbacks.append(EpochTensorBoard(log_dir=str(output_dir / "tensorboard"),
-                                          profile_batch=0))
-    callbacks.append(reporter)
-    if point is not None:
-        reporter.saver = EpochCheckpoint(point, [c for c in callbacks
-                                                 if type(c).__name__ in COUNTERS])
-        callbacks.append(reporter.saver)  # last: restores counters after the others reset
-
+    callbacks, checkpoint = _callbacks(trainer, schedule, output_dir, point,
+                                       [interrupt, guard], reporter)
     train_steps = val_steps = None
     if steps is not None:
         train_steps, val_steps = steps
@@ -171,6 +158,27 @@ def fit(
     else:
         checkpoint = None
     return _result(reporter.history, seconds, trainer.epochs, checkpoint, guard.where)
+
+
+def _callbacks(trainer: TrainerConfig, schedule: StepSchedule | None, output_dir: Path,
+               point: ResumePoint | None, guards: list, reporter: EpochReporter
+               ) -> tuple[list[keras.callbacks.Callback], Path | None]:
+    """The callbacks of one fit in their order, and the best-weights file (if kept)."""
+    callbacks: list[keras.callbacks.Callback] = [*guards, *watchers(trainer, schedule)]
+    checkpoint = None
+    if trainer.checkpoint:
+        checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(BestWeights(checkpoint))
+    if trainer.tensorboard:
+        callbacks.append(EpochTensorBoard(log_dir=str(output_dir / "tensorboard"),
+                                          profile_batch=0))
+    callbacks.append(reporter)
+    if point is not None:
+        reporter.saver = EpochCheckpoint(point, [c for c in callbacks
+                                                 if type(c).__name__ in COUNTERS])
+        callbacks.append(reporter.saver)  # last: restores counters after the others reset
+    return callbacks, checkpoint
 
 
 def _result(history: list[dict], seconds: float, epochs: int, checkpoint: Path | None,

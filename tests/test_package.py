@@ -14,7 +14,8 @@ from helpers.cli import TINY_MODEL, cli, runs_of, store
 
 from alexnet_exp import paths
 from alexnet_exp.errors import UserError
-from alexnet_exp.preflight import preflight, user_config_dir, with_search_path
+from alexnet_exp.preflight import preflight
+from alexnet_exp.user_configs import user_config_dir, with_search_path
 
 REPO = Path(__file__).resolve().parents[1]
 MY_STUDY = """\

@@ -155,3 +155,11 @@ def test_the_prepare_stage_loads_no_tensorflow(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "loaded: []"
     assert (tmp_path / "mlruns" / "mlflow.db").exists()  # the store was opened and checked
+
+
+def test_the_config_hash_is_what_trains_not_how_progress_is_shown():
+    cfg = ExperimentConfig()
+    quiet = replace(cfg, trainer=replace(cfg.trainer, verbose="0"))
+    longer = replace(cfg, trainer=replace(cfg.trainer, epochs=cfg.trainer.epochs + 1))
+    assert prepare.config_hash(quiet) == prepare.config_hash(cfg)
+    assert prepare.config_hash(longer) != prepare.config_hash(cfg)
