@@ -77,9 +77,9 @@ def _from_file(cfg, launch_dir: Path):
 
 def _from_store(cfg, launch_dir: Path):
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
-    source = cfg.model_uri or f"runs:/{cfg.run_id}/model"
     if cfg.run_id and not tracking.run_exists(store, cfg.run_id):
         raise UserError(f"run_id={cfg.run_id}: no such run in {store.shown}")
+    source = cfg.model_uri or tracking.run_model_uri(store, cfg.run_id)
     hint = (" (no model logged: was it trained with tracking.log_model=false, or is it an"
             " evaluation run?)" if cfg.run_id else "")
     metadata, logged_by = tracking.logged_model_info(store, source, hint)

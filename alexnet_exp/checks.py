@@ -17,9 +17,7 @@ import warnings
 import tensorflow as tf
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-# The walk of a class folder is TensorFlow-free (the fingerprint takes it before TensorFlow
-# loads); the data scan still names it from here, beside the checks it feeds.
-from alexnet_exp.folders import list_files as list_files
+from alexnet_exp.errors import first_line
 
 # Pillow's names for the formats tf.io.decode_image reads (MPO is a camera JPEG).
 DECODABLE_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "GIF"}
@@ -180,7 +178,7 @@ def _pillow_error(path: str) -> str | None:
                 image.draft(image.mode, (CHECK_SIZE, CHECK_SIZE))  # a big JPEG, scaled
                 image.load()
     except Exception as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = first_line(exc)
         if "truncated" in text:
             return f"truncated file ({text}); copy or download it again"
         return f"cannot decode: {type(exc).__name__}: {text}"

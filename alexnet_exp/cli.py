@@ -1,17 +1,18 @@
 """Thin Hydra entry points: compose the config, check it, hand it to the runner.
 
 A mistake the user can fix (bad value, missing folder, no network) ends as one line on stderr
-and exit code 2, before any MLflow run is started when it can be caught that early.
+and exit code 2, before any MLflow run is started when it can be caught that early: the
+command line's own checks are :mod:`alexnet_exp.preflight`; how the process ends (and the
+sweep's parent run with it) is decided here.
 """
 
 import importlib
+import logging
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no C++ chatter
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")  # a dead server: fail in seconds
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
@@ -19,16 +20,22 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from alexnet_exp import stopping  # noqa: E402
-from alexnet_exp.config import ExperimentConfig, register_configs, validate  # noqa: E402
+from alexnet_exp import console, stopping  # noqa: E402
+from alexnet_exp.config_checks import validate  # noqa: E402
+from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
+from alexnet_exp.paths import CONFIG_DIR  # noqa: E402
+from alexnet_exp.preflight import (  # noqa: E402
+    preflight,
+    refuse_target_overrides,
+    to_experiment_config,
+)
 
-TARGET_KEY = "_target_"
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+log = logging.getLogger(__name__)
 
 register_configs()
 
@@ -49,11 +56,6 @@ def close_sweep_parent(status: str) -> None:
         from alexnet_exp import tracking
 
         tracking.end_sweep_parent(tracking.Store(store), parent, status)
-
-
-def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
-    """The composed DictConfig as the typed dataclass tree the rest of the package takes."""
-    return OmegaConf.to_object(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -93,8 +95,9 @@ def _train_job(cfg: DictConfig) -> float | None:
         fail(killed(stop), code=stop.exit_code, status="KILLED")
     if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
+    summary.output_dir, summary.tensorboard = str(output_dir), experiment.trainer.tensorboard
     (output_dir / "summary.json").write_text(summary_json(summary))
-    print(summary_lines(summary), flush=True)
+    log.info(summary_lines(summary))
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
 
 
@@ -129,171 +132,13 @@ def write_error(exc: OSError) -> str:
     return f"cannot write {where}: {reason}" if where else f"cannot write: {reason}"
 
 
-def composition_error(exc: Exception) -> str:
-    """Hydra's multi-line composition error as one line: the key, the value, what is allowed."""
-    text = str(exc)
-    missing = re.search(r"Could not find '([^/']+)/([^']+)'", text)
-    if missing:
-        group, option = missing.groups()
-        choices = re.findall(r"^\t(\S+)$", text.split("Config search path")[0], re.M)
-        return f"{group}={option} is not an option of {group}: choose one of {', '.join(choices)}"
-    unknown = re.search(r"Could not override '([^']+)'", text)
-    if unknown:
-        key = unknown.group(1)
-        return f"{key} is not a key of the config (alexnet-exp --cfg job lists every key)"
-    tilde = re.search(r"LexerNoViableAltException: (\S+?)=(\S*~\S*)", text)
-    if tilde:  # bash expands ~ only at the start of a word, never after key=
-        key, value = tilde.groups()
-        fix = f"quote it for Hydra: '{key}=\"{value}\"'"
-        if value.startswith("~/"):
-            fix = f"write {key}=$HOME{value[1:]} (bash expands $HOME there) or {fix}"
-        return f"{key}={value}: Hydra cannot read an unquoted ~ in a value: {fix}"
-    cause = exc.__cause__
-    override = re.search(r"Error merging override (\S+)", text)
-    if override and cause is not None:
-        return f"{override.group(1)}: {str(cause).splitlines()[0]}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()
-             and not line.startswith("See https://")]
-    return f"cannot parse the command line ({'; '.join(lines)}): write overrides as key=value"
-
-
-def refuse_target_overrides(args: list[str], program: str = "alexnet-exp") -> None:
-    """Refuse any command-line ``_target_``: Hydra would import and call whatever it names
-    (``hydra.callbacks.x._target_=os.system``), so a pasted or generated command line could run
-    arbitrary code. Classes are chosen in config files under ``conf/``, which are reviewed code.
-
-    Hydra's own parse is checked, not the text, so quoting, a dict value
-    (``+hydra.callbacks.x={_target_: ...}``) or a sweep over dicts does not slip through while a
-    folder that happens to be called ``_target_`` is still a plain value.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        try:
-            (override,) = OverridesParser.create().parse_overrides([arg])
-        except HydraException as exc:  # malformed: composing it fails before anything runs
-            if "~" in arg:  # bash left ~ after key=: say how to write it (sweeps, tools too)
-                fail(f"config: {composition_error(exc)}", program)
-            continue
-        if TARGET_KEY in override.key_or_group.split(".") or names_a_target(override.value()):
-            fail(f"{arg}: a {TARGET_KEY} cannot be set on the command line (Hydra would import"
-                 " and call it); choose a config option instead, or add a YAML file under"
-                 f" {CONFIG_DIR}", program)
-
-
-def names_a_target(value) -> bool:
-    """Whether a parsed override value holds a ``_target_`` key at any depth."""
-    if isinstance(value, dict):
-        return TARGET_KEY in value or any(names_a_target(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(names_a_target(v) for v in value)
-    choices = getattr(value, "list", None)  # ChoiceSweep / GlobChoiceSweep of a -m sweep
-    return isinstance(choices, list) and names_a_target(choices)
-
-
-MULTIRUN_FLAGS = ("-m", "--multirun")
-
-
-def preflight(args: list[str]) -> None:
-    """Compose the config before Hydra does, so a mistyped key, value or option is one line
-    and exit 2 (Hydra prints several lines and exits 1). For a sweep (``-m``) every value of
-    every swept key is composed and validated, before the sweep's parent run exists."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    multirun = any(a in MULTIRUN_FLAGS for a in args)
-    overrides = [a for a in args if a not in MULTIRUN_FLAGS]
-    if any(a.startswith("-") for a in overrides):  # --cfg, --help, ...: Hydra's own business
-        return
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        try:
-            jobs = sweep_jobs(overrides, compose) if multirun else [(overrides, None)]
-            for job, swept in jobs:
-                try:
-                    cfg = compose(config_name="config", overrides=job, return_hydra_config=True)
-                    if multirun:
-                        validate(to_experiment_config(_without_hydra(cfg)))
-                except (HydraException, UserError, OmegaConfBaseException) as exc:
-                    where = f" (in the sweep {swept})" if swept else ""
-                    message = composition_error(exc) if isinstance(exc, HydraException) \
-                        else str(exc).splitlines()[0]
-                    key = getattr(exc, "full_key", None)  # OmegaConf names the key apart
-                    message = f"{key}: {message}" if key else message
-                    fail(f"config: {message}{where}")
-        except HydraException as exc:
-            fail(f"config: {composition_error(exc)}")
-    if not multirun:
-        problem = unwritable(Path(cfg.hydra.run.dir))
-        if problem:
-            fail(f"hydra.run.dir={cfg.hydra.run.dir} {problem}: pass hydra.run.dir=<a writable"
-                 " folder>")
-
-
-def _without_hydra(cfg: DictConfig) -> DictConfig:
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
-
-
-def sweep_jobs(overrides: list[str], compose) -> list[tuple[list[str], str | None]]:
-    """Override lists that together try every value a ``-m`` command sweeps, each with the
-    sweep it tests (``norm=bn,lnr``): the other swept keys stay at their first value, so a
-    sweep of n values over k keys costs n compositions, not the n^k jobs it will run.
-
-    The swept keys of a preset (``hydra.sweeper.params`` of ``experiment=six_ideas``) are
-    tried too; Optuna's ``interval(a, b)`` is tried at both ends.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    parsed = parser.parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    base = compose(config_name="config", overrides=fixed, return_hydra_config=True)
-    preset = OmegaConf.select(base, "hydra.sweeper.params") or {}
-    command_keys = {o.key_or_group for o in parsed}
-    swept = [o for o in parsed if o.is_sweep_override()]
-    swept += [o for o in parser.parse_overrides([f"{k}={v}" for k, v in preset.items()])
-              if o.key_or_group not in command_keys and o.is_sweep_override()]
-    choices = [(o, _values(o)) for o in swept]
-    firsts = [f"{o.get_key_element()}={values[0]}" for o, values in choices]
-    jobs: list[tuple[list[str], str | None]] = [(fixed + firsts, None)]
-    for i, (override, values) in enumerate(choices):
-        for value in values[1:]:
-            job = [*firsts[:i], f"{override.get_key_element()}={value}", *firsts[i + 1:]]
-            jobs.append((fixed + job, override.input_line))
-    return jobs
-
-
-def _values(override) -> list[str]:
-    value = override.value()
-    if hasattr(value, "start") and hasattr(value, "end") and not hasattr(value, "step"):
-        return [str(value.start), str(value.end)]  # an Optuna interval: both ends
-    return list(override.sweep_string_iterator())
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why files cannot be created in ``folder`` (or where it would be created), else None."""
-    existing = folder.expanduser().absolute()
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"cannot be created: {existing} is a file"
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            return None
-    except OSError as exc:
-        return f"is not writable ({exc.strerror} in {existing})"
-
-
 def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
-    refuse_target_overrides(sys.argv[1:])
-    preflight(sys.argv[1:])
+    try:
+        refuse_target_overrides(sys.argv[1:])
+        preflight(sys.argv[1:])
+    except UserError as exc:
+        fail(str(exc))
     stopping.install(anywhere=True)
     try:
         _train()
@@ -316,6 +161,8 @@ def _tool(program: str, config_name: str, job: str):
     def run_tool(cfg: DictConfig) -> None:
         typed = OmegaConf.to_object(cfg)
         module, function = job.split(":")
+        if module != "alexnet_exp.report":  # the one tool without TensorFlow
+            console.load_tensorflow()
         try:
             getattr(importlib.import_module(module), function)(
                 typed, Path(HydraConfig.get().runtime.cwd))
@@ -323,7 +170,10 @@ def _tool(program: str, config_name: str, job: str):
             fail(str(exc), program)
 
     def main() -> None:
-        refuse_target_overrides(sys.argv[1:], program)
+        try:
+            refuse_target_overrides(sys.argv[1:])
+        except UserError as exc:
+            fail(str(exc), program)
         run_tool()
 
     return main
@@ -336,7 +186,7 @@ def eval_main() -> None:
 
 def predict_main() -> None:
     """``alexnet-exp-predict``: top-k classes of image files or folders."""
-    _tool("alexnet-exp-predict", "predict", "alexnet_exp.evaluate:run_prediction")()
+    _tool("alexnet-exp-predict", "predict", "alexnet_exp.predict:run_prediction")()
 
 
 def export_main() -> None:

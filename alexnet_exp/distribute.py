@@ -173,7 +173,8 @@ def plain_copy(model):
 
 
 class SilentTracker:
-    """A non-chief worker's tracker: takes every call a Tracker takes and records nothing."""
+    """A tracker that takes every call a Tracker takes and records nothing: a non-chief
+    worker's (the chief records the run), and every job's under ``tracking=none``."""
 
     run_id = experiment_id = uri = ""
 

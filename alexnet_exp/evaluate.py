@@ -1,25 +1,26 @@
-"""Evaluate and predict with a trained model: class matching by name and test-time crops.
+"""Evaluate a trained model on a class-folder test set: accuracy, per-class report, confusion.
 
 A model knows its classes by name (recorded at training time); a test folder's classes are
 mapped onto those names, never onto folder order, so a test set with a class missing or its
-folders in another order is still scored correctly.
+folders in another order is still scored correctly. The probabilities come from
+:mod:`alexnet_exp.predict` (the same test-time views ``alexnet-exp-predict`` uses).
 """
 
+import logging
 import re
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
-from alexnet_exp.augment import eval_resize
 from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
-from alexnet_exp.data import class_name, decoder, orientations_of, scan_folder
 from alexnet_exp.errors import DataError
-from alexnet_exp.sources import IMAGE_SUFFIXES
+from alexnet_exp.predict import predict_files
+from alexnet_exp.scan import class_name, scan_folder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,51 +35,6 @@ class EvalResult:
     true: np.ndarray
     probs: np.ndarray
     missing_classes: list[str]
-
-
-def view_size(bundle: ModelBundle, tta: str) -> int:
-    """Side of the resize the crops come from; ten_crop always needs room for corners."""
-    if tta == "ten_crop" and bundle.eval_resize <= bundle.input_size:
-        return eval_resize(bundle.input_size)
-    return max(bundle.eval_resize, bundle.input_size)
-
-
-def tta_views(images: tf.Tensor, size: int, tta: str) -> list[tf.Tensor]:
-    """The crops averaged at test time (AlexNet paper, section 4.1, for ``ten_crop``)."""
-    full = tf.shape(images)[1]
-    mid = (full - size) // 2
-    far = full - size
-
-    def crop(top, left):
-        return images[:, top : top + size, left : left + size, :]
-
-    centre = crop(mid, mid)
-    if tta == "none":
-        return [centre]
-    if tta == "flip":
-        return [centre, tf.reverse(centre, axis=[2])]
-    crops = [crop(0, 0), crop(0, far), crop(far, 0), crop(far, far), centre]
-    return crops + [tf.reverse(c, axis=[2]) for c in crops]
-
-
-def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: int,
-                  oriented: dict[str, int] | None = None) -> np.ndarray:
-    """Class probabilities per file, the softmax outputs averaged over the TTA views.
-
-    ``oriented`` is a scan's EXIF orientations (``DataReport.oriented``); without it each
-    file's orientation is read here, so a loose phone photo is predicted upright too.
-    """
-    size = view_size(bundle, tta)
-    labels = np.zeros(len(files), np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((files, orientations_of(files, oriented), labels)).map(
-        decoder(size), num_parallel_calls=tf.data.AUTOTUNE
-    )
-    chunks = []
-    for images, _ in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
-        views = tta_views(tf.cast(images, tf.float32), bundle.input_size, tta)
-        probs = [bundle.model.predict_on_batch(v) for v in views]
-        chunks.append(np.mean([np.asarray(p, np.float64) for p in probs], axis=0))
-    return np.concatenate(chunks).astype(np.float32)
 
 
 def match_classes(test_names: list[str], model_names: list[str]) -> tuple[dict, list[str]]:
@@ -146,32 +102,6 @@ def write_predictions_csv(path: Path, files, true, probs, class_names) -> None:
     frame.to_csv(path, index=False)
 
 
-def collect_images(items: list[str]) -> list[str]:
-    """Image files named directly, or found (recursively, sorted) in the folders named."""
-    files = []
-    for item in items:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            files += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            files.append(str(path))
-        else:
-            raise DataError(f"image {item} does not exist")
-    if not files:
-        raise DataError(f"no image files (JPEG, PNG, BMP, GIF) in {', '.join(items)}")
-    return files
-
-
-def top_k_table(files: list[str], probs: np.ndarray, class_names: list[str], k: int) -> list:
-    k = min(k, len(class_names))
-    rows = []
-    for path, p in zip(files, probs, strict=True):
-        best = np.argsort(-p)[:k]
-        rows.append({"path": path, "top": [{"class": class_names[i], "probability": float(p[i])}
-                                           for i in best]})
-    return rows
-
-
 def confusion_text(matrix: np.ndarray, class_names: list[str]) -> str:
     width = max(8, *(len(n) for n in class_names)) + 1
     head = "true \\ pred".ljust(width) + "".join(n[:width - 1].rjust(width) for n in class_names)
@@ -208,7 +138,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         warnings.simplefilter("always")
         result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
     for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr, flush=True)
+        log.warning(f"warning: {warning.message}")
     print(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
     print(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
           f" {result.top_k_accuracy:.4f}\n")
@@ -219,7 +149,7 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         csv_path = Path(cfg.output).expanduser()
         write_predictions_csv(csv_path, result.files, result.true, result.probs,
                               bundle.class_names)
-        print(f"\npredictions: {csv_path}")
+        log.info(f"\npredictions: {csv_path}")
     if cfg.log:
         figure = plots.confusion_matrix_figure(result.matrix, bundle.class_names,
                                                f"{root.name}, tta={cfg.tta}")
@@ -228,32 +158,5 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
             metrics=eval_metrics(result),
             figure=figure, report_text=result.report_text, csv_path=csv_path)
         plots.close(figure)
-        print(f"\nMLflow evaluation run {run_id}")
+        log.info(f"\nMLflow evaluation run {run_id}")
     return result
-
-
-def run_prediction(cfg, launch_dir: Path) -> list:
-    """``alexnet-exp-predict``: top-k classes per image, as a table or JSON."""
-    import json
-
-    from alexnet_exp.data import check_image
-    from alexnet_exp.tool_config import validate_predict
-
-    validate_predict(cfg)
-    files = collect_images([cfg.images] if isinstance(cfg.images, str) else list(cfg.images))
-    bad = {f: reason for f in files if (reason := check_image(f))}
-    for path, reason in bad.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr, flush=True)
-    files = [f for f in files if f not in bad]
-    if not files:
-        raise DataError("none of the images can be decoded")
-    bundle = load_bundle(cfg, launch_dir)
-    probs = predict_files(bundle, files, cfg.tta, cfg.batch_size)
-    rows = top_k_table(files, probs, bundle.class_names, cfg.top_k)
-    if cfg.format == "json":
-        print(json.dumps(rows, indent=2))
-    else:
-        for row in rows:
-            tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-            print(f"{row['path']}\t{tops}")
-    return rows

@@ -6,6 +6,7 @@ images before it is reported (and logged to the training run) as good.
 """
 
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,9 +18,11 @@ import tensorflow as tf
 
 from alexnet_exp.bundle import ModelBundle, load_bundle, sidecar_path
 from alexnet_exp.errors import UserError
-from alexnet_exp.evaluate import collect_images, predict_files
 from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.paths import atomic_write_text
+from alexnet_exp.predict import collect_images, predict_files
+
+log = logging.getLogger(__name__)
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -116,7 +119,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
             f"the parity check needs real images: data_dir={data_dir} is not a folder; pass"
             " data_dir=/path/to/images (the training data works)"
         )
-    from alexnet_exp.data import check_image
+    from alexnet_exp.checks import check_image
 
     files = collect_images([data_dir])
     step = max(1, len(files) // count)
@@ -128,7 +131,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
     from alexnet_exp.data import decoder, orientations_of
-    from alexnet_exp.evaluate import tta_views, view_size
+    from alexnet_exp.predict import tta_views, view_size
 
     expected = predict_files(bundle, files, "none", batch_size=len(files))
     size = view_size(bundle, "none")
@@ -157,14 +160,14 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
     out_dir = (launch_dir / cfg.output_dir).resolve()
     path = export_model(bundle, cfg.format, cfg.quantize, out_dir)
     size_mb = sum(p.stat().st_size for p in [path, *path.rglob("*")] if p.is_file()) / 1e6
-    print(f"exported {path} ({size_mb:.1f} MB)")
+    log.info(f"exported {path} ({size_mb:.1f} MB)")
     parity = check_parity(bundle, exported_predictor(path, cfg.format), files)
     tolerance = cfg.max_abs_diff
     if tolerance is None:
         tolerance = DEFAULT_TOLERANCE[cfg.quantize if cfg.quantize != "none" else cfg.format]
-    print(f"parity on {parity.images} images: max |p_export - p_keras| ="
-          f" {parity.max_abs_diff:.2e} (tolerance {tolerance:.0e}), top-1 agreement"
-          f" {parity.top1_agreement:.3f} (minimum {cfg.min_top1_agreement})")
+    log.info(f"parity on {parity.images} images: max |p_export - p_keras| ="
+             f" {parity.max_abs_diff:.2e} (tolerance {tolerance:.0e}), top-1 agreement"
+             f" {parity.top1_agreement:.3f} (minimum {cfg.min_top1_agreement})")
     if parity.max_abs_diff > tolerance or parity.top1_agreement < cfg.min_top1_agreement:
         raise UserError(f"{path} fails the parity check (see above); it is not logged."
                         " Raise max_abs_diff= or lower min_top1_agreement= to accept it")
@@ -173,5 +176,5 @@ def run_export(cfg, launch_dir: Path) -> tuple[Path, Parity]:
                                      f"exports/{cfg.format}")
         tracking.log_artifact_to_run(bundle.store, bundle.train_run_id, sidecar_path(path),
                                      f"exports/{cfg.format}")
-        print(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
+        log.info(f"logged to MLflow run {bundle.train_run_id} under exports/{cfg.format}/")
     return path, parity

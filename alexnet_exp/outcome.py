@@ -20,6 +20,9 @@ class RunSummary:
     seconds: float
     parameters: int
     metrics: dict[str, float] = field(default_factory=dict)  # the run's summary metrics
+    output_dir: str | None = None  # the job's folder: its log, TensorBoard events, summary.json
+    checkpoint_dir: str | None = None  # a resumed run's checkpoints stay in its first job's folder
+    tensorboard: bool = False
 
 
 @dataclass
@@ -31,13 +34,32 @@ class SkippedJob:
 
 
 def summary_lines(summary: RunSummary) -> str:
-    return "\n".join([
+    lines = [
         f"alexnet-exp: {summary.epochs} epochs in {summary.seconds:.0f} s,"
         f" {summary.parameters:,} parameters",
         f"  best val_accuracy {summary.best_val_accuracy:.4f} (epoch {summary.best_epoch})",
+    ]
+    if not summary.run_id:  # tracking=none: a throwaway trial
+        return "\n".join([*lines, "  nothing recorded in MLflow (tracking=none)"])
+    return "\n".join([
+        *lines,
         f"  MLflow run {summary.run_id}  (store {summary.tracking_uri})",
         f"  look at it: {ui_command(summary.tracking_uri)}, then open {summary.url}",
+        *_files(summary),
     ])
+
+
+def _files(summary: RunSummary) -> list[str]:
+    """Where the job's files are: its folder (the log named in conf/hydra/job_logging), the
+    TensorBoard events under it, the checkpoints (elsewhere when the run resumed)."""
+    lines = []
+    if summary.output_dir:
+        board = (f"; TensorBoard: tensorboard --logdir {summary.output_dir}"
+                 if summary.tensorboard else "")
+        lines.append(f"  job folder {summary.output_dir}  (log alexnet-exp.log{board})")
+    if summary.checkpoint_dir:
+        lines.append(f"  checkpoints {summary.checkpoint_dir}")
+    return lines
 
 
 def ui_command(tracking_uri: str) -> str:

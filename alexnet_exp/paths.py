@@ -10,8 +10,29 @@ import threading
 from pathlib import Path
 
 # The installed package's own folder: the code a logged model carries (code_paths) and where
-# git_commit asks which commit ran.
+# git_tags asks which commit ran.
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def find_config_dir(package_dir: Path) -> tuple[Path, Path | None]:
+    """The YAML of every config group, and the checkout the package runs from (None when
+    installed from a wheel).
+
+    A wheel ships conf/ inside the package (pyproject maps ``alexnet_exp.conf`` to conf/); a
+    checkout, or an editable install of one, keeps it beside the package. The folder on disk is
+    asked, not the import system (``pkg://alexnet_exp.conf``): with ``PYTHONPATH=<checkout>``
+    over another checkout's editable install, the import system would name the other conf/.
+    """
+    shipped = package_dir / "conf"
+    if shipped.is_dir():
+        return shipped, None
+    return package_dir.parent / "conf", package_dir.parent
+
+
+_CONFIG_DIR, CHECKOUT_DIR = find_config_dir(PACKAGE_DIR)
+# The Hydra mains and the command line's preflight compose from it. CHECKOUT_DIR: the checkout
+# the package runs from, None for an installed copy.
+CONFIG_DIR = str(_CONFIG_DIR)
 
 
 def cache_root() -> Path:

@@ -8,6 +8,7 @@ data folder or a job to skip costs seconds, not a TensorFlow start.
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from alexnet_exp.config import ExperimentConfig
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
 from alexnet_exp.outcome import SkippedJob
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,6 +36,8 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
     """Check the store, identify the job, skip it or find where it starts: no TensorFlow."""
     if cfg.dry_run:
         return Prepared(identify(cfg))
+    if cfg.tracking.backend == "none":
+        return _untracked(cfg, ctx)
     from alexnet_exp import tracking
 
     store = tracking.open_store(cfg.tracking, ctx.launch_dir)
@@ -55,6 +60,20 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
     return Prepared(identity, tracker, parent_run_id, point)
 
 
+def _untracked(cfg: ExperimentConfig, ctx) -> Prepared:
+    """``tracking=none``: no store is opened (so none is created), nothing is skipped or resumed
+    from one, and the tracker takes every write and keeps none (a non-chief worker's tracker);
+    checkpoints still go to the job's own folder."""
+    from alexnet_exp.distribute import SilentTracker
+
+    point = None
+    if cfg.trainer.checkpoint:
+        from alexnet_exp.resume import starting_point
+
+        point = starting_point([], ctx.output_dir)
+    return Prepared(identify(cfg), SilentTracker(), None, point)
+
+
 def run_name_for(overrides: list[str]) -> str:
     """``norm=lrn,dropout=off`` from the command-line overrides; paths stay out of the name."""
     shown = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").endswith(".dir")]
@@ -62,10 +81,12 @@ def run_name_for(overrides: list[str]) -> str:
 
 
 def config_hash(cfg: ExperimentConfig) -> str:
-    """Identity of a job's resolved config (sweep bookkeeping and run names left out)."""
+    """Identity of a job's resolved config (sweep bookkeeping, run names and how the console
+    shows progress left out: none of them changes what is trained)."""
     fields = asdict(cfg)
     fields.pop("sweep")
     fields["tracking"].pop("run_name")
+    fields["trainer"].pop("verbose")
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -130,8 +151,8 @@ def _reusable_run(store, cfg: ExperimentConfig, overrides: list[str], identity: 
         return None
     done = same[0]
     _link_if_outside(store, parent_run_id, done, "reused")
-    print(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
-          f" run {done.run_id} (sweep.reuse=never trains it again)", flush=True)
+    log.info(f"alexnet-exp: skipping {name}: the same config and data already FINISHED as MLflow"
+             f" run {done.run_id} (sweep.reuse=never trains it again)")
     return SkippedJob(done.run_id, tracking.run_metric(store, done.run_id, cfg.sweep.objective))
 
 
@@ -140,7 +161,7 @@ def _on_same_data(store, runs: list, identity: JobIdentity, otherwise: str) -> l
     says what changed since the newest and what the job does ``otherwise``."""
     same = [r for r in runs if r.data_fingerprint == identity.data.digest]
     if runs and not same:
-        print(f"alexnet-exp: {_data_changed(store, runs, identity)}: {otherwise}", flush=True)
+        log.info(f"alexnet-exp: {_data_changed(store, runs, identity)}: {otherwise}")
     return same
 
 

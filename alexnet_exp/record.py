@@ -7,7 +7,9 @@ model. Every write goes through the job's tracker, so an outage buffers it like 
 """
 
 import io
+import logging
 import math
+import re
 from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +18,8 @@ from alexnet_exp.errors import UserError
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT
 from alexnet_exp.outcome import RunSummary
 from alexnet_exp.paths import PACKAGE_DIR
+
+log = logging.getLogger(__name__)
 
 
 def run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> None:
@@ -48,7 +52,7 @@ def dropped_images(cfg, tracker, datasets) -> None:
     """Name the images that stopped decoding during the run (the pipeline drops them when it
     reads them; an epoch served from the cache still has the old pixels), in the output and in
     the run's data report, which was logged before they changed."""
-    from alexnet_exp.data import changed_since_scan
+    from alexnet_exp.scan import changed_since_scan
 
     dropped = changed_since_scan(datasets.train_files + datasets.val_files,
                                  Path(datasets.report.root), cfg.data)
@@ -56,8 +60,8 @@ def dropped_images(cfg, tracker, datasets) -> None:
         return
     datasets.report.dropped = dropped
     for path, reason in dropped:
-        print(f"alexnet-exp: {path} stopped decoding during the run ({reason}): left out of"
-              " every epoch that read it after that", flush=True)
+        log.info(f"alexnet-exp: {path} stopped decoding during the run ({reason}): left out of"
+                 " every epoch that read it after that")
     tracker.set_tags({"alexnet_exp.dropped_images": str(len(dropped))})
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
@@ -81,9 +85,11 @@ def check_finite(tracker, result) -> None:
         )
 
 
-def results(cfg, tracker, model, datasets, result) -> RunSummary:
+def results(cfg, tracker, model, datasets, result, model_name: str = "model",
+            register_as: str | None = None) -> RunSummary:
     """The finished run's curves, validation report, summary metrics and (``log_model``) the
-    best weights as a logged model; returns what the command line prints."""
+    best weights as a logged model called ``model_name`` (a new version of ``register_as`` in
+    the Model Registry); returns what the command line prints."""
     from alexnet_exp import plots
 
     figure = plots.training_curves(result.history)
@@ -100,12 +106,13 @@ def results(cfg, tracker, model, datasets, result) -> RunSummary:
     }
     tracker.log_metrics(final_metrics)
     if cfg.tracking.log_model:
-        _log_model(cfg, tracker, model, datasets)
+        _log_model(cfg, tracker, model, datasets, model_name, register_as)
     return RunSummary(
         run_id=tracker.run_id, experiment_id=tracker.experiment_id, tracking_uri=tracker.uri,
         url=tracker.run_url(), best_val_accuracy=result.best_val_accuracy,
         best_epoch=result.best_epoch, epochs=len(result.history), seconds=result.seconds,
         parameters=model.count_params(), metrics=final_metrics,
+        checkpoint_dir=str(result.checkpoint.parent) if result.checkpoint else None,
     )
 
 
@@ -130,7 +137,16 @@ def _validation_report(tracker, model, datasets) -> float:
     return float(np.mean(predicted == true))
 
 
-def _log_model(cfg, tracker, model, datasets) -> None:
+def model_name(cfg, run_name: str) -> str:
+    """What a run's logged model is called (in ``runs:/<run id>/<name>`` and the experiment's
+    Models tab): the variant (``experiment=six_ideas``), else the run's name (its overrides),
+    else ``alexnet-<model>``; what MLflow refuses in the name (``/ : . % " '``) and what a
+    command line would split (``=``, ``,``, spaces) become ``-``."""
+    name = cfg.variant or (run_name if run_name != "defaults" else f"alexnet-{cfg.model.name}")
+    return re.sub(r"[^A-Za-z0-9_+-]+", "-", name).strip("-")[:200] or "model"
+
+
+def _log_model(cfg, tracker, model, datasets, name: str, register_as: str | None) -> None:
     """The model as MLflow logs it, with what eval and predict need to feed it."""
     from alexnet_exp import distribute
     from alexnet_exp.augment import eval_resize
@@ -146,4 +162,5 @@ def _log_model(cfg, tracker, model, datasets) -> None:
     tracker.log_dict(preprocessing, "preprocessing.json")
     with redirect_stdout(io.StringIO()):  # the SavedModel export prints its signatures
         plain = distribute.loggable(cfg.distribute, model)
-        tracker.log_model(as_float32(plain), example, PACKAGE_DIR, metadata=preprocessing)
+        tracker.log_model(as_float32(plain), example, PACKAGE_DIR, metadata=preprocessing,
+                          name=name, register_as=register_as)

@@ -2,47 +2,22 @@
 
 Runs are grouped by the params that differ between them (the swept ones), seeds pooled, so a
 row is "this configuration, over its seeds": mean ± sample std (ddof=1; "–" for a single run).
-Reading runs and logging the report go through :mod:`alexnet_exp.tracking`; this module only
-groups, computes and writes (Markdown, CSV, PNG).
+Reading runs and logging the report go through :mod:`alexnet_exp.tracking`; the grouping and
+its statistics are :mod:`alexnet_exp.report_groups`, the figures :mod:`alexnet_exp.report_plots`;
+this module writes the tables (Markdown, CSV) and runs the tool.
 """
 
 import csv
+import logging
 import math
 import re
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from alexnet_exp.errors import UserError
-from alexnet_exp.keys import DATA_ROOT_TAG
+from alexnet_exp.report_groups import COLUMNS, Group, Stat, make_groups
 
-# Params that differ between runs without making them different experiments: the seed (pooled
-# over), where things are logged, sweep bookkeeping, console verbosity. data.dir is compared by
-# the resolved data folder (tag data_root) instead, so "~/x" and "/home/me/x" are one group.
-IGNORED_PARAMS = {"seed", "dry_run", "data.dir", "data.cache_path", "trainer.verbose"}
-IGNORED_PREFIXES = ("tracking.", "sweep.", "hydra.")
-VARIANT = "variant"  # a label set by experiment=six_ideas: when it differs, it alone groups
-COLUMNS = ("best_val_loss", "epochs_run", "train_seconds", "parameters")
-
-
-@dataclass
-class Stat:
-    """Mean and sample std (ddof=1) of the values present; std is None for a single value."""
-
-    n: int
-    mean: float
-    std: float | None
-
-
-@dataclass
-class Group:
-    """One configuration over its seeds: a row of the table, a line and a bar of the plots."""
-
-    label: str
-    runs: list  # tracking.TrainingRun
-    stats: dict[str, Stat] = field(default_factory=dict)
-    effect: float | None = None  # mean metric minus the baseline's mean metric
-    effect_se: float | None = None  # sqrt(s1²/n1 + s0²/n0); None when either n is 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,79 +30,6 @@ class Report:
     files: list[Path]
     markdown: str
     run_id: str | None = None
-
-
-def describe(values: list[float]) -> Stat:
-    present = [v for v in values if v is not None and not math.isnan(v)]
-    if not present:
-        return Stat(0, math.nan, None)
-    std = statistics.stdev(present) if len(present) > 1 else None
-    return Stat(len(present), statistics.fmean(present), std)
-
-
-def comparable_params(run) -> dict[str, str]:
-    """The params that can tell two configurations apart, plus the resolved data folder."""
-    params = {k: v for k, v in run.params.items()
-              if k not in IGNORED_PARAMS and not k.startswith(IGNORED_PREFIXES)}
-    if DATA_ROOT_TAG in run.tags:
-        params[DATA_ROOT_TAG] = run.tags[DATA_ROOT_TAG]
-    return params
-
-
-def swept_keys(runs: list) -> list[str]:
-    """Params whose values differ between runs; only ``variant`` when it is one of them."""
-    params = [comparable_params(r) for r in runs]
-    keys = sorted(set().union(*params))
-    differing = [k for k in keys if len({p.get(k) for p in params}) > 1]
-    return [VARIANT] if VARIANT in differing else differing
-
-
-def label_of(run, keys: list[str]) -> str:
-    params = comparable_params(run)
-    if keys == [VARIANT]:
-        return params.get(VARIANT, "(unset)")
-    return ", ".join(f"{k}={params.get(k, '(unset)')}" for k in keys) or "all runs"
-
-
-def run_values(run, metric: str) -> dict[str, float | None]:
-    """One run's numbers; best_val_loss is the minimum of its per-epoch val_loss history."""
-    losses = run.history.get("val_loss") or []
-    epochs = run.metrics.get("epochs_run")
-    if epochs is None:  # older runs: count the epochs of the history
-        epochs = len(run.history.get("val_accuracy") or []) or None
-    return {metric: run.metrics.get(metric),
-            "best_val_loss": min(losses) if losses else run.metrics.get("best_val_loss"),
-            "epochs_run": epochs,
-            "train_seconds": run.metrics.get("train_seconds"),
-            "parameters": run.metrics.get("parameters")}
-
-
-def make_groups(runs: list, metric: str, baseline: str) -> tuple[list[Group], list[str]]:
-    """Runs grouped by the swept params, with stats, effects and the order of the table:
-    the baseline first, then best metric first."""
-    keys = swept_keys(runs)
-    by_label: dict[str, list] = {}
-    for run in runs:
-        by_label.setdefault(label_of(run, keys), []).append(run)
-    groups = []
-    for label, members in by_label.items():
-        values = [run_values(r, metric) for r in members]
-        stats = {c: describe([v[c] for v in values]) for c in (metric, *COLUMNS)}
-        groups.append(Group(label, members, stats))
-    sign = 1 if "loss" in metric or "seconds" in metric else -1  # lower is better for those
-    groups.sort(key=lambda g: (g.label != baseline, sign * g.stats[metric].mean, g.label))
-    base = next((g for g in groups if g.label == baseline), None)
-    for group in groups:
-        if base is not None and group is not base:
-            group.effect, group.effect_se = effect(group.stats[metric], base.stats[metric])
-    return groups, keys
-
-
-def effect(group: Stat, base: Stat) -> tuple[float, float | None]:
-    """Difference of means and its standard error (Welch: sqrt(s1²/n1 + s0²/n0))."""
-    if group.std is None or base.std is None:
-        return group.mean - base.mean, None
-    return group.mean - base.mean, math.sqrt(group.std**2 / group.n + base.std**2 / base.n)
 
 
 def scale_of(metric: str) -> float:
@@ -183,7 +85,9 @@ def effects_markdown(groups: list[Group], metric: str, baseline: str) -> str:
 
 
 def render_markdown(title: str, groups: list[Group], keys: list[str], metric: str,
-                    baseline: str, notes: list[str], plot_names: list[str]) -> str:
+                    baseline: str, notes: list[str], plot_names: list[str],
+                    link=lambda name: name) -> str:
+    """The report; each plot inline where ``link(name)`` says it is (beside report.md)."""
     parts = [f"# {title}", "",
              f"{sum(len(g.runs) for g in groups)} FINISHED training runs in {len(groups)}"
              f" groups, grouped by {', '.join(keys) or '(nothing differs)'}; seeds pooled.",
@@ -193,7 +97,7 @@ def render_markdown(title: str, groups: list[Group], keys: list[str], metric: st
              " train_seconds (wall time of fit).", ""]
     if groups and groups[0].label == baseline and len(groups) > 1:
         parts += [effects_markdown(groups, metric, baseline), ""]
-    parts += [f"![{name}]({name})" for name in plot_names]
+    parts += [f"![{name}]({link(name)})" for name in plot_names]
     return "\n".join(parts) + "\n"
 
 
@@ -241,6 +145,8 @@ def run_report(cfg, launch_dir: Path) -> Report:
 
     validate_report(cfg)
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
+    if not cfg.experiment_name:  # the sweep's parent run says which experiment
+        cfg = replace(cfg, experiment_name=tracking.parent_experiment(store, cfg.parent_run_id))
     selection = tracking.find_training_runs(store, cfg.experiment_name, cfg.parent_run_id)
     notes = [f"Left out: {n} {status} run{'s' * (n != 1)} (not FINISHED)." for status, n in
              sorted(selection.not_finished.items())]
@@ -250,16 +156,18 @@ def run_report(cfg, launch_dir: Path) -> Report:
     plots = report_plots.write_plots(out, groups, cfg.metric, scale_of(cfg.metric))
     title = f"Report: experiment {cfg.experiment_name}" + (
         f", sweep {cfg.parent_run_id}" if cfg.parent_run_id else "")
-    markdown = render_markdown(title, groups, keys, cfg.metric, cfg.baseline, notes,
-                               [p.name for p in plots])
+    page = (title, groups, keys, cfg.metric, cfg.baseline, notes, [p.name for p in plots])
+    markdown = render_markdown(*page)
     (out / "report.md").write_text(markdown)
     write_csv(out / "report.csv", groups, cfg.metric)
     files = [out / "report.md", out / "report.csv", *plots]
     print(markdown.split("\n![")[0].rstrip())  # the tables, without the image links
-    print("\nwritten: " + ", ".join(str(f) for f in files), flush=True)
+    log.info("\nwritten: " + ", ".join(str(f) for f in files))
     report = Report(groups, keys, out, files, markdown)
     if cfg.log:
-        report.run_id = tracking.log_report(store, selection.experiment_id, files,
-                                            cfg.parent_run_id)
-        print(f"logged to MLflow run {report.run_id} under report/", flush=True)
+        # MLflow's preview resolves image links against its page: the run's copy links there.
+        report.run_id = tracking.log_report(
+            store, selection.experiment_id, files, cfg.parent_run_id,
+            texts=lambda link: {"report.md": render_markdown(*page, link=link)})
+        log.info(f"logged to MLflow run {report.run_id} under report/")
     return report

@@ -1,4 +1,4 @@
-"""The two figures of ``alexnet-exp-report``: validation curves per group and the metric's bars.
+"""The two figures of ``alexnet-exp-report``: validation curves and the metric, per group.
 
 Kept apart from :mod:`alexnet_exp.plots` (the figures of one run); same headless backend.
 """
@@ -54,35 +54,53 @@ def curves_figure(groups: list[tuple[str, list[list[float]]]], metric: str, scal
     return figure
 
 
-def bars_figure(labels: list[str], means: list[float], stds: list[float | None], metric: str,
-                scale: float = 1.0):
-    """The headline metric per group with ±1 std error bars (none for a single run, whose
-    spread is unknown: a zero-length bar would claim it is exact)."""
+def by_group_figure(labels: list[str], means: list[float], stds: list[float | None],
+                    metric: str, scale: float = 1.0):
+    """The headline metric per group: a point at the mean with ±1 std whiskers (none for a
+    single run, whose spread is unknown: a zero-length whisker would claim it is exact).
+
+    Points, not bars: the axis fits the data (98.3 % and 97.5 % must look different), and a
+    bar whose axis does not start at 0 would draw lengths that lie about the ratio.
+    """
     figure, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 5))
     positions = np.arange(len(labels))
-    heights = np.asarray(means, float) * scale
-    ax.bar(positions, heights, color="tab:blue", alpha=0.8)
-    spread = [i for i, s in enumerate(stds) if s is not None]
-    ax.errorbar(positions[spread], heights[spread], yerr=np.asarray(
-        [stds[i] for i in spread], float) * scale, fmt="none", ecolor="black", capsize=4)
+    centres = np.asarray(means, float) * scale
+    spread = np.asarray([s if s is not None else 0.0 for s in stds], float) * scale
+    ax.errorbar(positions, centres, yerr=np.where(np.isnan(spread), 0.0, spread), fmt="o",
+                color="tab:blue", ecolor="black", capsize=4, markersize=7)
+    ax.set_ylim(*value_limits(centres, spread))
     ax.set_xticks(positions, labels, rotation=30, ha="right")
+    ax.set_xlim(-0.5, len(labels) - 0.5)
     ax.set_ylabel(metric + (" (%)" if scale == 100 else ""))
-    ax.set_title(f"{metric} by group (mean, error bar = ±1 std)")
+    ax.set_title(f"{metric} by group (mean, whiskers = ±1 std)")
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return figure
 
 
+def value_limits(centres: np.ndarray, spread: np.ndarray) -> tuple[float, float]:
+    """The y range of the by-group plot: every whisker inside, with a margin of 15 % of the
+    range (or of the value itself when all groups are equal)."""
+    finite = np.isfinite(centres)
+    if not finite.any():
+        return 0.0, 1.0
+    spread = np.where(np.isfinite(spread), spread, 0.0)
+    low = float(np.min((centres - spread)[finite]))
+    high = float(np.max((centres + spread)[finite]))
+    margin = 0.15 * (high - low) or 0.05 * abs(high) or 0.5
+    return low - margin, high + margin
+
+
 def write_plots(out: Path, groups: list, metric: str, scale: float) -> list[Path]:
-    """The report's PNGs in ``out``: val_accuracy curves and the metric's bars, per group."""
+    """The report's PNGs in ``out``: val_accuracy curves and the metric, per group."""
     curves = out / "val_accuracy_curves.png"
     save(curves_figure([(g.label, [r.history.get("val_accuracy") or [] for r in g.runs])
                         for g in groups], "val_accuracy", scale=100.0), curves)
-    bars = out / f"{metric}_by_group.png"
-    save(bars_figure([f"{g.label} (n={len(g.runs)})" for g in groups],
-                     [g.stats[metric].mean for g in groups],
-                     [g.stats[metric].std for g in groups], metric, scale=scale), bars)
-    return [curves, bars]
+    by_group = out / f"{metric}_by_group.png"
+    save(by_group_figure([f"{g.label} (n={len(g.runs)})" for g in groups],
+                         [g.stats[metric].mean for g in groups],
+                         [g.stats[metric].std for g in groups], metric, scale=scale), by_group)
+    return [curves, by_group]
 
 
 def save(figure, path) -> None:

@@ -9,19 +9,22 @@ kill at any instant leaves a consistent pair from the last completed epoch.
 
 A lock file held while a job trains tells a crashed run (lock free: resume it) from one still
 training in another process (lock held: leave it alone).
+
+This module decides where a job starts and imports no TensorFlow (the prepare stage runs it
+before TensorFlow loads); writing and restoring the checkpoints is :mod:`.checkpoint`'s.
 """
 
 import fcntl
 import itertools
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
-
 from alexnet_exp.errors import UserError
-from alexnet_exp.paths import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 STATE = "state.json"
 LOCK = ".lock"
@@ -97,54 +100,6 @@ def read_point(directory: Path, run_id: str | None) -> ResumePoint | None:
                        state["model_file"])
 
 
-def restore_model(point: ResumePoint) -> keras.Model:
-    """The checkpointed model, compiled, with its optimizer state (safe_mode stays on)."""
-    from alexnet_exp import model
-
-    return model.load(point.directory / point.model_file)
-
-
-def _plain(value):
-    return float(value) if hasattr(value, "__float__") else value
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Restores the watched callbacks' counters at the start and saves after every epoch.
-
-    :meth:`save` is called by the epoch reporter once the epoch's metrics are complete and
-    before they are logged, so a checkpoint never lags behind what the tracking store shows.
-    """
-
-    def __init__(self, point: ResumePoint, watched: list[keras.callbacks.Callback]):
-        super().__init__()
-        self.point, self.watched = point, watched
-
-    def on_train_begin(self, logs=None):
-        for callback in self.watched:
-            for attr, value in self.point.counters.get(type(callback).__name__, {}).items():
-                setattr(callback, attr, value)
-
-    def save(self, epoch: int, history: list[dict]) -> None:
-        directory = self.point.directory
-        model_file = f"epoch-{epoch:04d}.keras"
-        partial = directory / f".partial-{model_file}"  # a truncated file never looks complete
-        try:
-            self.model.save(partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, directory / model_file)
-        counters = {type(c).__name__: {a: _plain(getattr(c, a, None)) for a in attrs}
-                    for c in self.watched if (attrs := COUNTERS.get(type(c).__name__))}
-        state = {"epoch": epoch, "history": history, "counters": counters,
-                 "model_file": model_file}
-        atomic_write_text(directory / STATE, json.dumps(state))  # the commit point
-        previous = self.point.model_file
-        if previous and previous != model_file:
-            (directory / previous).unlink(missing_ok=True)
-        self.point.model_file, self.point.epoch = model_file, epoch
-
-
 def starting_point(candidates: list[tuple[str, Path]], output_dir: Path) -> ResumePoint:
     """Where this job starts: the first of ``candidates`` (``(run id, checkpoint folder)`` of
     killed runs of the same config and data, newest first) whose process is gone, else a new
@@ -152,7 +107,7 @@ def starting_point(candidates: list[tuple[str, Path]], output_dir: Path) -> Resu
     for run_id, directory in candidates:
         if directory.is_dir() and claim(directory):  # its process is gone
             point = read_point(directory, run_id) or ResumePoint(run_id, directory)
-            print(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
-                  f" (trainer.resume=false starts afresh)", flush=True)
+            log.info(f"alexnet-exp: resuming MLflow run {run_id} after epoch {point.epoch}"
+                     f" (trainer.resume=false starts afresh)")
             return point
     return ResumePoint(None, fresh_folder(output_dir))

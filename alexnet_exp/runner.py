@@ -12,12 +12,14 @@ No Hydra here: the command line hands over a validated :class:`ExperimentConfig`
 can run a job the same way.
 """
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet_exp import stopping
-from alexnet_exp.config import ExperimentConfig, resolve_threads, validate
+from alexnet_exp import console, stopping
+from alexnet_exp.config import ExperimentConfig, resolve_threads
+from alexnet_exp.config_checks import validate
 from alexnet_exp.keys import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -27,6 +29,8 @@ from alexnet_exp.keys import (
 from alexnet_exp.outcome import RunSummary, SkippedJob
 from alexnet_exp.paths import PACKAGE_DIR
 from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,9 +70,9 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
         return prepared
     built = build(cfg, ctx, prepared)
     if cfg.dry_run:
-        print(built.summary_text)
-        print(f"total parameters: {built.model.count_params():,} (dry run: nothing trained or"
-              " logged)")
+        log.info(built.summary_text)
+        log.info(f"total parameters: {built.model.count_params():,} (dry run: nothing trained or"
+                 " logged)")
         return None
     return fit_and_record(cfg, ctx, prepared, built)
 
@@ -90,7 +94,7 @@ def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
         fit_and_record(cfg, worker_ctx, prepared, build(cfg, worker_ctx, prepared))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"alexnet-exp: {task} done; the chief recorded the run", flush=True)
+    log.info(f"alexnet-exp: {task} done; the chief recorded the run")
 
 
 def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
@@ -98,6 +102,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     is a dry run, which only shows the data report and the model."""
     from dataclasses import replace
 
+    console.load_tensorflow()  # first, so its start-up lines are held back
     from alexnet_exp import distribute, train
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet, model_summary_text
@@ -112,15 +117,22 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     datasets = make_datasets(
         cfg.data, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
         cfg.seed, cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
+        limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
-    print(datasets.report.to_text(), flush=True)
+    log.info(datasets.report.to_text())
+    if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
+        log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
+                 f" val batches per epoch ({len(datasets.train_files)} and"
+                 f" {len(datasets.val_files)} images; trainer.limit_train_batches="
+                 f"{cfg.trainer.limit_train_batches}, limit_val_batches="
+                 f"{cfg.trainer.limit_val_batches})")
     with strategy.scope():
         model = build_alexnet(cfg.model, len(datasets.class_names))
     built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)
     if cfg.dry_run:
         return built
-    from alexnet_exp.resume import restore_model
+    from alexnet_exp.checkpoint import restore_model
 
     built.learning_rate = distribute.scaled_learning_rate(
         cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)
@@ -139,9 +151,9 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     SIGTERM, submitit's time limit) or FAILED, never RUNNING."""
     tracker, point = prepared.tracker, prepared.point
     tracker.start(
-        cfg.tracking.run_name or run_name_for(ctx.overrides), tags=_run_tags(cfg, ctx, prepared,
-                                                                              built),
+        _run_name(cfg, ctx), tags=_run_tags(cfg, ctx, prepared, built),
         parent_run_id=prepared.parent_run_id, resume_run_id=point.run_id if point else None,
+        system_metrics=cfg.tracking.system_metrics,
     )
     try:
         summary = _fit(cfg, ctx, prepared, built)
@@ -151,8 +163,8 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
             tracker.end("KILLED", str(stop))
             stop.run_id = tracker.run_id
             if point and point.epoch:
-                print(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
-                      f" {point.directory}: run the same command again to resume", flush=True)
+                log.info(f"alexnet-exp: interrupted after epoch {point.epoch}, checkpointed in"
+                         f" {point.directory}: run the same command again to resume")
             raise stop from (None if stop is exc else exc)
         if isinstance(exc, OSError):  # the disk, not the run: the same command resumes it
             tracker.set_tags({"failure_reason": DISK_FAILURE})
@@ -162,15 +174,19 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     return summary
 
 
+def _run_name(cfg: ExperimentConfig, ctx: JobContext) -> str:
+    return cfg.tracking.run_name or run_name_for(ctx.overrides)
+
+
 def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
               built: Built) -> dict[str, str | None]:
     """What a run is tagged with when it starts: where, how and on what it trains."""
-    from alexnet_exp.tracking import git_commit
+    from alexnet_exp.tracking import git_tags
 
     point = prepared.point
     return {
+        **git_tags(PACKAGE_DIR),  # the code that ran, wherever launched
         "overrides": " ".join(ctx.overrides) or "(none)",
-        "git_commit": git_commit(PACKAGE_DIR),  # the code that ran, wherever launched
         "hydra_output_dir": str(ctx.output_dir),
         "precision_policy": built.policy,
         "intra_op_threads": str(resolve_threads(cfg.trainer.threads, ctx.parallel_jobs)),
@@ -185,7 +201,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 
 
 def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Built) -> RunSummary:
-    from alexnet_exp import record, train
+    from alexnet_exp import fit_callbacks, record, train
 
     tracker, point, datasets = prepared.tracker, prepared.point, built.datasets
     if point and point.run_id:  # a resumed run has its params and inputs already
@@ -193,11 +209,15 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
     else:
         record.run_inputs(cfg, ctx, tracker, built.model, datasets, built.summary_text,
                           prepared.identity)
-    schedule = train.step_schedule(cfg.optimizer, built.learning_rate, cfg.trainer.epochs,
-                                   math.ceil(len(datasets.train_files) / built.global_batch))
+    schedule = fit_callbacks.step_schedule(
+        cfg.optimizer, built.learning_rate, cfg.trainer.epochs,
+        math.ceil(len(datasets.train_files) / built.global_batch))
     result = train.fit(built.model, datasets.train, datasets.val, len(datasets.train_files),
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
     record.dropped_images(cfg, tracker, datasets)
     record.check_finite(tracker, result)
-    return record.results(cfg, tracker, built.model, datasets, result)
+    # A sweep registers its best trial when it ends (sweep.py), not every job's model.
+    register_as = None if prepared.parent_run_id else cfg.tracking.register_as
+    return record.results(cfg, tracker, built.model, datasets, result,
+                          record.model_name(cfg, _run_name(cfg, ctx)), register_as)

@@ -4,14 +4,17 @@ Each source ends in a plain class-folder tree, so everything after :func:`resolv
 (checking, splitting, the tf.data pipeline) is one code path whatever the source.
 """
 
+import logging
 import os
 import tarfile
 import tempfile
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig
-from alexnet_exp.errors import DataError
+from alexnet_exp.errors import DataError, first_line
 from alexnet_exp.paths import cache_root
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -72,7 +75,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
     import keras
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    print(f"alexnet-exp: {target} has no class folders; downloading {url}", flush=True)
+    log.info(f"alexnet-exp: {target} has no class folders; downloading {url}")
     try:
         archive = keras.utils.get_file(
             fname=f"{target.name}.tgz",
@@ -83,7 +86,7 @@ def download_flowers(url: str, sha256: str | None, target: Path) -> Path:
             cache_subdir=".",
         )
     except Exception as exc:  # network, HTTP and checksum errors all end here
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise DataError(
             f"could not download flower_photos from {url} ({reason}). Without internet, use a"
             " local copy: alexnet-exp data=folder data.dir=/path/to/flower_photos"

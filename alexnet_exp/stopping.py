@@ -16,16 +16,18 @@ too) never interrupt the cleanup of the first. A process that started with SIGTE
 ignoring it. Signal handlers exist in the main thread only; elsewhere this module does nothing.
 """
 
-import fcntl
+import logging
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from alexnet_exp import job_locks
+
+log = logging.getLogger(__name__)
+
 SUBMITIT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own switch; USR2 is its default
-JOB_LOCKS_ENV = "ALEXNET_EXP_JOB_LOCKS"  # a joblib sweep's folder of running jobs' locks
 _REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)"}
 
 
@@ -121,8 +123,8 @@ def job() -> Iterator[None]:
     starts no new job (a joblib worker may be handed one more after its signal).
 
     Under a sweep that set ``JOB_LOCKS_ENV``, the job holds ``<dir>/<pid>.lock`` until it has
-    ended (its run recorded, KILLED or not): :func:`wait_for_jobs` waits on those locks, and
-    the kernel releases one whose process died.
+    ended (its run recorded, KILLED or not): :func:`alexnet_exp.job_locks.wait_for_jobs` waits
+    on those locks, and the kernel releases one whose process died.
     """
     global _in_job, _pending
     install()
@@ -131,68 +133,12 @@ def job() -> Iterator[None]:
         raise Stopped(_terminating)
     _in_job, lock = True, None
     try:
-        lock = _job_lock()
+        lock = job_locks.hold()
         yield
     finally:
         _in_job = False
         if lock is not None:
             os.close(lock)
-
-
-def _job_lock() -> int | None:
-    folder = os.environ.get(JOB_LOCKS_ENV)
-    if not folder:
-        return None
-    try:
-        fd = os.open(os.path.join(folder, f"{os.getpid()}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        return None  # the folder is gone (the sweep ended): nobody waits on this job
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def wait_for_jobs(folder: str, seconds: float) -> list[int]:
-    """Wait until no other process holds a job lock in ``folder`` (or ``seconds`` passed);
-    returns the pids whose jobs were still running at the deadline."""
-    deadline = time.monotonic() + seconds
-    busy = []
-    for name in sorted(os.listdir(folder)):
-        pid = int(name.split(".")[0])
-        if pid == os.getpid():
-            continue
-        fd = os.open(os.path.join(folder, name), os.O_RDWR)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        busy.append(pid)
-                        break
-                    time.sleep(0.2)
-        finally:
-            os.close(fd)
-    return busy
-
-
-def child_processes(marker: str) -> list[int]:
-    """Pids of this process's children whose command line contains ``marker`` (Linux /proc;
-    elsewhere none)."""
-    me, found = str(os.getpid()), []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = stat.read().rsplit(")", 1)[1].split()[1]
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                command = cmdline.read().decode(errors="replace")
-        except OSError:
-            continue  # it ended meanwhile
-        if parent == me and marker in command:
-            found.append(int(entry))
-    return found
 
 
 @contextmanager
@@ -245,8 +191,8 @@ def hand_over(stop: Stopped) -> None:
     """A stop by submitit's signal goes on to submitit's handler once the run is KILLED: it
     requeues the job (and exits), or raises why it cannot. Any other stop returns."""
     if stop.signum == _requeue_signal and _requeue_handler is not None:
-        print(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
-              " submitit requeues the job, which resumes it", flush=True)
+        log.info(f"alexnet-exp: {stop}: MLflow run {stop.run_id or '(none yet)'} is KILLED;"
+                 " submitit requeues the job, which resumes it")
         _requeue_handler(stop.signum, None)
         # Only rank 0 requeues; another rank's handler returns. The sweep goes on: its parent
         # run is not this rank's to end.

@@ -7,9 +7,9 @@ parent itself.
 """
 
 import contextlib
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,12 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_exp import stopping
+from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
-from alexnet_exp.errors import UserError, exit_with
+from alexnet_exp.errors import UserError, exit_with, first_line
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
+
+log = logging.getLogger(__name__)
 
 LOKY_WORKER = "popen_loky"  # joblib's worker processes: python -m ...loky.backend.popen_loky_posix
 WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well before this
@@ -30,13 +32,23 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self.store = None  # tracking.Store the parent run lives in
+        self.register_as: str | None = None  # tracking.register_as: the winner's registry name
         self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from alexnet_exp import tracking
-
         if config.get("dry_run"):
             return  # nothing is trained or logged, so there is nothing to group
+        if config.tracking.backend != "none":  # tracking=none: no run, so no parent run either
+            self.start_parent(config)
+        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
+            self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
+            os.environ[job_locks.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
+            stopping.before_raise(self.stop_workers)
+
+    def start_parent(self, config: DictConfig) -> None:
+        """The sweep's parent run, its id handed to the jobs through the environment."""
+        from alexnet_exp import tracking
+
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
         try:
             self.store = tracking.open_store(tracking_cfg, Path(config.hydra.runtime.cwd))
@@ -48,13 +60,10 @@ class MlflowSweepCallback(Callback):
             )
         except UserError as exc:  # an unusable store: one line before any job, as for a run
             exit_with(str(exc))
+        self.register_as = tracking_cfg.register_as
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         os.environ[PARENT_STORE_ENV] = self.store.uri
-        print(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}", flush=True)
-        if "joblib" in str(config.hydra.launcher.get("_target_", "")):
-            self.job_locks = tempfile.mkdtemp(prefix="alexnet-exp-jobs-")
-            os.environ[stopping.JOB_LOCKS_ENV] = self.job_locks  # the workers inherit it
-            stopping.before_raise(self.stop_workers)
+        log.info(f"alexnet-exp: sweep parent MLflow run {self.parent_run_id}")
 
     def stop_workers(self, signum: int) -> None:
         """A stop signal to this process ends the jobs in joblib's worker processes first:
@@ -62,18 +71,33 @@ class MlflowSweepCallback(Callback):
         systemd and ``timeout`` signal them all; a second signal changes nothing), then waits
         until each job has recorded its run KILLED. Only then may the stop unwind joblib, which
         kills its workers with SIGKILL."""
-        workers = stopping.child_processes(LOKY_WORKER)
+        workers = job_locks.child_processes(LOKY_WORKER)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
         if workers and self.job_locks:
-            busy = stopping.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
+            busy = job_locks.wait_for_jobs(self.job_locks, WORKER_GRACE_SECONDS)
             if busy:
-                print(f"alexnet-exp: jobs in processes {busy} did not end within"
-                      f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING", file=sys.stderr,
-                      flush=True)
+                log.warning(f"alexnet-exp: jobs in processes {busy} did not end within"
+                            f" {WORKER_GRACE_SECONDS} s; their runs may stay RUNNING")
         if self.job_locks:  # on_multirun_end will not run: the stop unwinds the sweep
             shutil.rmtree(self.job_locks, ignore_errors=True)
+
+    def register_champion(self, best: str) -> None:
+        """The winner as a version of ``tracking.register_as``, aliased ``champion``. A failure
+        (no logged model, a registry that refuses) is one line, and the sweep still ends: Hydra
+        would only warn about a callback's exception, leaving the parent run RUNNING."""
+        from alexnet_exp import tracking
+
+        name = self.register_as
+        try:
+            version = tracking.register_champion(self.store, name, best)
+        except Exception as exc:  # UserError, or MLflow's many types
+            log.warning(f"alexnet-exp: run {best} not registered as {name}:"
+                        f" {first_line(exc)[:300]}")
+            return
+        log.info(f"alexnet-exp: registered as {name} version {version}:"
+                 f" models:/{name}@{tracking.CHAMPION}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
@@ -83,13 +107,14 @@ class MlflowSweepCallback(Callback):
             best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
                                            maximize=not objective.endswith("loss"))
             if best:
-                print(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}",
-                      flush=True)
+                log.info(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}")
+                if self.register_as:
+                    self.register_champion(best)
             tracking.end_sweep_parent(self.store, self.parent_run_id)
             os.environ.pop(PARENT_RUN_ENV, None)
             os.environ.pop(PARENT_STORE_ENV, None)
         if self.job_locks:
             stopping.before_raise(None)
-            os.environ.pop(stopping.JOB_LOCKS_ENV, None)
+            os.environ.pop(job_locks.JOB_LOCKS_ENV, None)
             shutil.rmtree(self.job_locks, ignore_errors=True)
             self.job_locks = None

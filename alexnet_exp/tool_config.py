@@ -1,16 +1,16 @@
-"""Checks of the tools that work on a trained model (evaluate, predict, export, report), run
-before any model is loaded. Their schemas live with every other schema in
-:mod:`alexnet_exp.config` (one ConfigStore, no import back up); the choices they allow, here.
+"""The tools that work on a trained model (evaluate, predict, export, report): their schemas
+and the checks run before any model is loaded.
+
+They build on the experiment's schema (a tool reads a data folder and a tracking store as
+training does) and its ``require_*`` checks, never the other way round; Hydra's ConfigStore
+gets both from :mod:`alexnet_exp.config_store`.
 """
 
-from alexnet_exp.config import (
-    EvalConfig,
-    ExportConfig,
-    PredictConfig,
-    ReportConfig,
-    require_at_least,
-    require_choice,
-)
+from dataclasses import dataclass, field
+from typing import Any
+
+from alexnet_exp.config import DataConfig, TrackingConfig
+from alexnet_exp.config_checks import require_at_least, require_choice
 from alexnet_exp.errors import ConfigError
 
 TTA_MODES = ("none", "flip", "ten_crop")
@@ -19,9 +19,72 @@ QUANTIZATIONS = ("none", "dynamic", "float16")
 OUTPUT_FORMATS = ("table", "json")
 
 
+@dataclass
+class ModelSourceConfig:
+    """Where a trained model comes from: exactly one of the three is set."""
+
+    run_id: str | None = None
+    model_uri: str | None = None
+    model_path: str | None = None
+
+
+@dataclass
+class EvalConfig(ModelSourceConfig):
+    """``alexnet-exp-eval``: a trained model and a class-folder test set."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tta: str = "none"
+    top_k: int = 3
+    batch_size: int = 32
+    output: str | None = None
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PredictConfig(ModelSourceConfig):
+    """``alexnet-exp-predict``: image files or folders in, top-k classes out."""
+
+    images: Any = field(default_factory=list)  # a list, or one path (a file or a folder)
+    top_k: int = 3
+    tta: str = "none"
+    batch_size: int = 32
+    format: str = "table"
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ExportConfig(ModelSourceConfig):
+    """``alexnet-exp-export``: a trained model to .keras, SavedModel or TFLite, parity-checked."""
+
+    format: str = "keras"
+    quantize: str = "none"
+    output_dir: str = "exports"
+    data_dir: str | None = None
+    parity_images: int = 32
+    max_abs_diff: float | None = None
+    min_top1_agreement: float = 0.95
+    log: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ReportConfig:
+    """``alexnet-exp-report``: the runs of an experiment (or of one sweep) compared in a table."""
+
+    experiment_name: str | None = None  # default: the experiment of parent_run_id
+    parent_run_id: str | None = None  # only the children of this sweep parent run
+    metric: str = "best_val_accuracy"  # the headline column and the bar chart's metric
+    baseline: str = "baseline"  # the group that effects are measured against, when present
+    output_dir: str | None = None  # default: reports/<experiment_name>[-<parent id[:8]>]
+    log: bool = True  # log the table and plots to the sweep parent run (or a report run)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
 def validate_report(cfg: ReportConfig) -> None:
-    if not cfg.experiment_name:
-        raise ConfigError("experiment_name is required: alexnet-exp-report experiment_name=<name>")
+    if not cfg.experiment_name and not cfg.parent_run_id:
+        raise ConfigError("experiment_name or parent_run_id is required: alexnet-exp-report"
+                          " experiment_name=<name> (or parent_run_id=<sweep parent run>)")
 
 
 def validate_model_source(cfg) -> None:

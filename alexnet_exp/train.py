@@ -1,12 +1,12 @@
 """Runtime set-up, compile and fit: the only place that decides how a model is trained.
 
 Results leave through a plain ``on_epoch_end(epoch, metrics)`` hook, so this module knows
-nothing of MLflow; the runner wires the hook to the tracker.
+nothing of MLflow; the runner wires the hook to the tracker. The callbacks themselves live in
+:mod:`alexnet_exp.fit_callbacks`; which of them run, and in what order, is decided here.
 """
 
 import contextlib
-import math
-import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -17,10 +17,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_exp import stopping
-from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads
+from alexnet_exp.checkpoint import EpochCheckpoint
+from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
 from alexnet_exp.errors import DataError
-from alexnet_exp.resume import COUNTERS, EpochCheckpoint, ResumePoint
+from alexnet_exp.fit_callbacks import (
+    BestWeights,
+    EpochReporter,
+    EpochTensorBoard,
+    InterruptBetweenBatches,
+    StepSchedule,
+    StopOnNonFiniteLoss,
+    watchers,
+)
+from alexnet_exp.resume import COUNTERS, ResumePoint
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 
@@ -88,152 +97,6 @@ def compile_model(model: keras.Model, opt: OptimizerConfig, trainer: TrainerConf
     )
 
 
-class StepSchedule(keras.callbacks.Callback):
-    """The learning rate of ``optimizer.schedule=cosine|one_cycle``, set before every step.
-
-    A function of the global step alone, so a resumed run (``initial_epoch``) continues the
-    same curve, and the epoch reporter, which runs after it, logs each epoch's starting rate.
-    """
-
-    def __init__(self, kind: str, peak: float, epochs: int, steps_per_epoch: int,
-                 warmup_epochs: float = 0.0):
-        super().__init__()
-        self.kind, self.peak, self.steps = kind, peak, max(1, steps_per_epoch)
-        self.total = max(1, epochs * self.steps)
-        self.warmup = warmup_epochs * self.steps
-        self.epoch = 0
-
-    def rate(self, step: int) -> float:
-        progress = min(1.0, step / self.total)
-        if self.kind == "one_cycle":
-            start, end, rise = self.peak / 25, self.peak / 1e4, 0.3
-            if progress < rise:
-                return start + (self.peak - start) * progress / rise
-            return end + (self.peak - end) * 0.5 * (1 + math.cos(math.pi * (progress - rise)
-                                                                 / (1 - rise)))
-        if step < self.warmup:
-            return self.peak * (step + 1) / self.warmup
-        fraction = (step - self.warmup) / max(1.0, self.total - self.warmup)
-        return self.peak * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
-
-    def _set(self, step: int) -> None:
-        self.model.optimizer.learning_rate = self.rate(step)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self._set(epoch * self.steps)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._set(self.epoch * self.steps + batch)
-
-
-def step_schedule(opt: OptimizerConfig, peak: float, epochs: int,
-                  steps_per_epoch: int) -> StepSchedule | None:
-    """The per-step schedule ``optimizer.schedule`` asks for; None for ``plateau``."""
-    if opt.schedule == "plateau":
-        return None
-    return StepSchedule(opt.schedule, peak, epochs, steps_per_epoch, opt.warmup_epochs)
-
-
-class TargetValAccuracy(keras.callbacks.Callback):
-    """Stop once validation accuracy reaches the target (never training accuracy)."""
-
-    def __init__(self, target: float):
-        super().__init__()
-        self.target = target
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (logs or {}).get("val_accuracy", 0.0) >= self.target:
-            print(f"\nalexnet-exp: val_accuracy reached trainer.target_val_accuracy={self.target}")
-            self.model.stop_training = True
-
-
-class BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the best val-accuracy epoch, written to a temporary name and then
-    renamed, so a full disk or a kill never leaves a truncated file that looks complete."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path, self.best = path, -math.inf
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get("val_accuracy")
-        if value is None or not value > self.best:
-            return
-        self.best = float(value)
-        partial = self.path.with_name(f".partial-{self.path.name}")
-        try:
-            self.model.save_weights(partial)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        os.replace(partial, self.path)
-
-
-class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stop at the first batch whose loss is NaN or Inf, and remember where (epoch, step)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch, self.where = 0, None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.where = (self.epoch + 1, batch + 1)
-            self.model.stop_training = True
-
-
-class InterruptBetweenBatches(keras.callbacks.Callback):
-    """Ctrl-C or SIGTERM during fit stops training at the next batch boundary, as a
-    KeyboardInterrupt (:class:`alexnet_exp.stopping.Stopped`), after the last completed epoch
-    was checkpointed. Why not let Python raise it wherever the signal lands, and what a second
-    signal does: see :func:`alexnet_exp.stopping.between_batches`.
-    """
-
-    def armed(self):
-        """Hold the stop signals for the duration of the block; restore the handlers after."""
-        return stopping.between_batches()
-
-    def _raise_if_requested(self, *_args, **_kwargs):
-        stop = stopping.take_pending()
-        if stop is not None:
-            raise stop
-
-    on_train_batch_end = on_test_batch_end = on_epoch_begin = _raise_if_requested
-
-
-class EpochReporter(keras.callbacks.Callback):
-    """Adds lr, epoch seconds and images/s to each epoch's logs, checkpoints, then logs them."""
-
-    def __init__(self, train_size: int, on_epoch_end: Callable[[int, dict], None] | None,
-                 history: list[dict] | None = None):
-        super().__init__()
-        self.train_size, self.hook = train_size, on_epoch_end
-        self.history: list[dict] = list(history or [])  # a resumed run's earlier epochs
-        self.saver: EpochCheckpoint | None = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-        self.lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        metrics = {k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}
-        metrics.update(lr=self.lr, epoch_seconds=seconds,
-                       images_per_second=self.train_size / max(seconds, 1e-9))
-        self.history.append(metrics)
-        if not all(math.isfinite(v) for v in metrics.values()):
-            return  # training stops on a NaN; it is neither a checkpoint nor a metric
-        if self.saver:
-            self.saver.save(epoch + 1, self.history)  # first the checkpoint, then the log
-        if self.hook:
-            self.hook(epoch + 1, metrics)
-
-
 @dataclass
 class FitResult:
     history: list[dict]
@@ -271,23 +134,14 @@ def fit(
     batch()), and when one is, the epoch reads a batch of the next pass rather than ending
     short or failing, as ``assert_cardinality`` would.
     """
-    reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None)
+    verbose = resolve_verbose(trainer.verbose, sys.stdout.isatty())
+    # The epoch line is ours, logged (so the job's log file has it) and shown for verbose=2;
+    # Keras draws only the live bar.
+    reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None,
+                             show=verbose == 2)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
-    callbacks: list[keras.callbacks.Callback] = [interrupt, guard, *_watchers(trainer, schedule)]
-    checkpoint = None
-    if trainer.checkpoint:
-        checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(BestWeights(checkpoint))
-    if trainer.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(output_dir / "tensorboard"), profile_batch=0))
-    callbacks.append(reporter)
-    if point is not None:
-        reporter.saver = EpochCheckpoint(point, [c for c in callbacks
-                                                 if type(c).__name__ in COUNTERS])
-        callbacks.append(reporter.saver)  # last: restores counters after the others reset
-
+    callbacks, checkpoint = _callbacks(trainer, schedule, output_dir, point,
+                                       [interrupt, guard], reporter)
     train_steps = val_steps = None
     if steps is not None:
         train_steps, val_steps = steps
@@ -295,7 +149,7 @@ def fit(
     started = time.perf_counter()
     with interrupt.armed():
         model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
-                  verbose=trainer.verbose, shuffle=False,  # the pipeline shuffles, seeded
+                  verbose=int(verbose == 1), shuffle=False,  # the pipeline shuffles, seeded
                   initial_epoch=point.epoch if point else 0, steps_per_epoch=train_steps,
                   validation_steps=val_steps)
     seconds = time.perf_counter() - started
@@ -306,21 +160,25 @@ def fit(
     return _result(reporter.history, seconds, trainer.epochs, checkpoint, guard.where)
 
 
-def _watchers(trainer: TrainerConfig, schedule) -> list[keras.callbacks.Callback]:
-    """The callbacks that set the learning rate and decide when to stop, from the config."""
-    watchers: list[keras.callbacks.Callback] = []
-    if schedule is not None:
-        watchers.append(schedule)
-    elif trainer.reduce_lr_patience:
-        watchers.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=trainer.reduce_lr_factor,
-            patience=trainer.reduce_lr_patience, verbose=1))
-    if trainer.early_stopping_patience:
-        watchers.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=trainer.early_stopping_patience, verbose=1))
-    if trainer.target_val_accuracy is not None:
-        watchers.append(TargetValAccuracy(trainer.target_val_accuracy))
-    return watchers
+def _callbacks(trainer: TrainerConfig, schedule: StepSchedule | None, output_dir: Path,
+               point: ResumePoint | None, guards: list, reporter: EpochReporter
+               ) -> tuple[list[keras.callbacks.Callback], Path | None]:
+    """The callbacks of one fit in their order, and the best-weights file (if kept)."""
+    callbacks: list[keras.callbacks.Callback] = [*guards, *watchers(trainer, schedule)]
+    checkpoint = None
+    if trainer.checkpoint:
+        checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        callbacks.append(BestWeights(checkpoint))
+    if trainer.tensorboard:
+        callbacks.append(EpochTensorBoard(log_dir=str(output_dir / "tensorboard"),
+                                          profile_batch=0))
+    callbacks.append(reporter)
+    if point is not None:
+        reporter.saver = EpochCheckpoint(point, [c for c in callbacks
+                                                 if type(c).__name__ in COUNTERS])
+        callbacks.append(reporter.saver)  # last: restores counters after the others reset
+    return callbacks, checkpoint
 
 
 def _result(history: list[dict], seconds: float, epochs: int, checkpoint: Path | None,

@@ -58,7 +58,7 @@ def pipeline_rate(root: Path, cache: str, ordered: bool, threads: int, epochs: i
 def main() -> None:
     args = benchlib.parser(__doc__.splitlines()[0]).parse_args()
     root = benchlib.require_data(args.data)
-    from alexnet_exp.data import scan_folder  # noqa: F401  (checks run once, outside timing)
+    from alexnet_exp.scan import scan_folder  # noqa: F401  (checks run once, outside timing)
 
     pipeline_rate(root, "none", True, 0, 1)  # warm the per-file check cache and the OS cache
     rates = {"image_data_generator": generator_rate(root, 2496)}

@@ -86,7 +86,8 @@ def experiment_config(model: str, root: Path, precision: str, epochs: int, per_c
 
 
 def train_images(cfg) -> int:
-    from alexnet_exp.data import scan_folder, stratified_split
+    from alexnet_exp.data import stratified_split
+    from alexnet_exp.scan import scan_folder
 
     _, labels, _ = scan_folder(Path(cfg.data.dir), cfg.data)
     train_idx, _ = stratified_split(labels, cfg.data.val_split, cfg.seed)

@@ -58,7 +58,8 @@ def compose(overrides: list[str]):
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from alexnet_exp.config import register_configs, validate
+    from alexnet_exp.config_checks import validate
+    from alexnet_exp.config_store import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import augment_config
 from PIL import Image
 
 from alexnet_exp import checks, data, sources
-from alexnet_exp.config import AugmentConfig, DataConfig
+from alexnet_exp import scan as folder_scan
+from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 
 INPUT = 32  # augment=none stores images at the input size: a 32x32 file is decoded unresized
@@ -35,7 +37,7 @@ def folder_cfg(root: Path) -> DataConfig:
 
 
 def scan(root: Path):
-    return data.scan_folder(root, folder_cfg(root))
+    return folder_scan.scan_folder(root, folder_cfg(root))
 
 
 def base(tmp_path: Path, image_folder) -> Path:
@@ -46,7 +48,7 @@ def base(tmp_path: Path, image_folder) -> Path:
 
 def one_pass(root: Path, tmp_path: Path):
     """Build the real pipelines, run one pass over train and val; all images, as trained on."""
-    ds = data.make_datasets(folder_cfg(root), AugmentConfig(), root, INPUT, 4, 0,
+    ds = data.make_datasets(folder_cfg(root), augment_config("none"), root, INPUT, 4, 0,
                             cache_dir=tmp_path / "tfdata-cache")
     images = []
     for split in (ds.train, ds.val):
@@ -260,10 +262,10 @@ import json, os, sys
 from pathlib import Path
 if os.access(sys.argv[2], os.R_OK):
     sys.exit("SKIP the file stays readable without CAP_DAC_OVERRIDE")
-from alexnet_exp import data
+from alexnet_exp import scan
 from alexnet_exp.config import DataConfig
 root = Path(sys.argv[1])
-files, _, report = data.scan_folder(root, DataConfig(name="folder", dir=str(root)))
+files, _, report = scan.scan_folder(root, DataConfig(name="folder", dir=str(root)))
 print(json.dumps({"files": files, "skipped": report.skipped}))
 """
 
@@ -411,7 +413,8 @@ from alexnet_exp.config import AugmentConfig, DataConfig
 
 def run(root, colours):
     cfg = DataConfig(name="folder", dir=str(root), val_split=0.25)
-    ds = data.make_datasets(cfg, AugmentConfig(), root, 32, 4, 0, cache_dir=root / "tf-cache")
+    none = AugmentConfig(name="none", flip=False, crop_scale=1.0, pca_std=0.0)
+    ds = data.make_datasets(cfg, none, root, 32, 4, 0, cache_dir=root / "tf-cache")
     images = np.concatenate([x for s in (ds.train, ds.val) for x, _ in s.as_numpy_iterator()])
     found = [bool(any(np.abs(im - c).max() <= 3 for im in images)) for c in colours]
     mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -513,8 +516,8 @@ def test_same_bytes_in_two_classes_is_reported_and_left_out(tmp_path, image_fold
     same_class = root / "dog" / "dog_000_again.png"  # a copy within one class is harmless
     shutil.copyfile(root / "dog" / "dog_000.png", same_class)
     calls = []
-    real_check = data.check_image
-    monkeypatch.setattr(data, "check_image", lambda p: calls.append(p) or real_check(p))
+    real_check = folder_scan.check_image
+    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
 
     files, _, report = scan(root)
 
@@ -531,7 +534,7 @@ def test_same_bytes_in_two_classes_is_reported_and_left_out(tmp_path, image_fold
     # A re-scan finds them from the cached hashes without checking (or hashing) a file again.
     calls.clear()
     monkeypatch.setattr(checks, "file_digest", lambda p: pytest.fail("re-hashed " + p))
-    monkeypatch.setattr(data, "file_digest", lambda p: pytest.fail("re-hashed " + p))
+    monkeypatch.setattr(folder_scan, "file_digest", lambda p: pytest.fail("re-hashed " + p))
     assert scan(root)[2].duplicates == report.duplicates
     assert calls == []
     ds, _ = one_pass(root, tmp_path)
@@ -554,14 +557,14 @@ def test_old_check_cache_entries_are_checked_again_once(tmp_path, image_folder, 
     ctime and inode were recorded) are checked again once, never trusted."""
     root = base(tmp_path, image_folder)
     files, _, _ = scan(root)
-    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{data.CHECK_CACHE_VERSION}.json"
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{folder_scan.CHECK_CACHE_VERSION}.json"
     store = alexnet_cache / "checks" / name
     entries = json.loads(store.read_text())
     assert all(len(entry) == 7 for entry in entries.values())
     store.write_text(json.dumps({p: entry[:2] + entry[4:5] for p, entry in entries.items()}))
     calls = []
-    real_check = data.check_image
-    monkeypatch.setattr(data, "check_image", lambda p: calls.append(p) or real_check(p))
+    real_check = folder_scan.check_image
+    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
 
     assert scan(root)[0] == files
     assert sorted(calls) == sorted(files)

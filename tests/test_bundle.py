@@ -9,9 +9,10 @@ from helpers import model_config
 
 from alexnet_exp.augment import PAPER_RESIZE, eval_resize
 from alexnet_exp.bundle import load_bundle, sidecar_path
-from alexnet_exp.config import EvalConfig, TrackingConfig
+from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError
 from alexnet_exp.model import LocalResponseNormalization, build_alexnet
+from alexnet_exp.tool_config import EvalConfig
 
 
 def test_eval_resize_is_the_trainings_crop_scale_else_the_papers():

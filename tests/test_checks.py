@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import augment_config
 from PIL import Image, ImageOps
 
-from alexnet_exp import checks, data
+from alexnet_exp import checks, data, scan
 
 # 4 x 2 blocks of 8x8 flat colours: JPEG keeps them nearly exact, and every one of the eight
 # orientations puts a different colour in each corner.
@@ -92,12 +93,12 @@ def square(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def test_training_and_validation_pipelines_yield_the_upright_pixels(tmp_path):
-    from alexnet_exp.config import AugmentConfig, DataConfig
+    from alexnet_exp.config import DataConfig
 
     root = tmp_path / "data"
     shown = oriented_folder(root)
     cfg = DataConfig(name="folder", dir=str(root), val_split=0.25)
-    ds = data.make_datasets(cfg, AugmentConfig(), root, 32, 4, 0, cache_dir=tmp_path / "c")
+    ds = data.make_datasets(cfg, augment_config("none"), root, 32, 4, 0, cache_dir=tmp_path / "c")
 
     val = np.concatenate([x for x, _ in ds.val.as_numpy_iterator()])
     for got, path in zip(val, ds.val_files, strict=True):
@@ -110,7 +111,7 @@ def test_training_and_validation_pipelines_yield_the_upright_pixels(tmp_path):
     assert "turned upright 14 images by their EXIF orientation" in ds.report.to_text()
 
     # The check cache records the orientation: a second scan (served from it) agrees.
-    again = data.scan_folder(root, cfg)[2]
+    again = scan.scan_folder(root, cfg)[2]
     assert again.oriented == ds.report.oriented
 
 
@@ -120,13 +121,15 @@ def test_a_check_cache_from_before_orientation_is_not_trusted(tmp_path, alexnet_
     import hashlib
     import json
 
+    from alexnet_exp.config import DataConfig
+
     root = tmp_path / "data"
     shown = oriented_folder(root)
     old = alexnet_cache / "checks" / (hashlib.sha1(str(root).encode()).hexdigest() + ".json")
     old.parent.mkdir(parents=True)
     old.write_text(json.dumps({p: [Path(p).stat().st_size, Path(p).stat().st_mtime_ns, None,
                                    hashlib.md5(p.encode()).hexdigest()] for p in shown}))
-    report = data.scan_folder(root, data.DataConfig(name="folder", dir=str(root)))[2]
+    report = scan.scan_folder(root, DataConfig(name="folder", dir=str(root)))[2]
     assert len(report.oriented) == 14
 
 
@@ -140,7 +143,7 @@ class TopLeftColour:
 @pytest.mark.parametrize("from_scan", [False, True])
 def test_evaluation_and_prediction_see_loose_files_upright(tmp_path, from_scan):
     from alexnet_exp.bundle import ModelBundle
-    from alexnet_exp.evaluate import predict_files
+    from alexnet_exp.predict import predict_files
 
     shown = oriented_folder(tmp_path / "photos")
     files = sorted(shown)

@@ -147,6 +147,10 @@ def test_unknown_option_gets_hydras_list_of_choices_in_one_line(tmp_path):
         ("optimizer=rmsprop", "optimizer=rmsprop is not an option of optimizer: choose one of"
                               " adam, sgd"),
         ("trainer.epoch=3", "trainer.epoch is not a key of the config"),
+        ("+trainer.epoch=3", "trainer.epoch is not a key of the config; did you mean"
+                             " trainer.epochs?"),
+        ("trainer.limit_val_batches=2.5", "trainer.limit_val_batches=2.5 must be a number of"
+                                          " batches >= 1"),
         ("model.kernels=[11,5", "cannot parse the command line"),
         ("model.pool=average", "model.pool='average' is not one of overlapping, non_overlapping"),
         ("trainer.threads=0", "trainer.threads='0' must be auto or a whole number >= 1"),
@@ -176,6 +180,7 @@ def test_bad_keys_values_and_options_exit_2_with_one_line(tmp_path, override, me
         (["experiment=six_ideas", "ablation=bn,nope"], "ablation=nope is not an option of"
                                                        " ablation"),
         (["trainer.epoch=1,2"], "trainer.epoch is not a key of the config"),
+        (["seed=1,2", "++trainer.epoch=3"], "trainer.epoch is not a key of the config"),
         (["trainer.epochs=${nope}", "seed=1,2"], "trainer.epochs"),
     ],
 )

@@ -9,12 +9,13 @@ from omegaconf import OmegaConf
 
 from alexnet_exp.config import (
     ExperimentConfig,
-    feature_map_trace,
+    limited_count,
     pool_window,
-    register_configs,
     resolve_threads,
-    validate,
+    resolve_verbose,
 )
+from alexnet_exp.config_checks import feature_map_trace, validate
+from alexnet_exp.config_store import register_configs
 from alexnet_exp.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -40,7 +41,7 @@ def test_every_experiment_preset_composes_and_validates(experiment):
 @pytest.mark.parametrize(
     "override",
     [f"{g}={o}" for g in ("data", "model", "norm", "dropout", "augment", "optimizer", "trainer",
-                          "tracking", "distribute", "cluster") for o in group_options(g)],
+                          "tracking", "distribute", "cluster", "debug") for o in group_options(g)],
 )
 def test_every_group_option_composes(override):
     cfg = compose_config(override, "data.dir=/tmp/x", "tracking.uri=http://127.0.0.1:1")
@@ -86,6 +87,10 @@ def test_type_errors_are_refused_at_composition():
         (["sweep.objective=accuracy"], "sweep.objective='accuracy' is not one of best_val_acc"),
         (["augment.min_area=0"], r"augment.min_area=0.0 is outside \(0.0, 1.0\]"),
         (["augment.min_area=1.5"], r"augment.min_area=1.5 is outside \(0.0, 1.0\]"),
+        (["trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 must be a number of"),
+        (["trainer.limit_val_batches=1.5"], r"limit_val_batches=1.5 .* fraction of them in \(0,"),
+        (["trainer.limit_val_batches=0.0"], "trainer.limit_val_batches=0.0 must be"),
+        (["trainer.limit_train_batches=-2"], "trainer.limit_train_batches=-2 must be"),
     ],
 )
 def test_out_of_range_values_name_key_and_value(overrides, message):
@@ -180,3 +185,94 @@ def test_parallel_jobs_come_from_the_joblib_launcher():
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN)) == 1  # the basic launcher: one at a time
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=3)) == 3
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, n_jobs=-1)) == os.cpu_count()
+
+
+def test_batch_limits_keep_whole_batches_a_whole_number_or_a_fraction_of_them():
+    assert limited_count(None, 100, 8) == 100
+    assert limited_count(3, 100, 8) == 24  # 3 batches
+    assert limited_count(50, 100, 8) == 100  # more batches than the split has: all of it
+    assert limited_count(0.5, 100, 8) == 48  # half of 13 batches, rounded down: 6
+    assert limited_count(0.01, 100, 8) == 8  # never no batch at all
+    assert limited_count(1.0, 100, 8) == 100  # 1.0 is every batch, 1 is one batch
+    assert limited_count(1, 100, 8) == 8
+
+
+def test_batch_limits_keep_their_type_and_refuse_what_is_no_number():
+    cfg = compose_config("trainer.limit_train_batches=3", "trainer.limit_val_batches=0.5")
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (3, 0.5)
+    assert type(cfg.trainer.limit_train_batches) is int
+    validate(cfg)
+    with pytest.raises(Exception, match="limit_train_batches"):
+        compose_config("trainer.limit_train_batches=some")
+    cfg = compose_config()
+    cfg.trainer.limit_val_batches = True  # a notebook's dataclass: no OmegaConf type check
+    with pytest.raises(ConfigError, match="limit_val_batches=True"):
+        validate(cfg)
+
+
+def test_debug_presets_are_what_lightning_hydra_template_users_know():
+    fast = compose_config("debug=fast")
+    assert (fast.trainer.epochs, fast.trainer.limit_train_batches,
+            fast.trainer.limit_val_batches) == (1, 3, 2)
+    assert not fast.trainer.checkpoint and not fast.trainer.tensorboard
+    assert fast.tracking.backend == "none"
+    overfit = compose_config("experiment=demo", "debug=overfit")  # wins over the experiment
+    assert overfit.trainer.epochs >= 20 and overfit.trainer.limit_train_batches == 2
+    assert (overfit.model.dropout_rate, overfit.augment.name) == (0.0, "none")
+    assert overfit.trainer.early_stopping_patience is None
+    assert overfit.trainer.reduce_lr_patience is None
+    assert overfit.tracking.experiment_name == "debug"
+    limit = compose_config("debug=limit")
+    assert isinstance(limit.trainer.limit_train_batches, float)
+    assert 0 < limit.trainer.limit_train_batches < 1 and limit.tracking.backend == "local"
+    assert compose_config().trainer.limit_train_batches is None  # debug: null by default
+    assert compose_config("debug=fast", "tracking=local").tracking.backend == "local"
+
+
+def test_verbose_auto_is_the_bar_on_a_terminal_one_line_per_epoch_elsewhere():
+    assert compose_config().trainer.verbose == "auto"
+    assert resolve_verbose("auto", terminal=True) == 1
+    assert resolve_verbose("auto", terminal=False) == 2
+    for given in ("0", "1", "2"):  # an explicit choice wins either way
+        assert resolve_verbose(given, terminal=True) == resolve_verbose(given, False) == int(given)
+    assert resolve_verbose(0, terminal=True) == 0  # a notebook's TrainerConfig(verbose=0)
+    cfg = compose_config("trainer.verbose=2")
+    assert cfg.trainer.verbose == "2"
+    validate(cfg)
+    with pytest.raises(ConfigError, match="trainer.verbose='3' is not one of auto, 0, 1, 2"):
+        validate(compose_config("trainer.verbose=3"))
+
+
+def test_the_schema_defaults_are_the_command_lines():
+    """``ExperimentConfig()`` (a notebook) is what ``alexnet-exp`` composes with no overrides:
+    one set of defaults, not a dataclass set and a YAML set that disagree (they did: the
+    dataclasses said data=folder and no augmentation, the command line flowers and paper)."""
+    from dataclasses import asdict
+
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        composed = OmegaConf.to_container(compose("config"), resolve=False)
+    composed.pop("hydra", None)
+    assert composed == asdict(ExperimentConfig())
+
+
+@pytest.mark.parametrize("name", ["team/alexnet", "alexnet:v1", "alexnet@champion", " alexnet",
+                                  "..", "a/../b", "''"])
+def test_a_model_registry_name_mlflow_would_refuse_is_refused_before_training(name):
+    with pytest.raises(ConfigError, match="is not a Model Registry name") as info:
+        validate(compose_config(f"tracking.register_as={name!r}" if " " in name
+                                else f"tracking.register_as={name}"))
+    assert "\n" not in str(info.value)
+
+
+def test_registry_names_that_work_and_system_metrics_without_psutil(monkeypatch):
+    for name in ("alexnet", "six_ideas.champion-2", "AlexNet flowers"):
+        validate(compose_config(f"tracking.register_as='{name}'"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "psutil" else real(n, *a))
+    with pytest.raises(ConfigError, match="tracking.system_metrics=true needs the psutil"):
+        validate(compose_config("tracking.system_metrics=true"))
+    validate(compose_config("tracking.system_metrics=false"))

@@ -1,4 +1,4 @@
-"""Scanning, checking, splitting and the tf.data pipeline of alexnet_exp.data (plus digits)."""
+"""Scanning and checking (alexnet_exp.scan), splitting and the tf.data pipeline (data), digits."""
 
 import contextlib
 import os
@@ -12,7 +12,7 @@ from helpers import rewrite_keeping_stamps
 from omegaconf import OmegaConf
 from PIL import Image
 
-from alexnet_exp import augment, data, paths, sources
+from alexnet_exp import augment, data, paths, scan, sources
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 
@@ -92,7 +92,7 @@ def test_class_names_are_sorted_subfolder_names(tmp_path, image_folder):
     # A hidden folder is not a class, even with images in it.
     image_folder(root / ".thumbnails", classes={"x": 2})
 
-    files, labels, report = data.scan_folder(root, folder_cfg(root))
+    files, labels, report = scan.scan_folder(root, folder_cfg(root))
 
     assert report.class_names == ["Mango", "apple", "zebra"]
     assert report.counts == {"Mango": 3, "apple": 3, "zebra": 3}
@@ -109,7 +109,7 @@ def test_non_image_files_are_ignored_and_reported(tmp_path, image_folder):
     notes = root / "cat" / "notes.txt"
     notes.write_text("found these at the shelter\n")
 
-    files, _, report = data.scan_folder(root, folder_cfg(root))
+    files, _, report = scan.scan_folder(root, folder_cfg(root))
 
     assert sorted(report.ignored) == sorted([str(licence), str(notes)])
     assert report.skipped == []
@@ -122,7 +122,7 @@ def test_unreadable_images_are_skipped_with_a_reason(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 6, "dog": 6})
     bad = write_bad_images(root / "cat")
 
-    files, _, report = data.scan_folder(root, folder_cfg(root))
+    files, _, report = scan.scan_folder(root, folder_cfg(root))
 
     reasons = dict(report.skipped)
     assert set(reasons) == {str(p) for p in bad.values()}
@@ -155,7 +155,7 @@ def test_fewer_than_two_classes_is_a_data_error(tmp_path, image_folder, classes)
     root = image_folder(tmp_path / "data", classes=classes)
     (root / "README.md").write_text("a file is not a class\n")
     with pytest.raises(DataError, match="at least 2"):
-        data.scan_folder(root, folder_cfg(root))
+        scan.scan_folder(root, folder_cfg(root))
 
 
 def test_class_with_only_corrupt_files_is_named(tmp_path, image_folder):
@@ -167,14 +167,14 @@ def test_class_with_only_corrupt_files_is_named(tmp_path, image_folder):
     (bird / "readme.txt").write_text("non-images do not count either")
 
     with pytest.raises(DataError, match=r"bird") as info:
-        data.scan_folder(root, folder_cfg(root))
+        scan.scan_folder(root, folder_cfg(root))
     assert "cat" not in str(info.value) and "dog" not in str(info.value)
 
 
 def test_max_images_per_class_caps_counts(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 7, "dog": 3, "emu": 5})
 
-    files, labels, report = data.scan_folder(root, folder_cfg(root, max_images_per_class=4))
+    files, labels, report = scan.scan_folder(root, folder_cfg(root, max_images_per_class=4))
 
     assert report.counts == {"cat": 4, "dog": 3, "emu": 4}
     assert Counter(labels.tolist()) == {0: 4, 1: 3, 2: 4}
@@ -188,21 +188,21 @@ def test_image_check_cache_skips_rechecking(tmp_path, image_folder, monkeypatch,
     root = image_folder(tmp_path / "data", classes={"cat": 5, "dog": 5})
     (root / "dog" / "broken.jpg").write_bytes(b"")
     calls = []
-    real_check = data.check_image
+    real_check = scan.check_image
 
     def counting_check(path):
         calls.append(path)
         return real_check(path)
 
-    monkeypatch.setattr(data, "check_image", counting_check)
+    monkeypatch.setattr(scan, "check_image", counting_check)
     cfg = folder_cfg(root)
 
-    first = data.scan_folder(root, cfg)
+    first = scan.scan_folder(root, cfg)
     assert len(calls) == 11
     assert list((alexnet_cache / "checks").glob("*.json")), "no check cache written"
 
     calls.clear()
-    second = data.scan_folder(root, cfg)
+    second = scan.scan_folder(root, cfg)
     assert calls == []
     assert second[0] == first[0]
     assert second[2].skipped == first[2].skipped  # cached failures stay skipped
@@ -210,7 +210,7 @@ def test_image_check_cache_skips_rechecking(tmp_path, image_folder, monkeypatch,
     # A changed file (new size) is checked again, and only that one.
     changed = root / "cat" / "cat_000.jpg"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(changed, format="JPEG")
-    data.scan_folder(root, cfg)
+    scan.scan_folder(root, cfg)
     assert calls == [str(changed)]
 
 
@@ -564,7 +564,7 @@ def test_a_file_that_stops_decoding_mid_run_is_dropped_and_named(tmp_path, image
     assert kept.tolist() == [i for i in range(len(ds.val_files)) if i != 1]
     assert len(predicted) == len(ds.val_files) - 1
 
-    dropped = data.changed_since_scan(ds.train_files + ds.val_files, root, folder_cfg(root))
+    dropped = scan.changed_since_scan(ds.train_files + ds.val_files, root, folder_cfg(root))
     assert [path for path, _ in dropped] == [str(p) for p in broken]
     assert all("not an image" in reason for _, reason in dropped)
     ds.report.dropped = dropped
@@ -581,10 +581,10 @@ def test_training_steps_are_known_to_keras(tmp_path, image_folder):
 
 def test_an_image_rewritten_with_its_old_size_and_mtime_is_checked_again(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4})
-    first = data.scan_folder(root, folder_cfg(root))  # fills the check cache
+    first = scan.scan_folder(root, folder_cfg(root))  # fills the check cache
     target = root / "cat" / "cat_001.jpg"
     rewrite_keeping_stamps(target, b"garbage " * 1000)
-    files, _, report = data.scan_folder(root, folder_cfg(root))
+    files, _, report = scan.scan_folder(root, folder_cfg(root))
     assert str(target) in first[0] and str(target) not in files
     assert [path for path, _ in report.skipped] == [str(target)]
 
@@ -597,7 +597,7 @@ def test_class_names_are_nfc_and_sorted_the_same_on_macos_and_linux(tmp_path, im
 
     nfd = {unicodedata.normalize("NFD", "Café"): 3, "Cafz": 3, "Cafa": 3}
     root = image_folder(tmp_path / "data", classes=nfd)
-    files, labels, report = data.scan_folder(root, folder_cfg(root))
+    files, labels, report = scan.scan_folder(root, folder_cfg(root))
     # NFD "Cafe\u0301" sorts before "Cafz"; NFC "Caf\xe9" after it, as on a Linux-made folder.
     assert report.class_names == ["Cafa", "Cafz", "Café"]
     assert all(unicodedata.is_normalized("NFC", name) for name in report.class_names)
@@ -607,7 +607,7 @@ def test_class_names_are_nfc_and_sorted_the_same_on_macos_and_linux(tmp_path, im
     both = image_folder(tmp_path / "both", classes={"Café": 2, "Cafe\u0301": 2})
     if len(list(both.iterdir())) == 2:  # a file system that keeps both spellings apart
         with pytest.raises(DataError, match="two class folders named Café"):
-            data.scan_folder(both, folder_cfg(both))
+            scan.scan_folder(both, folder_cfg(both))
 
 
 def test_evaluation_matches_class_names_across_unicode_normal_forms():
@@ -624,3 +624,19 @@ def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path, image_folde
     with pytest.raises(DataError, match=r"class folder\(s\) kiwi \(1 image\)") as error:
         build(root, tmp_path)
     assert "[1]" not in str(error.value)
+
+
+def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_path,
+                                                                           image_folder):
+    root = image_folder(tmp_path / "data", classes={"a": 8, "b": 8, "c": 8})
+    full = build(root, tmp_path, batch_size=2)
+    limited = data.make_datasets(folder_cfg(root), augment_cfg("none"), Path(root), INPUT, 2, 7,
+                                 cache_dir=tmp_path / "limited-cache", limits=(3, 0.5))
+    assert (limited.train_steps, limited.val_steps) == (3, 1)  # what Keras is told per epoch
+    assert limited.train_files == full.train_files[:6]  # 3 batches of 2: the first of the split
+    assert limited.val_files == full.val_files[:2]  # half of 3 val batches, rounded down
+    assert limited.report.train_size == len(full.train_files)  # the report tells the split
+    np.testing.assert_array_equal(limited.val_labels, full.val_labels[:2])
+    first, second = (sorted(collect(limited.train)[1].argmax(axis=1).tolist()) for _ in "12")
+    assert first == second == sorted(limited.train_labels.tolist())  # the same images again
+    assert len(collect(limited.val)[0]) == 2

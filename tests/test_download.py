@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_exp import data, sources
+from alexnet_exp import scan, sources
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 
@@ -102,7 +102,7 @@ def test_download_verifies_extracts_and_is_reused(tmp_path, archive, server):
     assert {d: len(list((root / d).glob("*.jpg"))) for d in CLASSES} == CLASSES
     assert (root / "LICENSE.txt").is_file()
     assert not list(tmp_path.glob(".extract-*")), "temporary extraction folder left behind"
-    files, _, report = data.scan_folder(root, cfg)
+    files, _, report = scan.scan_folder(root, cfg)
     assert report.class_names == sorted(CLASSES)
     assert report.ignored == [str(root / "LICENSE.txt")]
     assert len(files) == sum(CLASSES.values())

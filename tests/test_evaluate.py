@@ -10,20 +10,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from helpers import TINY_MODEL, cli, free_port, make_image_folder, store
+from helpers import TINY_MODEL, cli, free_port, make_image_folder, run_model_uri, store
 
 from alexnet_exp.bundle import load_bundle, sidecar_path
-from alexnet_exp.config import EvalConfig, ExportConfig, TrackingConfig
+from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.evaluate import evaluate_folder, predict_files, view_size
+from alexnet_exp.evaluate import evaluate_folder
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
+from alexnet_exp.predict import predict_files, view_size
+from alexnet_exp.tool_config import EvalConfig, ExportConfig
 
 CLASSES = {"apple": 10, "kiwi": 10, "plum": 10}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny model trained with augment=paper (so evaluation crops from a larger resize)."""
+    """One tiny model trained with augment=paper (so evaluation crops from a larger resize).
+
+    It trains through the CLI, so every test that takes it (or ``bundle``) is marked slow:
+    ``make test-fast`` trains nothing."""
     work = tmp_path_factory.mktemp("trained")
     data = make_image_folder(work / "data", classes=CLASSES, size=(48, 40))
     test = make_image_folder(work / "test", classes={c: 4 for c in CLASSES}, size=(48, 40),
@@ -53,12 +58,14 @@ def load_resized(files, size):
     return np.stack(images)
 
 
+@pytest.mark.slow
 def test_bundle_records_training_preprocessing(bundle):
     assert bundle.class_names == ["apple", "kiwi", "plum"]
     assert bundle.input_size == 64
     assert bundle.eval_resize == round(64 * 1.1278)  # augment=paper's crop_scale
 
 
+@pytest.mark.slow
 def test_evaluation_equals_a_hand_computation(bundle, trained):
     result = evaluate_folder(bundle, trained.test, "none", top_k=2, batch_size=5)
     size, s = view_size(bundle, "none"), bundle.input_size
@@ -74,6 +81,7 @@ def test_evaluation_equals_a_hand_computation(bundle, trained):
     assert result.matrix.sum() == len(result.files) == 12
 
 
+@pytest.mark.slow
 def test_ten_crop_is_the_mean_of_ten_numpy_crops(bundle, trained):
     files = sorted(str(p) for p in trained.test.rglob("*.jpg"))[:5]
     size, s = view_size(bundle, "ten_crop"), bundle.input_size
@@ -88,6 +96,7 @@ def test_ten_crop_is_the_mean_of_ten_numpy_crops(bundle, trained):
     np.testing.assert_allclose(predict_files(bundle, files, "flip", 4), flip, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_classes_are_matched_by_name_not_folder_order(bundle, trained, tmp_path):
     partial = tmp_path / "partial"
     for name in ("kiwi", "plum"):  # folder indices 0, 1 are model classes 1, 2
@@ -106,6 +115,7 @@ def test_classes_are_matched_by_name_not_folder_order(bundle, trained, tmp_path)
     assert result.matrix[0].sum() == 0 and result.matrix.sum() == 8
 
 
+@pytest.mark.slow
 def test_unknown_test_class_is_a_clear_error(bundle, trained, tmp_path):
     odd = make_image_folder(tmp_path / "odd", classes={"apple": 2, "durian": 2})
     with pytest.raises(DataError, match="durian are not classes of the model"):
@@ -115,6 +125,7 @@ def test_unknown_test_class_is_a_clear_error(bundle, trained, tmp_path):
 @pytest.mark.parametrize(("fmt", "quantize", "tolerance"),
                          [("keras", "none", 1e-6), ("savedmodel", "none", 1e-5),
                           ("tflite", "none", 1e-4), ("tflite", "float16", 1e-2)])
+@pytest.mark.slow
 def test_exports_predict_like_the_keras_model(bundle, trained, tmp_path, fmt, quantize,
                                               tolerance):
     path = export_model(bundle, fmt, quantize, tmp_path)
@@ -126,6 +137,7 @@ def test_exports_predict_like_the_keras_model(bundle, trained, tmp_path, fmt, qu
     assert parity.top1_agreement == 1.0
 
 
+@pytest.mark.slow
 def test_keras_export_evaluates_like_the_logged_model(bundle, trained, tmp_path):
     cfg = ExportConfig(run_id=trained.run_id, format="keras", output_dir=str(tmp_path),
                        data_dir=str(trained.test), log=False,
@@ -212,6 +224,7 @@ def test_bad_tool_inputs_exit_2_with_one_line(tmp_path, program, args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     result = cli(tmp_path, f"run_id={trained.run_id}", f"data.dir={tmp_path / 'empty'}",
@@ -222,19 +235,23 @@ def test_empty_test_folder_is_one_clear_line(trained, tmp_path):
 
 @pytest.mark.slow
 def test_logged_model_serves_raw_pixels_with_mlflow_models_serve(trained, bundle):
-    """``mlflow models serve`` on 127.0.0.1 answers a JSON batch of raw uint8 pixels."""
+    """``mlflow models serve`` on 127.0.0.1 answers a JSON batch of raw uint8 pixels, served
+    from the Model Registry as a sweep's winner is (``models:/<name>@champion``)."""
     import os
     import subprocess
     import sys
     import time
     import urllib.request
 
+    from alexnet_exp.tracking import Store, register_champion
+
+    assert register_champion(Store(trained.uri), "served", trained.run_id) == 1
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained.uri, "TF_CPP_MIN_LOG_LEVEL": "2",
            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
     server = subprocess.Popen(
-        [f"{bin_dir}/mlflow", "models", "serve", "-m", f"runs:/{trained.run_id}/model",
+        [f"{bin_dir}/mlflow", "models", "serve", "-m", "models:/served@champion",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -269,7 +286,9 @@ def test_eval_of_an_exported_file_and_of_a_model_uri_link_to_the_training_run(tr
                    program="alexnet-exp-export", env=trained.env)
     assert exported.returncode == 0, exported.stderr[-3000:]
     path = trained.work / "exports" / f"alexnet-{trained.run_id[:12]}.keras"
-    for source in (f"model_path={path}", f"model_uri=runs:/{trained.run_id}/model"):
+    uri = run_model_uri(store(trained.work), trained.run_id)
+    assert uri != f"runs:/{trained.run_id}/model"  # named for what it is
+    for source in (f"model_path={path}", f"model_uri={uri}"):
         result = cli(trained.work, source, f"data.dir={trained.test}", "tta=flip",
                      program="alexnet-exp-eval", env=trained.env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -280,11 +299,12 @@ def test_eval_of_an_exported_file_and_of_a_model_uri_link_to_the_training_run(tr
         [experiment], filter_string=f"tags.`alexnet_exp.train_run_id` = '{trained.run_id}'"
         " and params.tta = 'flip'")
     assert sorted(r.data.tags["model_source"] for r in linked) == sorted(
-        [str(path), f"runs:/{trained.run_id}/model"])
+        [str(path), uri])
     assert len({round(r.data.metrics["test_accuracy"], 6) for r in linked}) == 1
     assert all("test_f1.kiwi" in r.data.metrics for r in linked)
 
 
+@pytest.mark.slow
 def test_parity_images_skip_files_that_do_not_decode(trained, bundle, tmp_path):
     from alexnet_exp.export import parity_images
 
@@ -294,6 +314,7 @@ def test_parity_images_skip_files_that_do_not_decode(trained, bundle, tmp_path):
     assert len(picked) == 3 and all("broken" not in p for p in picked)
 
 
+@pytest.mark.slow
 def test_predict_accepts_a_bare_folder_and_keeps_json_clean(trained, tmp_path):
     folder = make_image_folder(tmp_path / "imgs", classes={"x": 2})
     (folder / "x" / "broken.png").write_bytes(b"not a png")
@@ -305,6 +326,7 @@ def test_predict_accepts_a_bare_folder_and_keeps_json_clean(trained, tmp_path):
     assert "broken.png" in result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_run_id_in_a_real_store_is_one_line(trained):
     result = cli(trained.work, "run_id=0123456789abcdef", f"data.dir={trained.test}",
                  program="alexnet-exp-eval", env=trained.env)

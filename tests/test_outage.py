@@ -205,7 +205,8 @@ def test_run_ended_during_the_outage_is_sent_by_sync(tmp_path, tiny_data, server
     assert "best val_accuracy" in out
     assert f"run {box.stem.removeprefix(outbox.PREFIX)} (FINISHED) waits in {box}" in err
     assert box.exists()
-    assert '"op": "end", "status": "FINISHED"' in box.read_text()
+    parked = box.read_text()
+    assert '"op": "end", "status": "FINISHED"' in parked
 
     still_down = cli(tmp_path, program="alexnet-exp-sync")
     assert still_down.returncode == 2
@@ -224,7 +225,8 @@ def test_run_ended_during_the_outage_is_sent_by_sync(tmp_path, tiny_data, server
     assert_every_epoch_once(client, run_id, 6)
     run = client.get_run(run_id)
     (model,) = client.search_logged_models([run.info.experiment_id])
-    assert model.source_run_id == run_id and model.name == "model"
+    assert model.source_run_id == run_id and model.name != "model"  # named as a live run's
+    assert f'"name": "{model.name}"' in parked
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
     again = cli(tmp_path, program="alexnet-exp-sync")
     assert again.returncode == 0 and "nothing to sync" in again.stdout

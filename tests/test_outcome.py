@@ -32,3 +32,24 @@ def test_summary_lines_say_what_ran_and_where_to_look(tmp_path):
 def test_the_summary_json_round_trips():
     summary = _summary("http://x")
     assert RunSummary(**json.loads(summary_json(summary))) == summary
+
+
+def test_a_run_of_tracking_none_says_nothing_was_recorded():
+    summary = RunSummary(run_id="", experiment_id="", tracking_uri="", url=None,
+                         best_val_accuracy=0.5, best_epoch=1, epochs=1, seconds=3.2,
+                         parameters=10)
+    lines = summary_lines(summary).splitlines()
+    assert lines[-1] == "  nothing recorded in MLflow (tracking=none)"
+    assert not any("MLflow run" in line or "look at it" in line for line in lines)
+
+
+def test_the_summary_says_where_the_jobs_files_are(tmp_path):
+    summary = _summary("http://x")
+    summary.output_dir, summary.tensorboard = str(tmp_path), True
+    summary.checkpoint_dir = str(tmp_path / "checkpoints")
+    assert summary_lines(summary).splitlines()[4:] == [
+        f"  job folder {tmp_path}  (log alexnet-exp.log; TensorBoard: tensorboard --logdir"
+        f" {tmp_path})",
+        f"  checkpoints {tmp_path}/checkpoints",
+    ]
+    assert RunSummary(**json.loads(summary_json(summary))) == summary

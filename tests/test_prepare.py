@@ -93,3 +93,73 @@ def test_a_sweeps_own_finished_job_is_skipped_unless_its_data_changed(tmp_path, 
     assert prepare._reusable_run(store, cfg, [], identity(tmp_path), parent).run_id == child
     assert prepare._reusable_run(store, cfg, [], identity(tmp_path, THEIRS), parent) is None
     assert not any(k.startswith(SWEEP_LINK_PREFIX) for k in client.get_run(parent).data.tags)
+
+
+def test_tracking_none_opens_no_store_and_records_nothing(tmp_path, image_folder, monkeypatch):
+    from alexnet_exp.config import DataConfig, TrackingConfig, TrainerConfig
+    from alexnet_exp.runner import JobContext
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env' / 'mlflow.db'}")
+    monkeypatch.setenv("ALEXNET_EXP_PARENT_RUN_ID", "a-parent")  # nothing to reuse or link
+    root = image_folder(tmp_path / "data", classes={"a": 3, "b": 3})
+    cfg = ExperimentConfig(data=DataConfig(name="folder", dir=str(root)),
+                           trainer=TrainerConfig(checkpoint=False),
+                           tracking=TrackingConfig(backend="none"))
+    got = prepare.prepare(cfg, JobContext(tmp_path, tmp_path / "out"))
+    assert isinstance(got, prepare.Prepared) and got.point is None
+    assert got.parent_run_id is None and got.tracker.run_id == ""
+    got.tracker.log_metrics({"loss": 1.0})  # taken, and kept nowhere
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "env").exists()
+    assert got.identity.config_hash == prepare.config_hash(cfg)
+
+
+def test_a_limited_run_is_another_job_than_the_full_one():
+    """Resume and sweep reuse match runs by config hash: a debug run never stands in for a
+    full one, nor the other way round."""
+    full = ExperimentConfig()
+    limited = ExperimentConfig()
+    limited.trainer.limit_train_batches = 3
+    fraction = ExperimentConfig()
+    fraction.trainer.limit_val_batches = 0.5
+    hashes = {prepare.config_hash(c) for c in (full, limited, fraction)}
+    assert len(hashes) == 3
+
+
+def test_the_prepare_stage_loads_no_tensorflow(tmp_path):
+    """Store, data identity and resume point are settled before TensorFlow loads (a dead store
+    or a skipped job costs seconds, not TensorFlow's start-up): checked in a fresh process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", classes={"cat": 3, "dog": 3}, size=(16, 16))
+    code = textwrap.dedent(f"""
+        import sys
+        from dataclasses import replace
+        from pathlib import Path
+        from types import SimpleNamespace
+        from alexnet_exp.config import DataConfig, ExperimentConfig
+        from alexnet_exp.prepare import Prepared, prepare
+        cfg = replace(ExperimentConfig(), data=DataConfig(name="folder", dir={str(data)!r}))
+        work = Path({str(tmp_path)!r})
+        ctx = SimpleNamespace(launch_dir=work, output_dir=work / "job", overrides=[])
+        prepared = prepare(cfg, ctx)
+        assert isinstance(prepared, Prepared) and prepared.point is not None, prepared
+        loaded = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+        print("loaded:", loaded)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "loaded: []"
+    assert (tmp_path / "mlruns" / "mlflow.db").exists()  # the store was opened and checked
+
+
+def test_the_config_hash_is_what_trains_not_how_progress_is_shown():
+    cfg = ExperimentConfig()
+    quiet = replace(cfg, trainer=replace(cfg.trainer, verbose="0"))
+    longer = replace(cfg, trainer=replace(cfg.trainer, epochs=cfg.trainer.epochs + 1))
+    assert prepare.config_hash(quiet) == prepare.config_hash(cfg)
+    assert prepare.config_hash(longer) != prepare.config_hash(cfg)

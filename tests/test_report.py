@@ -14,10 +14,12 @@ from mlflow.entities import Metric, Param
 from PIL import Image
 
 from alexnet_exp import report_plots
-from alexnet_exp.config import ReportConfig, TrackingConfig
+from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import ConfigError, UserError
 from alexnet_exp.keys import DATA_ROOT_TAG
-from alexnet_exp.report import make_groups, run_report
+from alexnet_exp.report import run_report
+from alexnet_exp.report_groups import make_groups
+from alexnet_exp.tool_config import ReportConfig
 from alexnet_exp.tracking import TrainingRun
 
 EXPERIMENT = "six_ideas"
@@ -167,8 +169,15 @@ def test_plots_are_valid_pngs_and_everything_is_logged_to_the_parent(study):
                 assert image.format == "PNG" and min(image.size) > 100
     logged = {a.path for a in study.client.list_artifacts(study.parent, "report")}
     assert logged == {f"report/{n}" for n in names}
+    # Inline images: beside report.md on disk; in the run, where MLflow's UI serves them (its
+    # Markdown preview draws only absolute image URLs; a local store's UI is `make ui`'s).
+    local = (result.output_dir / "report.md").read_text()
     text = artifact_text(study.client, study.parent, "report/report.md")
-    assert text == (result.output_dir / "report.md").read_text()
+    for png in ("val_accuracy_curves.png", "best_val_accuracy_by_group.png"):
+        assert f"![{png}]({png})" in local
+        assert (f"![{png}](http://127.0.0.1:5000/get-artifact?path=report%2F{png}"
+                f"&run_uuid={study.parent})" in text)
+    assert text.split("![")[0] == local.split("![")[0]  # the same tables
 
 
 def test_experiment_report_logs_a_report_run_that_a_later_report_ignores(study):
@@ -242,8 +251,31 @@ def test_parent_of_another_experiment_and_missing_store_and_name(study, tmp_path
             study.experiment_id, tags={"alexnet_exp.kind": "sweep"}).info.run_id)
     with pytest.raises(UserError, match="no MLflow store"):
         run_report(ReportConfig(experiment_name=EXPERIMENT), tmp_path)
-    with pytest.raises(ConfigError, match="experiment_name is required"):
+    with pytest.raises(ConfigError, match="experiment_name or parent_run_id is required"):
         run_report(ReportConfig(tracking=TrackingConfig()), tmp_path)
+
+
+def test_parent_run_id_alone_reports_its_sweep_in_its_experiment(study, tmp_path):
+    result = run_report(ReportConfig(parent_run_id=study.parent, log=False,
+                                     output_dir=str(tmp_path / "out")), study.work)
+    assert sum(len(g.runs) for g in result.groups) == 10
+    assert result.markdown.startswith(f"# Report: experiment {EXPERIMENT}, sweep {study.parent}")
+    with pytest.raises(UserError, match=f"parent_run_id={'f' * 32}: no such run"):
+        run_report(ReportConfig(parent_run_id="f" * 32), study.work)
+
+
+def test_by_group_axis_fits_the_values_so_close_groups_look_different():
+    """98.3 % against 97.5 %: on an axis from 0 the two would look the same."""
+    figure = report_plots.by_group_figure(["a", "b"], [0.983, 0.975], [None, 0.002],
+                                          "best_val_accuracy", scale=100.0)
+    low, high = figure.axes[0].get_ylim()
+    report_plots.plt.close(figure)
+    assert 96.0 < low < 97.3 and 98.3 < high < 99.5
+    assert (98.3 - 97.5) / (high - low) > 0.4  # the gap fills much of the plot's height
+    figure = report_plots.by_group_figure(["a"], [0.5], [None], "x")
+    low, high = figure.axes[0].get_ylim()
+    report_plots.plt.close(figure)
+    assert low < 0.5 < high  # a single value still gets a range
 
 
 @pytest.mark.slow
@@ -263,15 +295,18 @@ def test_report_cli_after_a_real_sweep_matches_search_runs(tmp_path, tiny_data):
     assert len(training) == 4
     rows = read_csv(tmp_path / "reports" / "alexnet-exp" / "report.csv")
     assert set(rows) == {"model.norm=lrn", "model.norm=none"}
-    for norm, runs in training.groupby("params.model.norm"):
+    by_norm: dict[str, list] = {}
+    for run in training:
+        by_norm.setdefault(run.data.params["model.norm"], []).append(run)
+    for norm, runs in by_norm.items():
         row = rows[f"model.norm={norm}"]
         assert row["n"] == "2"
         for column in ("best_val_accuracy", "train_seconds", "epochs_run", "parameters"):
-            values = runs[f"metrics.{column}"].to_numpy(float)
+            values = np.array([r.data.metrics[column] for r in runs], float)
             assert float(row[f"{column}_mean"]) == pytest.approx(values.mean()), column
             assert float(row[f"{column}_std"]) == pytest.approx(values.std(ddof=1)), column
-        losses = [min(m.value for m in client.get_metric_history(i, "val_loss"))
-                  for i in runs["run_id"]]
+        losses = [min(m.value for m in client.get_metric_history(r.info.run_id, "val_loss"))
+                  for r in runs]
         assert float(row["best_val_loss_mean"]) == pytest.approx(np.mean(losses))
     markdown = (tmp_path / "reports" / "alexnet-exp" / "report.md").read_text()
     assert "grouped by model.norm; seeds pooled" in markdown

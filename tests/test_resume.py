@@ -21,7 +21,7 @@ from helpers import (
     store,
 )
 
-from alexnet_exp import resume, stopping, train
+from alexnet_exp import checkpoint, resume, stopping, train
 from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
 from alexnet_exp.model import build_alexnet
 
@@ -241,7 +241,7 @@ def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
     assert saved.epoch == 2 and len(saved.history) == 2 == len(result.history)
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*")) == ["epoch-0002.keras"]
     assert set(saved.counters) == {"ReduceLROnPlateau", "EarlyStopping", "BestWeights"}
-    restored = resume.restore_model(saved)
+    restored = checkpoint.restore_model(saved)
     assert int(restored.optimizer.iterations) == 4  # 2 epochs x 2 steps: momentum survives
     momentum = [v for v in restored.optimizer.variables if "momentum" in v.path]
     assert momentum and any(np.abs(np.asarray(v)).sum() > 0 for v in momentum)

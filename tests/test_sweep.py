@@ -330,3 +330,22 @@ def test_submitit_time_limit_requeues_the_job_which_resumes_the_same_run(tmp_pat
     assert f"MLflow run {run.info.run_id} is KILLED; submitit requeues the job" in text
     assert "Requeued job" in text  # submitit's own line
     assert f"resuming MLflow run {run.info.run_id} after epoch" in text
+
+
+def test_a_sweep_of_tracking_none_starts_no_parent_run_and_no_store(tmp_path, monkeypatch):
+    from alexnet_exp import cli as entry
+    from alexnet_exp import runner
+
+    seen = []
+
+    def job(cfg, ctx):
+        seen.append((cfg.seed, os.environ.get("ALEXNET_EXP_PARENT_RUN_ID")))
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(runner, "run", job)
+    monkeypatch.setattr(sys, "argv", ["alexnet-exp", "-m", "data=digits", "tracking=none",
+                                      "seed=1,2", f"hydra.sweep.dir={tmp_path}/multirun"])
+    entry.train_main()
+    assert seen == [(1, None), (2, None)]  # both jobs ran, with no parent to join
+    assert not (tmp_path / "mlruns").exists()

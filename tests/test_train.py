@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_exp import train
+from alexnet_exp import fit_callbacks, train
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
 
 
@@ -107,24 +107,9 @@ def test_model_ends_with_the_best_epochs_weights(tmp_path):
     assert accuracy == pytest.approx(best)
 
 
-def test_cosine_and_one_cycle_schedules_have_their_shapes():
-    cosine = train.StepSchedule("cosine", 0.1, epochs=10, steps_per_epoch=10, warmup_epochs=2)
-    assert cosine.rate(0) == pytest.approx(0.1 / 20)  # linear warm-up over 20 steps
-    assert cosine.rate(19) == pytest.approx(0.1)
-    assert cosine.rate(20 + 40) == pytest.approx(0.05)  # half way through the cosine
-    assert cosine.rate(100) == pytest.approx(0.0, abs=1e-12)
-    cycle = train.StepSchedule("one_cycle", 0.1, epochs=10, steps_per_epoch=10)
-    assert cycle.rate(0) == pytest.approx(0.1 / 25)
-    assert cycle.rate(30) == pytest.approx(0.1)  # the peak at 30% of the steps
-    assert cycle.rate(100) == pytest.approx(0.1 / 1e4)
-    rates = [cycle.rate(step) for step in range(101)]
-    assert rates.index(max(rates)) == 30
-    assert train.step_schedule(OptimizerConfig(), 0.1, 10, 10) is None  # plateau: a callback
-
-
 def test_fit_sets_the_scheduled_rate_every_step_and_logs_it_per_epoch(tmp_path):
     # 64 images in batches of 16: 4 steps per epoch; epoch e starts at step 4e
-    schedule = train.StepSchedule("cosine", 0.05, epochs=3, steps_per_epoch=4)
+    schedule = fit_callbacks.StepSchedule("cosine", 0.05, epochs=3, steps_per_epoch=4)
     model, _, seen = run_fit(tmp_path, schedule=schedule, epochs=3, reduce_lr_patience=1,
                              checkpoint=False)  # no best-epoch restore of the optimizer
     assert [m["lr"] for _, m in seen] == pytest.approx([schedule.rate(4 * e) for e in range(3)])
@@ -138,3 +123,17 @@ def test_optimizer_follows_config():
     assert (sgd.momentum, sgd.weight_decay) == (0.9, pytest.approx(5e-4))
     adam = train.build_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3, weight_decay=0))
     assert isinstance(adam, keras.optimizers.Adam) and adam.weight_decay is None
+
+
+def test_tensorboard_and_mlflow_count_the_same_epoch_with_the_same_step(tmp_path):
+    """Epoch n ("Epoch n/N") is step n in TensorBoard's event files as in MLflow's metrics."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, seen = run_fit(tmp_path, epochs=2, tensorboard=True)
+    hook_steps = [epoch for epoch, _ in seen]
+    for split in ("train", "validation"):
+        events = EventAccumulator(str(tmp_path / "tensorboard" / split))
+        events.Reload()
+        tag = "epoch_loss"
+        steps = [e.step for e in events.Tensors(tag)] or [e.step for e in events.Scalars(tag)]
+        assert steps == hook_steps == [1, 2], split

@@ -220,3 +220,46 @@ def test_mlflow_ui_shows_the_sweeps_child_runs_and_their_metrics(chromium, tmp_p
         chromium.save_screenshot(str(tmp_path / "run-page.png"))
     print(f"train {trained - started:.1f} s, mlflow ui up {served - trained:.1f} s,"
           f" browser {time.monotonic() - served:.1f} s")
+
+
+@pytest.mark.slow
+def test_mlflow_preview_of_the_logged_report_shows_its_images(chromium, tmp_path):
+    """The report.md logged to a run shows its plots inline in MLflow's artifact preview (which
+    draws only absolute image URLs: a relative link shows as text). Logged through the server,
+    as to a team's; no training: two runs written as the runner writes their summaries."""
+    from mlflow.entities import Metric, Param
+
+    from alexnet_exp.report import run_report
+    from alexnet_exp.tool_config import ReportConfig
+
+    client = store(tmp_path)
+    experiment_id = client.create_experiment(
+        "shown", artifact_location=(tmp_path / "mlruns" / "artifacts" / "shown").as_uri())
+    for norm, accuracy in (("lrn", 0.983), ("bn", 0.975)):
+        run_id = client.create_run(experiment_id, run_name=f"norm={norm}").info.run_id
+        metrics = {"best_val_accuracy": accuracy, "best_val_loss": 0.1, "epochs_run": 2,
+                   "train_seconds": 3.0, "parameters": 100}
+        client.log_batch(run_id, params=[Param("model.norm", norm)], metrics=[
+            *[Metric(k, v, 0, 0) for k, v in metrics.items()],
+            *[Metric("val_accuracy", accuracy - 0.1 / step, 0, step) for step in (1, 2)]])
+        client.set_terminated(run_id)
+    from selenium.webdriver.common.by import By
+
+    from alexnet_exp.config import TrackingConfig
+
+    with mlflow_ui(tmp_path / "mlruns", tmp_path / "mlflow-ui.log") as url:
+        report = run_report(ReportConfig(experiment_name="shown", output_dir=str(tmp_path / "r"),
+                                         tracking=TrackingConfig(uri=url)), tmp_path)
+        chromium.get(f"{url}/#/experiments/{experiment_id}/runs/{report.run_id}"
+                     "/artifactPath/report/report.md")
+
+        def images_loaded(driver):
+            images = driver.find_elements(By.CSS_SELECTOR, "img[src*='get-artifact']")
+            loaded = [i for i in images if driver.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth", i)]
+            return loaded if len(loaded) == 2 else None
+
+        loaded = wait_for(chromium, images_loaded, "report.md's two plots in the preview",
+                          tmp_path)
+        assert {i.get_attribute("alt") for i in loaded} == {
+            "val_accuracy_curves.png", "best_val_accuracy_by_group.png"}

@@ -10,6 +10,8 @@ and usable without a tracking server).
 - :mod:`.outage`: is the tracking server there (a quick ``/health``), and was an error an outage;
 - :mod:`.outbox`: what a run logs while its server is away (a record file and its files);
 - :mod:`.replay`: an outbox sent to the server, by the run itself or by ``alexnet-exp-sync``;
+- :mod:`.registry`: a run's logged model by name; the Model Registry (a sweep's champion);
+- :mod:`.context`: MLflow's context tags, the ``mlflow.source.git.*`` tags, system metrics;
 - :mod:`.records`: what runs and replays share: redaction, params, the logged model, the data
   set input.
 
@@ -19,6 +21,7 @@ takes and hands back plain values and files; what needs our model code (loading 
 model) is handed in by the caller (:mod:`alexnet_exp.bundle`, :mod:`alexnet_exp.sync`).
 """
 
+from alexnet_exp.tracking.context import git_tags
 from alexnet_exp.tracking.models import (
     experiment_name_of,
     load_logged_model,
@@ -28,12 +31,14 @@ from alexnet_exp.tracking.models import (
     run_exists,
     run_tag,
 )
-from alexnet_exp.tracking.records import flatten, git_commit, redact
+from alexnet_exp.tracking.records import flatten, redact
+from alexnet_exp.tracking.registry import CHAMPION, register_champion, run_model_uri
 from alexnet_exp.tracking.reports import (
     RunSelection,
     TrainingRun,
     find_training_runs,
     log_report,
+    parent_experiment,
 )
 from alexnet_exp.tracking.runs import Tracker
 from alexnet_exp.tracking.store import Store, open_store, resolve_tracking_uri
@@ -55,6 +60,9 @@ from alexnet_exp.tracking.sweeps import (
 )
 
 __all__ = [
+    "CHAMPION",
+    "register_champion",
+    "run_model_uri",
     "CONFIG_HASH_TAG",
     "DATA_FINGERPRINT_TAG",
     "DISK_FAILURE",
@@ -69,13 +77,14 @@ __all__ = [
     "TrainingRun",
     "find_training_runs",
     "log_report",
+    "parent_experiment",
     "Store",
     "Tracker",
     "end_sweep_parent",
     "experiment_name_of",
     "flatten",
     "redact",
-    "git_commit",
+    "git_tags",
     "load_logged_model",
     "logged_model_info",
     "open_store",

@@ -10,7 +10,7 @@ The :class:`~alexnet_exp.tracking.runs.Tracker` says what to write; this says ho
 there, so neither the run's lifecycle nor the outage states have to be read through the other.
 """
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -22,10 +22,12 @@ from alexnet_exp.paths import outbox_dir as default_outbox_dir
 from alexnet_exp.tracking import outage, outbox, replay
 from alexnet_exp.tracking.records import redact
 
+log = logging.getLogger(__name__)
+
 
 def _say(message: str) -> None:
-    """Stderr, one line, as every other ``alexnet-exp:`` line (logging comes with issue 15)."""
-    print(f"alexnet-exp: {message}", file=sys.stderr, flush=True)
+    """Stderr, one line, as every other ``alexnet-exp:`` warning."""
+    log.warning(f"alexnet-exp: {message}")
 
 
 class Delivery:

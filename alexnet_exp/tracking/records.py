@@ -4,7 +4,6 @@ run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
 """
 
 import re
-import subprocess
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,19 @@ def redact(text: str) -> str:
 
 
 def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
-                 run_id: str | None = None) -> str:
+                 run_id: str | None = None, name: str = "model",
+                 register_as: str | None = None) -> str:
     """Log with the tensorflow flavour: it carries the package (the registered LRN layer
-    must be importable where the model loads) and takes an input example."""
+    must be importable where the model loads) and takes an input example. ``name`` is the
+    logged model's (``runs:/<run id>/<name>``); ``register_as`` adds a version of that
+    registered model in the Model Registry."""
     from mlflow.models import infer_signature
 
     signature = infer_signature(example, model.predict(example, verbose=0))
     info = mlflow.tensorflow.log_model(
         model,
-        name="model",
+        name=name,
+        registered_model_name=register_as,
         signature=signature,
         input_example=example,
         code_paths=[str(code_dir)],
@@ -76,12 +79,3 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-def git_commit(directory: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True,
-                             text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None

@@ -120,7 +120,8 @@ def _replay_model(client, box: Outbox, record: dict, run_id: str,
     experiment_id = client.get_run(run_id).info.experiment_id
     with Store(client.tracking_uri).fluent(experiment_id), \
             contextlib.redirect_stdout(io.StringIO()):  # predict's progress bars, the export's
-        log_tf_model(model, example, Path(record["code_dir"]), record["metadata"], run_id=run_id)
+        log_tf_model(model, example, Path(record["code_dir"]), record["metadata"], run_id=run_id,
+                     name=record.get("name", "model"), register_as=record.get("register_as"))
 
 
 def pending(folder: Path) -> list[Outbox]:

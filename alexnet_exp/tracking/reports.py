@@ -5,8 +5,10 @@ evaluation runs (``evaluation``) and the report runs written here (``report``) a
 so a later report never counts them as training runs.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from mlflow.exceptions import MlflowException
 
@@ -55,14 +57,23 @@ def _experiment_id(store: Store, name: str) -> str:
     return experiment.experiment_id
 
 
-def _check_parent(store: Store, parent_run_id: str, experiment_id: str,
-                  experiment_name: str) -> None:
+def _parent_run(store: Store, parent_run_id: str):
     """A wrong id gives an empty report otherwise: say what is wrong instead."""
     try:
-        parent = store.client.get_run(parent_run_id)
+        return store.client.get_run(parent_run_id)
     except MlflowException as exc:
         raise UserError(f"parent_run_id={parent_run_id}: no such run; take the id of the"
                         " sweep's parent run from the MLflow UI or the sweep's output") from exc
+
+
+def parent_experiment(store: Store, parent_run_id: str) -> str:
+    """The experiment a sweep's parent run lives in: ``parent_run_id=`` alone names it."""
+    return store.client.get_experiment(_parent_run(store, parent_run_id).info.experiment_id).name
+
+
+def _check_parent(store: Store, parent_run_id: str, experiment_id: str,
+                  experiment_name: str) -> None:
+    parent = _parent_run(store, parent_run_id)
     if parent.info.experiment_id != experiment_id:
         other = store.client.get_experiment(parent.info.experiment_id).name
         raise UserError(f"parent_run_id={parent_run_id} belongs to experiment {other!r}, not"
@@ -112,12 +123,22 @@ def find_training_runs(store: Store, experiment_name: str,
     return RunSelection(experiment_id, runs, not_finished)
 
 
+def artifact_link(store: Store, run_id: str, path: str) -> str:
+    """Where MLflow's UI serves a run's artifact: what an image link in a logged Markdown file
+    must say for the artifact preview to show the image. The preview (3.17) draws an image
+    only from an absolute URL; a relative one it prints as text."""
+    return f"{store.ui_base()}/get-artifact?" + urlencode({"path": path, "run_uuid": run_id})
+
+
 def log_report(store: Store, experiment_id: str, files: list[Path],
-               parent_run_id: str | None = None, artifact_path: str = "report") -> str:
+               parent_run_id: str | None = None, artifact_path: str = "report",
+               texts: Callable[[Callable[[str], str]], dict[str, str]] | None = None) -> str:
     """Attach the report's files to the sweep parent run, or else to a new ``report`` run.
 
     The new run is tagged ``alexnet_exp.kind=report``, which keeps it out of later reports.
-    Returns the id of the run the files went to.
+    ``texts(link)`` may give some files (by name) another text in the run, made with
+    ``link(name)``, the address at which the UI serves the file ``name`` logged beside them
+    (the report's image links). Returns the id of the run the files went to.
     """
     client = store.client
     run_id = parent_run_id
@@ -125,8 +146,13 @@ def log_report(store: Store, experiment_id: str, files: list[Path],
         run = client.create_run(experiment_id, run_name="report", tags={KIND_TAG: REPORT_KIND})
         run_id = run.info.run_id
     try:
+        instead = texts(lambda name: artifact_link(store, run_id, f"{artifact_path}/{name}")
+                        ) if texts else {}
         for path in files:
-            client.log_artifact(run_id, str(path), artifact_path)
+            if path.name in instead:
+                client.log_text(run_id, instead[path.name], f"{artifact_path}/{path.name}")
+            else:
+                client.log_artifact(run_id, str(path), artifact_path)
     except BaseException:
         if parent_run_id is None:
             client.set_terminated(run_id, "FAILED")

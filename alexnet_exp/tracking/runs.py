@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking.context import registry as context_registry
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from alexnet_exp.errors import UserError
 from alexnet_exp.tracking import outage, outbox
+from alexnet_exp.tracking.context import context_tags, system_monitor
 from alexnet_exp.tracking.delivery import Delivery
 from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model, redact
 from alexnet_exp.tracking.store import Store
@@ -42,6 +42,7 @@ class Tracker:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._ended = False
+        self._monitor = None  # MLflow's SystemMetricsMonitor, with tracking.system_metrics
 
     @property
     def uri(self) -> str:
@@ -51,8 +52,10 @@ class Tracker:
         self.store.check()
 
     def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None,
-              resume_run_id: str | None = None) -> str:
-        """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again."""
+              resume_run_id: str | None = None, system_metrics: bool = False) -> str:
+        """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again;
+        ``system_metrics``: MLflow's ``system/*`` metrics (CPU, memory, disk, network, GPU)
+        sampled into it until it ends."""
         client = self.store.client
         tags = {k: redact(v) for k, v in tags.items() if v is not None}
         run_id = None
@@ -68,10 +71,8 @@ class Tracker:
             else:
                 if parent_run_id:
                     tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-                # The tags MLflow's start_run adds itself: user, source file, git commit.
                 run = client.create_run(self.store.experiment_id(self.experiment_name),
-                                        run_name=redact(run_name),
-                                        tags=context_registry.resolve_tags(tags))
+                                        run_name=redact(run_name), tags=context_tags(tags))
                 run_id = run.info.run_id
         except KeyboardInterrupt:  # a stop signal while the run was being created: not RUNNING
             if run_id is not None:
@@ -86,6 +87,8 @@ class Tracker:
                             " when it is up") from exc
         self.run_id, self.experiment_id = run_id, run.info.experiment_id
         self.delivery.adopt(run_id)
+        if system_metrics:
+            self._monitor = system_monitor(self.store.uri, run_id, resumed=bool(resume_run_id))
         return run_id
 
     def _write_tags(self, run_id: str, tags: dict[str, str]) -> None:
@@ -193,22 +196,26 @@ class Tracker:
         self.delivery.send(lambda: self.store.client.log_inputs(
             self.run_id, datasets=[dataset_input(**data)]), park, small=False)
 
-    def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict) -> str:
-        """The best weights as a logged model; during an outage saved (``.keras`` plus the
-        input example) for ``alexnet-exp-sync`` to log. Returns the model URI."""
-        uri = f"runs:/{self.run_id}/model"
+    def log_model(self, model, example: np.ndarray, code_dir: Path, metadata: dict,
+                  name: str = "model", register_as: str | None = None) -> str:
+        """The best weights as a logged model called ``name`` (registered as a new version of
+        ``register_as``); during an outage saved (``.keras`` plus the input example) for
+        ``alexnet-exp-sync`` to log. Returns the model URI."""
+        uri = f"runs:/{self.run_id}/{name}"
 
         def live() -> None:
             nonlocal uri
             with self.store.fluent(self.experiment_id):  # no client form for logging a model
-                uri = log_tf_model(model, example, code_dir, metadata, run_id=self.run_id)
+                uri = log_tf_model(model, example, code_dir, metadata, run_id=self.run_id,
+                                   name=name, register_as=register_as)
 
         def park(box: outbox.Outbox) -> dict:
             model.save(box.file("model.keras"))
             self.delivery.keep_model(box.file("model.keras"), model)
             np.save(box.file("model_example.npy"), example)
             return {"op": "model", "file": "model.keras", "example": "model_example.npy",
-                    "code_dir": str(code_dir), "metadata": metadata}
+                    "code_dir": str(code_dir), "metadata": metadata, "name": name,
+                    "register_as": register_as}
 
         self.delivery.send(live, park, small=False)
         return uri
@@ -219,6 +226,8 @@ class Tracker:
         if self.run_id is None or self._ended:
             return
         self._ended = True
+        if self._monitor is not None:  # its last samples land before the run ends
+            self._monitor.finish()
         self.delivery.last_chance()
         if error:
             self.set_tags({"error": error[:5000]})

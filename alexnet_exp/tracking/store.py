@@ -127,6 +127,13 @@ class Store:
         base = self.shown.rstrip("/") if server else LOCAL_UI
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def ui_base(self) -> str:
+        """Where the UI of this store is served: the server itself (without credentials), or
+        for a local store ``make ui``'s address."""
+        if not self.uri.startswith(("http://", "https://")):
+            return LOCAL_UI
+        return re.sub(r"^(https?://)[^/@]*@", r"\1", self.uri).rstrip("/")
+
 
 def open_store(cfg: TrackingConfig, launch_dir: Path, create: bool = True) -> Store:
     """The configured store, ready to use.

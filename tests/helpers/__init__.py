@@ -13,10 +13,11 @@ from helpers.cli import (
     cli,
     epochs_logged,
     logged_model,
+    run_model_uri,
     runs_of,
     store,
 )
-from helpers.configs import model_config
+from helpers.configs import augment_config, model_config
 from helpers.files import limit_file_size, rewrite_keeping_stamps
 from helpers.images import class_colour, make_image_folder, make_image_pixels
 from helpers.net import free_port
@@ -26,6 +27,7 @@ __all__ = [
     "RUN",
     "TINY_MODEL",
     "artifact",
+    "augment_config",
     "artifact_json",
     "artifact_text",
     "class_colour",
@@ -38,6 +40,7 @@ __all__ = [
     "make_image_pixels",
     "model_config",
     "rewrite_keeping_stamps",
+    "run_model_uri",
     "runs_of",
     "signal_when",
     "store",

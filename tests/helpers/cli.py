@@ -62,7 +62,7 @@ def epochs_logged(client) -> int:
 
 def artifact(client: MlflowClient, run_id: str, path: str) -> Path:
     """A run's artifact downloaded from the client's store (a file or a folder; a logged model
-    is the folder ``model``). Explicit store, never MLflow's process-wide tracking URI."""
+    is not: see :func:`logged_model`). Explicit store, never MLflow's process-wide URI."""
     import tempfile
 
     import mlflow
@@ -82,12 +82,24 @@ def artifact_json(client: MlflowClient, run_id: str, path: str):
     return json.loads(artifact_text(client, run_id, path))
 
 
-def logged_model(client: MlflowClient, run_id: str, name: str = "model"):
-    """The Keras model a run logged, loaded by MLflow's tensorflow flavour."""
+def run_model_uri(client: MlflowClient, run_id: str) -> str:
+    """``runs:/<run id>/<name>`` of the one model the run logged, whatever it is called."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    (model,) = client.search_logged_models([experiment_id],
+                                           filter_string=f"source_run_id = '{run_id}'")
+    return f"runs:/{run_id}/{model.name}"
+
+
+def logged_model(client: MlflowClient, run_id: str):
+    """The Keras model a run logged, loaded by MLflow's tensorflow flavour. Inside the store's
+    ``fluent()``: MLflow finds a logged model behind ``runs:/`` through the process-wide
+    tracking URI only (else its default ``./mlflow.db``)."""
     import mlflow
 
     from alexnet_exp import model as alexnet
+    from alexnet_exp.tracking import Store
 
-    return mlflow.tensorflow.load_model(
-        str(artifact(client, run_id, name)),
-        keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
+    with Store(client.tracking_uri).fluent():
+        return mlflow.tensorflow.load_model(
+            run_model_uri(client, run_id),
+            keras_model_kwargs={"custom_objects": alexnet.custom_objects()})

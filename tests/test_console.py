@@ -1,0 +1,94 @@
+"""What a person and a log file see: the library's logger on the console, TensorFlow's start-up
+lines held back, one line per epoch into a file, and the job's own log file."""
+
+import logging
+import os
+import time
+
+import pytest
+from helpers import TINY_MODEL, cli
+
+from alexnet_exp import console
+from alexnet_exp.fit_callbacks import EpochReporter
+
+QUIET_TINY = [arg for arg in TINY_MODEL if not arg.startswith("trainer.verbose")]
+
+
+def _reporter_epoch(reporter: EpochReporter) -> None:
+    """One epoch's end as fit calls it (no training: the callback's own clock and rate)."""
+    reporter.started, reporter.lr = time.perf_counter(), 0.01
+    reporter.on_epoch_end(0, {"accuracy": 0.5, "loss": 1.25, "val_accuracy": 0.75,
+                              "val_loss": 0.5})
+
+
+def test_library_lines_are_bare_info_on_stdout_warnings_on_stderr(capsys):
+    logging.getLogger("alexnet_exp.prepare").info("alexnet-exp: skipping job")
+    logging.getLogger("alexnet_exp.tracking.delivery").warning("alexnet-exp: warning: away")
+    captured = capsys.readouterr()
+    assert captured.out == "alexnet-exp: skipping job\n"
+    assert captured.err == "alexnet-exp: warning: away\n"
+
+
+def test_a_notebook_quiets_the_library_with_its_logger(capsys):
+    _reporter_epoch(EpochReporter(100, None))
+    assert capsys.readouterr().out.startswith("Epoch 1/? - ")
+    library = logging.getLogger("alexnet_exp")
+    level = library.level
+    library.setLevel(logging.WARNING)
+    try:
+        _reporter_epoch(EpochReporter(100, None))
+        logging.getLogger("alexnet_exp.sweep").warning("alexnet-exp: still shown")
+    finally:
+        library.setLevel(level)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "alexnet-exp: still shown\n"
+
+
+def test_an_epoch_line_kept_off_the_console_still_reaches_other_handlers(capsys, tmp_path):
+    file = logging.FileHandler(tmp_path / "job.log")
+    library = logging.getLogger("alexnet_exp")
+    library.addHandler(file)
+    try:
+        _reporter_epoch(EpochReporter(100, None, show=False))  # Keras draws the live bar
+    finally:
+        library.removeHandler(file)
+        file.close()
+    assert capsys.readouterr().out == ""
+    assert "Epoch 1/? - " in (tmp_path / "job.log").read_text()
+
+
+def test_start_up_noise_on_fd_2_is_held_back_and_the_rest_kept(capfd):
+    with console.held_back_stderr():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see\n")
+        os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: UNKNOWN ERROR\n")
+        os.write(2, b"a real problem\n")
+    assert capfd.readouterr().err == "a real problem\n"
+
+
+def test_start_up_lines_come_back_when_asked_for(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert not console.quiet_start_up()
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    assert console.quiet_start_up()
+
+
+@pytest.mark.slow
+def test_a_run_into_a_file_is_one_line_per_epoch_quiet_and_logged(tmp_path, tiny_data):
+    result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *QUIET_TINY,
+                 "trainer.epochs=2", "tracking.log_model=false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "\b" not in out and "\r" not in out  # no progress bar redrawn into the file
+    epochs = [line for line in out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split(" - ")[0] for line in epochs] == ["Epoch 1/2", "Epoch 2/2"]
+    assert "val_accuracy: " in epochs[1]
+    for noise in console.START_UP_NOISE:
+        assert noise not in result.stderr
+    job = tmp_path / "outputs" / "run"
+    assert f"job folder {job}  (log alexnet-exp.log; TensorBoard: tensorboard --logdir {job})" \
+        in out
+    log = (job / "alexnet-exp.log").read_text()
+    assert "[alexnet_exp.fit_callbacks][INFO] - Epoch 2/2 - " in log
+    assert "[alexnet_exp.cli][INFO] - alexnet-exp: 2 epochs in" in log
+    assert "best val_accuracy" in log and "usable images" in log  # summary, data report
+    assert not (job / "cli.log").exists()

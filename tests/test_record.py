@@ -1,0 +1,17 @@
+"""The record stage's names: what a run's logged model is called."""
+
+from alexnet_exp.config import ExperimentConfig
+from alexnet_exp.record import model_name
+
+
+def test_a_logged_model_is_named_by_its_variant_or_run_in_characters_mlflow_takes():
+    cfg = ExperimentConfig()
+    assert model_name(cfg, "norm=bn,dropout=off") == "norm-bn-dropout-off"
+    assert model_name(cfg, "optimizer.learning_rate=0.01") == "optimizer-learning_rate-0-01"
+    assert model_name(cfg, "defaults") == "alexnet-paper"
+    cfg.variant = "no_dropout"
+    assert model_name(cfg, "ablation=no_dropout,seed=1") == "no_dropout"
+    for name in (model_name(ExperimentConfig(), run) for run in (
+            "data.dir='/x/y:z'", "a%b\"c", "x" * 400)):
+        assert name and len(name) <= 200
+        assert not set(name) & set("/:.%\"' =,")
