@@ -96,25 +96,35 @@ def is_outage(exc: BaseException) -> bool:
 
 
 @contextmanager
-def http_limits(limits: dict[str, int]) -> Iterator[None]:
-    """MLflow's HTTP timeout/retry settings lowered for the calls inside (never raised above
-    what the user set); MLflow reads them per request, so they apply at once. urllib3's
-    "Retrying ..." warnings are muted meanwhile: a failure ends in our own one-line warning."""
-    saved = {name: os.environ.get(name) for name in limits}
-    retries = logging.getLogger("urllib3.connectionpool")
-    level = retries.level
-    retries.setLevel(logging.ERROR)
-    for name, value in limits.items():
-        current = saved[name]
-        if current is not None and current.isdigit():
-            value = min(value, int(current))
-        os.environ[name] = str(value)
+def kept_environment(names) -> Iterator[dict[str, str | None]]:
+    """MLflow reads its settings from the environment: a block may change ``names`` for the
+    calls inside, and finds them as they were (set, or unset) afterwards. Yields what they were."""
+    saved = {name: os.environ.get(name) for name in names}
     try:
-        yield
+        yield saved
     finally:
-        retries.setLevel(level)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def http_limits(limits: dict[str, int]) -> Iterator[None]:
+    """MLflow's HTTP timeout/retry settings lowered for the calls inside (never raised above
+    what the user set); MLflow reads them per request, so they apply at once. urllib3's
+    "Retrying ..." warnings are muted meanwhile: a failure ends in our own one-line warning."""
+    retries = logging.getLogger("urllib3.connectionpool")
+    level = retries.level
+    retries.setLevel(logging.ERROR)
+    with kept_environment(limits) as saved:
+        for name, value in limits.items():
+            current = saved[name]
+            if current is not None and current.isdigit():
+                value = min(value, int(current))
+            os.environ[name] = str(value)
+        try:
+            yield
+        finally:
+            retries.setLevel(level)

@@ -62,19 +62,14 @@ class Store:
         # MLflow has no public getter that tells "never set" from a value; restoring None
         # matters, as setting any value also exports it to MLFLOW_TRACKING_URI.
         before = tracking_utils._tracking_uri
-        saved_env = {name: os.environ.get(name) for name in (URI_ENV, EXPERIMENT_ENV)}
-        mlflow.set_tracking_uri(self.uri)
-        if experiment_id is not None:
-            os.environ[EXPERIMENT_ENV] = experiment_id
-        try:
-            yield
-        finally:
-            mlflow.set_tracking_uri(before)
-            for name, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        with outage.kept_environment((URI_ENV, EXPERIMENT_ENV)):
+            mlflow.set_tracking_uri(self.uri)
+            if experiment_id is not None:
+                os.environ[EXPERIMENT_ENV] = experiment_id
+            try:
+                yield
+            finally:
+                mlflow.set_tracking_uri(before)
 
     def check(self) -> None:
         """Fail now, with one line, if the store cannot be used: not after an hour of training.
