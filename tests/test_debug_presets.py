@@ -15,7 +15,7 @@ def test_debug_fast_runs_one_short_epoch_and_records_nothing(tmp_path, tiny_data
     assert result.returncode == 0, result.stderr[-3000:]
     # 28 train images make 7 batches of 4: debug=fast reads 3 of them (and 2 val batches)
     assert "limited to 3 train and 2 val batches per epoch" in result.stdout
-    assert "\n3/3 - " in result.stdout and "Epoch 2/" not in result.stdout
+    assert "Epoch 1/1 - " in result.stdout and "Epoch 2/" not in result.stdout
     assert result.stdout.rstrip().endswith("nothing recorded in MLflow (tracking=none)")
     assert not (tmp_path / "mlruns").exists()  # no store was opened, so none was created
     job = tmp_path / "outputs" / "run"

@@ -3,9 +3,13 @@ wrong command line is a one-line error naming the key, never a traceback after l
 
 import pytest
 
-from alexnet_exp.config import DataConfig, EvalConfig, ExportConfig, PredictConfig, ReportConfig
+from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import ConfigError
 from alexnet_exp.tool_config import (
+    EvalConfig,
+    ExportConfig,
+    PredictConfig,
+    ReportConfig,
     validate_eval,
     validate_export,
     validate_predict,
