@@ -1,4 +1,4 @@
-"""Scanning and checking (alexnet_exp.scan), splitting and the tf.data pipeline (data), digits."""
+"""Splitting and the tf.data pipeline (data) on scanned folders; scan_folder alone: test_scan."""
 
 import contextlib
 import os
