@@ -1,4 +1,4 @@
-"""Scanning and checking (alexnet_exp.scan), splitting and the tf.data pipeline (data), digits."""
+"""Splitting and the tf.data pipeline (data) on scanned folders; scan_folder alone: test_scan."""
 
 import contextlib
 import os
@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import rewrite_keeping_stamps
+from helpers.configs import folder_cfg
+from helpers.images import write_bad_images
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -30,10 +32,6 @@ def augment_cfg(name: str, **overrides) -> AugmentConfig:
     for key, value in overrides.items():
         setattr(cfg, key, value)
     return cfg
-
-
-def folder_cfg(root: Path, **overrides) -> DataConfig:
-    return DataConfig(**{"name": "folder", "dir": str(root), "val_split": 0.25, **overrides})
 
 
 def build(root, tmp_path, aug="none", *, seed=7, batch_size=4, input_size=INPUT, **data_kw):
@@ -71,68 +69,7 @@ def as_multiset(images: np.ndarray) -> Counter:
     return Counter(image.tobytes() for image in images)
 
 
-def write_bad_images(folder: Path) -> dict[str, Path]:
-    """A zero-byte .jpg, a truncated JPEG and a text file named .jpg in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    zero = folder / "zero.jpg"
-    zero.write_bytes(b"")
-    good = next(p for p in sorted(folder.parent.rglob("*.jpg")) if p.stat().st_size > 0)
-    truncated = folder / "truncated.jpg"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    text = folder / "not_really.jpg"
-    text.write_text("this is not an image\n")
-    return {"zero": zero, "truncated": truncated, "text": text}
-
-
 # ----------------------------------------------------------------------------- scan_folder
-
-
-def test_class_names_are_sorted_subfolder_names(tmp_path, image_folder):
-    root = image_folder(tmp_path / "data", classes={"zebra": 3, "apple": 3, "Mango": 3})
-    # A hidden folder is not a class, even with images in it.
-    image_folder(root / ".thumbnails", classes={"x": 2})
-
-    files, labels, report = scan.scan_folder(root, folder_cfg(root))
-
-    assert report.class_names == ["Mango", "apple", "zebra"]
-    assert report.counts == {"Mango": 3, "apple": 3, "zebra": 3}
-    assert len(files) == len(labels) == 9
-    assert labels.dtype == np.int32
-    for path, label in zip(files, labels, strict=True):
-        assert Path(path).parent.name == report.class_names[label]
-
-
-def test_non_image_files_are_ignored_and_reported(tmp_path, image_folder):
-    root = image_folder(tmp_path / "data")
-    licence = root / "LICENSE.txt"
-    licence.write_text("CC-BY\n")
-    notes = root / "cat" / "notes.txt"
-    notes.write_text("found these at the shelter\n")
-
-    files, _, report = scan.scan_folder(root, folder_cfg(root))
-
-    assert sorted(report.ignored) == sorted([str(licence), str(notes)])
-    assert report.skipped == []
-    assert report.counts == {"cat": 6, "dog": 6}
-    assert str(notes) not in files and str(licence) not in files
-    assert "ignored 2 non-image files" in report.to_text()
-
-
-def test_unreadable_images_are_skipped_with_a_reason(tmp_path, image_folder):
-    root = image_folder(tmp_path / "data", classes={"cat": 6, "dog": 6})
-    bad = write_bad_images(root / "cat")
-
-    files, _, report = scan.scan_folder(root, folder_cfg(root))
-
-    reasons = dict(report.skipped)
-    assert set(reasons) == {str(p) for p in bad.values()}
-    assert all(isinstance(r, str) and r for r in reasons.values())
-    assert "truncated" in reasons[str(bad["truncated"])]
-    assert report.counts == {"cat": 6, "dog": 6}
-    assert not {str(p) for p in bad.values()} & set(files)
-    text = report.to_text()
-    assert "skipped 3 unreadable images" in text
-    assert all(str(p) in text for p in bad.values())
 
 
 def test_training_data_excludes_unreadable_images(tmp_path, image_folder):
@@ -150,27 +87,6 @@ def test_training_data_excludes_unreadable_images(tmp_path, image_folder):
     assert len(train_x) + len(val_x) == 12
 
 
-@pytest.mark.parametrize("classes", [{}, {"only": 4}])
-def test_fewer_than_two_classes_is_a_data_error(tmp_path, image_folder, classes):
-    root = image_folder(tmp_path / "data", classes=classes)
-    (root / "README.md").write_text("a file is not a class\n")
-    with pytest.raises(DataError, match="at least 2"):
-        scan.scan_folder(root, folder_cfg(root))
-
-
-def test_class_with_only_corrupt_files_is_named(tmp_path, image_folder):
-    root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4})
-    bird = root / "bird"
-    bird.mkdir()
-    (bird / "empty.jpg").write_bytes(b"")
-    (bird / "text.png").write_text("not a png")
-    (bird / "readme.txt").write_text("non-images do not count either")
-
-    with pytest.raises(DataError, match=r"bird") as info:
-        scan.scan_folder(root, folder_cfg(root))
-    assert "cat" not in str(info.value) and "dog" not in str(info.value)
-
-
 def test_max_images_per_class_caps_counts(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 7, "dog": 3, "emu": 5})
 
@@ -182,36 +98,6 @@ def test_max_images_per_class_caps_counts(tmp_path, image_folder):
 
     ds = build(root, tmp_path, max_images_per_class=4)
     assert len(ds.train_files) + len(ds.val_files) == 11
-
-
-def test_image_check_cache_skips_rechecking(tmp_path, image_folder, monkeypatch, alexnet_cache):
-    root = image_folder(tmp_path / "data", classes={"cat": 5, "dog": 5})
-    (root / "dog" / "broken.jpg").write_bytes(b"")
-    calls = []
-    real_check = scan.check_image
-
-    def counting_check(path):
-        calls.append(path)
-        return real_check(path)
-
-    monkeypatch.setattr(scan, "check_image", counting_check)
-    cfg = folder_cfg(root)
-
-    first = scan.scan_folder(root, cfg)
-    assert len(calls) == 11
-    assert list((alexnet_cache / "checks").glob("*.json")), "no check cache written"
-
-    calls.clear()
-    second = scan.scan_folder(root, cfg)
-    assert calls == []
-    assert second[0] == first[0]
-    assert second[2].skipped == first[2].skipped  # cached failures stay skipped
-
-    # A changed file (new size) is checked again, and only that one.
-    changed = root / "cat" / "cat_000.jpg"
-    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(changed, format="JPEG")
-    scan.scan_folder(root, cfg)
-    assert calls == [str(changed)]
 
 
 # ------------------------------------------------------------------------ stratified_split
@@ -579,35 +465,7 @@ def test_training_steps_are_known_to_keras(tmp_path, image_folder):
     assert ds.val_steps == sum(1 for _ in ds.val) == -(-len(ds.val_files) // 4)
 
 
-def test_an_image_rewritten_with_its_old_size_and_mtime_is_checked_again(tmp_path, image_folder):
-    root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4})
-    first = scan.scan_folder(root, folder_cfg(root))  # fills the check cache
-    target = root / "cat" / "cat_001.jpg"
-    rewrite_keeping_stamps(target, b"garbage " * 1000)
-    files, _, report = scan.scan_folder(root, folder_cfg(root))
-    assert str(target) in first[0] and str(target) not in files
-    assert [path for path, _ in report.skipped] == [str(target)]
-
-
 # ------------------------------------------------------------------------ class folder names
-
-
-def test_class_names_are_nfc_and_sorted_the_same_on_macos_and_linux(tmp_path, image_folder):
-    import unicodedata
-
-    nfd = {unicodedata.normalize("NFD", "Café"): 3, "Cafz": 3, "Cafa": 3}
-    root = image_folder(tmp_path / "data", classes=nfd)
-    files, labels, report = scan.scan_folder(root, folder_cfg(root))
-    # NFD "Cafe\u0301" sorts before "Cafz"; NFC "Caf\xe9" after it, as on a Linux-made folder.
-    assert report.class_names == ["Cafa", "Cafz", "Café"]
-    assert all(unicodedata.is_normalized("NFC", name) for name in report.class_names)
-    assert report.counts["Café"] == 3
-    assert {labels[i] for i, f in enumerate(files) if "Cafe" in f} == {2}
-
-    both = image_folder(tmp_path / "both", classes={"Café": 2, "Cafe\u0301": 2})
-    if len(list(both.iterdir())) == 2:  # a file system that keeps both spellings apart
-        with pytest.raises(DataError, match="two class folders named Café"):
-            scan.scan_folder(both, folder_cfg(both))
 
 
 def test_evaluation_matches_class_names_across_unicode_normal_forms():

@@ -11,44 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.cli import TINY_MODEL, cli, runs_of, store
+from helpers.configs import my_conf
 
 from alexnet_exp import paths
 from alexnet_exp.errors import UserError
 from alexnet_exp.preflight import preflight
-from alexnet_exp.user_configs import user_config_dir, with_search_path
 
 REPO = Path(__file__).resolve().parents[1]
-MY_STUDY = """\
-# @package _global_
-defaults:
-  - override /data: digits
-  - override /model: tiny
-
-trainer:
-  epochs: 1
-tracking:
-  experiment_name: my_study
-"""
-TINY = """\
-defaults:
-  - small
-  - _self_
-
-name: tiny
-input_size: 64
-filters: [8, 16, 16, 16, 8]
-fc_units: [32, 32]
-"""
-
-
-def my_conf(folder: Path) -> Path:
-    """A user's own config groups, as they keep them in their project (outside this repo)."""
-    conf = folder / "my_conf"
-    (conf / "experiment").mkdir(parents=True)
-    (conf / "model").mkdir()
-    (conf / "experiment" / "my_study.yaml").write_text(MY_STUDY)
-    (conf / "model" / "tiny.yaml").write_text(TINY)
-    return conf
 
 
 # --- where the configs are found --------------------------------------------------------------
@@ -83,28 +52,6 @@ def test_the_wheel_lists_every_package_and_ships_every_config_file():
 
 
 # --- a user's own configs: --config-dir -------------------------------------------------------
-
-def test_config_dir_is_taken_out_of_the_command_line_in_each_spelling(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    conf = my_conf(tmp_path)
-    for args in (["--config-dir", "my_conf", "seed=1"], ["-cd", "my_conf", "seed=1"],
-                 ["--config-dir=my_conf", "seed=1"]):
-        assert user_config_dir(args) == (["seed=1"], str(conf))
-    assert user_config_dir(["seed=1", "-m"]) == (["seed=1", "-m"], None)
-
-
-def test_a_missing_config_dir_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="--config-dir nowhere: no such folder"):
-        user_config_dir(["--config-dir", "nowhere", "experiment=my_study"])
-
-
-def test_the_config_dir_joins_a_search_path_the_command_line_gives():
-    assert with_search_path(["seed=1"], "/u/conf") == ["seed=1",
-                                                       "hydra.searchpath=['file:///u/conf']"]
-    assert with_search_path(["hydra.searchpath=[pkg://a.conf]", "seed=1"], "/u/conf") == [
-        "seed=1", "hydra.searchpath=['pkg://a.conf','file:///u/conf']"]
-    assert with_search_path(["seed=1"], None) == ["seed=1"]
 
 
 def test_preflight_composes_the_users_experiment_and_names_it_among_the_choices(

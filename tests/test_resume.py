@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 from helpers import (
     RUN,
@@ -20,10 +19,10 @@ from helpers import (
     signal_when,
     store,
 )
+from helpers.models import tiny_model_and_data
 
-from alexnet_exp import checkpoint, resume, stopping, train
-from alexnet_exp.config import ModelConfig, OptimizerConfig, TrainerConfig
-from alexnet_exp.model import build_alexnet
+from alexnet_exp import resume, stopping, train
+from alexnet_exp.config import TrainerConfig
 
 
 def start(tmp_path: Path, *args: str, stderr=subprocess.STDOUT) -> subprocess.Popen:
@@ -216,39 +215,6 @@ def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "nan_loss"
     assert run.data.tags["nan_epoch"] == "1" and int(run.data.tags["nan_step"]) >= 1
-
-
-def tiny_model_and_data(trainer: TrainerConfig):
-    """A compiled 2-class AlexNet at 67 px and two batches of 4 random images to fit it on."""
-    cfg = ModelConfig(name="t", input_size=67, filters=[4, 4, 4, 4, 4], fc_units=[8, 8])
-    model = build_alexnet(cfg, 2)
-    train.compile_model(model, OptimizerConfig(), trainer)
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 255, (8, 67, 67, 3)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 2, 8), 2)
-    import tensorflow as tf
-
-    return model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-
-
-def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
-    trainer = TrainerConfig(epochs=2, batch_size=4, verbose=0, tensorboard=False,
-                            reduce_lr_patience=1, early_stopping_patience=5)
-    model, ds = tiny_model_and_data(trainer)
-    point = resume.ResumePoint(None, tmp_path / "ckpt")
-    result = train.fit(model, ds, ds, 8, trainer, tmp_path, point=point)
-    saved = resume.read_point(tmp_path / "ckpt", "run")
-    assert saved.epoch == 2 and len(saved.history) == 2 == len(result.history)
-    assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*")) == ["epoch-0002.keras"]
-    assert set(saved.counters) == {"ReduceLROnPlateau", "EarlyStopping", "BestWeights"}
-    restored = checkpoint.restore_model(saved)
-    assert int(restored.optimizer.iterations) == 4  # 2 epochs x 2 steps: momentum survives
-    momentum = [v for v in restored.optimizer.variables if "momentum" in v.path]
-    assert momentum and any(np.abs(np.asarray(v)).sum() > 0 for v in momentum)
-    # A second fit from the point continues the epoch count and the history.
-    more = train.fit(restored, ds, ds, 8, TrainerConfig(**{**trainer.__dict__, "epochs": 3}),
-                     tmp_path, point=saved)
-    assert len(more.history) == 3 and resume.read_point(tmp_path / "ckpt", "run").epoch == 3
 
 
 def test_a_folder_locked_by_a_live_process_is_not_claimed_twice(tmp_path):

@@ -2,13 +2,11 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from alexnet_exp import job_locks, stopping
+from alexnet_exp import stopping
 
 
 @pytest.fixture(autouse=True)
@@ -83,20 +81,3 @@ def test_submitits_signal_stops_the_job_then_goes_to_submitits_handler(monkeypat
     assert calls == [signal.SIGUSR2]
     stopping.hand_over(stopping.Stopped(signal.SIGTERM))  # any other stop is not submitit's
     assert calls == [signal.SIGUSR2]
-
-
-def test_wait_for_jobs_waits_until_the_job_in_another_process_has_ended(tmp_path):
-    code = ("import os, sys, time; from alexnet_exp import stopping\n"
-            "with stopping.job():\n    print('in', flush=True); time.sleep(2)\n")
-    env = {**os.environ, job_locks.JOB_LOCKS_ENV: str(tmp_path)}
-    job = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                           text=True)
-    try:
-        assert job.stdout.readline() == "in\n"
-        started = time.monotonic()
-        assert job_locks.wait_for_jobs(str(tmp_path), 0.5) == [job.pid]  # still in its job
-        assert job_locks.wait_for_jobs(str(tmp_path), 30) == []
-        assert 1.0 < time.monotonic() - started < 20  # it waited for the job, not the deadline
-    finally:
-        job.kill()
-        job.wait()

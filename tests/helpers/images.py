@@ -59,3 +59,16 @@ def make_image_folder(
             else:
                 image.save(path, format=fmt)
     return root
+
+
+def write_bad_images(folder: Path) -> dict[str, Path]:
+    """A zero-byte .jpg, a truncated JPEG and a text file named .jpg in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    zero = folder / "zero.jpg"
+    zero.write_bytes(b"")
+    good = next(p for p in sorted(folder.parent.rglob("*.jpg")) if p.stat().st_size > 0)
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = folder / "not_really.jpg"
+    text.write_text("this is not an image\n")
+    return {"zero": zero, "truncated": truncated, "text": text}

@@ -1,0 +1,81 @@
+"""config_checks: a config that cannot train is refused before anything runs, with a message
+that names the key and the value."""
+
+import pytest
+from helpers.configs import compose_config
+
+from alexnet_exp.config_checks import feature_map_trace, validate
+from alexnet_exp.config_store import register_configs
+from alexnet_exp.errors import ConfigError
+
+register_configs()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.dropout_rate=1.0"], r"model.dropout_rate=1.0 is outside \[0.0, 1.0\)"),
+        (["model.dropout_rate=-0.1"], "model.dropout_rate"),
+        (["model.kernels=[0,5,3,3,3]"], r"model.kernels\[0\] \(conv1\)=0 must be >= 1"),
+        (["model.strides=[4,0,1,1,1]"], r"model.strides\[1\]"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0 must be >= 1"),
+        (["data.val_split=0"], "data.val_split=0.0 is outside"),
+        (["data.val_split=1"], "data.val_split=1.0 is outside"),
+        (["model.input_size=64"], r"vanishes at pool5 \(2x2 input, 3x3 window\); use model.in"),
+        (["model.kernels=[11,5,3]"], "model.kernels has 3 entries but model.filters has 5"),
+        (["model.conv_groups=5"], "does not divide conv2"),
+        (["data=folder"], "data=folder needs data.dir"),
+        (["model.lrn.n=4"], "model.lrn.n=4 must be an odd number"),
+        (["trainer.precision=fp8"], "trainer.precision='fp8' is not one of"),
+        (["optimizer.learning_rate=0"], "optimizer.learning_rate=0.0 must be > 0"),
+        (["model.pool=average"], "model.pool='average' is not one of overlapping, non_overlap"),
+        (["trainer.threads=0"], "trainer.threads='0' must be auto or a whole number >= 1"),
+        (["sweep.objective=accuracy"], "sweep.objective='accuracy' is not one of best_val_acc"),
+        (["augment.min_area=0"], r"augment.min_area=0.0 is outside \(0.0, 1.0\]"),
+        (["augment.min_area=1.5"], r"augment.min_area=1.5 is outside \(0.0, 1.0\]"),
+        (["trainer.limit_train_batches=0"], "trainer.limit_train_batches=0 must be a number of"),
+        (["trainer.limit_val_batches=1.5"], r"limit_val_batches=1.5 .* fraction of them in \(0,"),
+        (["trainer.limit_val_batches=0.0"], "trainer.limit_val_batches=0.0 must be"),
+        (["trainer.limit_train_batches=-2"], "trainer.limit_train_batches=-2 must be"),
+    ],
+)
+def test_out_of_range_values_name_key_and_value(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config(*overrides))
+
+
+def test_vanishing_input_names_layer_and_minimum_size():
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config("model.input_size=64"))
+    text = str(info.value)
+    needed = int(text.rsplit(">=", 1)[1])
+    cfg = compose_config(f"model.input_size={needed}")
+    validate(cfg)
+    assert feature_map_trace(cfg.model)[-1][2] >= 1
+
+
+def test_feature_map_trace_of_the_paper_network():
+    trace = {name: out for name, _, out, _ in feature_map_trace(compose_config().model)}
+    assert (trace["conv1"], trace["pool1"], trace["pool2"], trace["pool5"]) == (55, 27, 13, 6)
+
+
+@pytest.mark.parametrize("name", ["team/alexnet", "alexnet:v1", "alexnet@champion", " alexnet",
+                                  "..", "a/../b", "''"])
+def test_a_model_registry_name_mlflow_would_refuse_is_refused_before_training(name):
+    with pytest.raises(ConfigError, match="is not a Model Registry name") as info:
+        validate(compose_config(f"tracking.register_as={name!r}" if " " in name
+                                else f"tracking.register_as={name}"))
+    assert "\n" not in str(info.value)
+
+
+def test_registry_names_that_work_and_system_metrics_without_psutil(monkeypatch):
+    for name in ("alexnet", "six_ideas.champion-2", "AlexNet flowers"):
+        validate(compose_config(f"tracking.register_as='{name}'"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "psutil" else real(n, *a))
+    with pytest.raises(ConfigError, match="tracking.system_metrics=true needs the psutil"):
+        validate(compose_config("tracking.system_metrics=true"))
+    validate(compose_config("tracking.system_metrics=false"))
