@@ -63,7 +63,8 @@ def test_predict_needs_images_and_a_known_output_format():
         validate_predict(PredictConfig(run_id="abc", images=["a.jpg"], format="csv"))
 
 
-def test_report_needs_an_experiment_name():
-    with pytest.raises(ConfigError, match="experiment_name is required"):
+def test_report_needs_an_experiment_name_or_a_sweep_parent():
+    with pytest.raises(ConfigError, match="experiment_name or parent_run_id is required"):
         validate_report(ReportConfig())
     validate_report(ReportConfig(experiment_name="six_ideas"))
+    validate_report(ReportConfig(parent_run_id="abc"))  # the experiment follows from the run
