@@ -92,7 +92,8 @@ def _train_job(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as exc:
         stop = stopping.as_stop(exc)
         stopping.hand_over(stop)  # submitit's time limit: it requeues the job, which resumes
-        fail(killed(stop), code=stop.exit_code, status="KILLED")
+        fail(killed(stop, tracked=experiment.tracking.backend != "none"), code=stop.exit_code,
+             status="KILLED")
     if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
     summary.output_dir, summary.tensorboard = str(output_dir), experiment.trainer.tensorboard
@@ -101,8 +102,11 @@ def _train_job(cfg: DictConfig) -> float | None:
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
 
 
-def killed(stop: stopping.Stopped) -> str:
-    """The one line for a job stopped by a signal: what stopped it and which run is KILLED."""
+def killed(stop: stopping.Stopped, tracked: bool = True) -> str:
+    """The one line for a job stopped by a signal: what stopped it and which run is KILLED
+    (under ``tracking=none`` there is no run to speak of)."""
+    if not tracked:
+        return f"{stop} (tracking=none: nothing was recorded)"
     if stop.run_id:
         return f"{stop}; MLflow run {stop.run_id} is marked KILLED"
     return f"{stop} before its MLflow run started"

@@ -265,3 +265,19 @@ def test_credentials_in_urls_are_never_logged(tmp_path, tiny_data):
     assert "***@example.com" in files["resolved.yaml"]
     assert "***@example.com" in files["overrides.yaml"]  # Hydra's own record of the command
     assert not [text for text in [*logged, *files.values()] if "s3cr3t" in text]
+
+
+def test_a_stop_names_the_killed_run_or_says_nothing_was_recorded():
+    """Under tracking=none a stopped job has no MLflow run: the line must not speak of one
+    (it said "... before its MLflow run started")."""
+    import signal
+
+    from alexnet_exp import cli as entry
+    from alexnet_exp import stopping
+
+    ran = stopping.Stopped(signal.SIGTERM, run_id="abc")
+    assert entry.killed(ran).endswith("; MLflow run abc is marked KILLED")
+    early = stopping.Stopped(signal.SIGTERM)
+    assert entry.killed(early).endswith(" before its MLflow run started")
+    assert entry.killed(early, tracked=False).endswith(" (tracking=none: nothing was recorded)")
+    assert "MLflow" not in entry.killed(early, tracked=False)
