@@ -48,9 +48,6 @@ class Tracker:
     def uri(self) -> str:
         return self.store.uri
 
-    def check(self) -> None:
-        self.store.check()
-
     def start(self, run_name: str, tags: dict[str, str], parent_run_id: str | None = None,
               resume_run_id: str | None = None, system_metrics: bool = False) -> str:
         """A new run, or (``resume_run_id``) the killed run this job continues, RUNNING again;
