@@ -14,6 +14,7 @@ from alexnet_exp import model as alexnet
 from alexnet_exp import tracking
 from alexnet_exp.augment import eval_resize
 from alexnet_exp.errors import UserError, first_line
+from alexnet_exp.tool_config import require_model_file
 
 
 @dataclass
@@ -55,9 +56,8 @@ def load_bundle(cfg, launch_dir: Path) -> ModelBundle:
 
 
 def _from_file(cfg, launch_dir: Path):
+    require_model_file(cfg)
     path = Path(cfg.model_path).expanduser()
-    if not path.is_file():
-        raise UserError(f"model_path={cfg.model_path} does not exist")
     sidecar = sidecar_path(path)
     if not sidecar.is_file():
         raise UserError(f"{sidecar} (class names, input size) is missing beside {path}:"

@@ -7,6 +7,7 @@ gets both from :mod:`alexnet_exp.config_store`.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from alexnet_exp.config import DataConfig, TrackingConfig
@@ -96,6 +97,12 @@ def validate_model_source(cfg) -> None:
         )
 
 
+def require_model_file(cfg) -> None:
+    """A ``model_path`` that is not a file, refused before any model code loads."""
+    if cfg.model_path and not Path(cfg.model_path).expanduser().is_file():
+        raise ConfigError(f"model_path={cfg.model_path} does not exist")
+
+
 def validate_eval(cfg: EvalConfig) -> None:
     validate_model_source(cfg)
     if not cfg.data.dir:
@@ -125,3 +132,13 @@ def validate_export(cfg: ExportConfig) -> None:
     require_at_least("max_abs_diff", cfg.max_abs_diff, 0.0)
     if not 0.0 <= cfg.min_top1_agreement <= 1.0:
         raise ConfigError(f"min_top1_agreement={cfg.min_top1_agreement} is outside [0, 1]")
+
+
+def validate_tool(cfg) -> None:
+    """The checks of whichever tool's config this is: each tool's command line runs them
+    before it loads TensorFlow, so a mistake answers in a second, not after the import."""
+    VALIDATORS[type(cfg)](cfg)
+
+
+VALIDATORS = {EvalConfig: validate_eval, PredictConfig: validate_predict,
+              ExportConfig: validate_export, ReportConfig: validate_report}

@@ -84,10 +84,11 @@ def test_six_ideas_changes_one_idea_per_variant_against_the_paper_baseline():
         "relu", "lrn", "overlapping", "paper", 0.5, 1)
     assert base.model.name == "small" and 64 <= base.model.input_size <= 128
     assert group_options("ablation") == sorted(["baseline", *SIX_IDEAS])
+    baseline = flat(base)
     for option, allowed in SIX_IDEAS.items():
         variant = compose_config("experiment=six_ideas", f"ablation={option}")
         validate(variant)
-        changed = {k for k, v in flat(variant).items() if flat(base)[k] != v}
+        changed = {k for k, v in flat(variant).items() if baseline[k] != v}
         assert changed and changed <= allowed, (option, changed)
         assert variant.variant == option
 
