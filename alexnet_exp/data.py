@@ -19,6 +19,7 @@ from alexnet_exp import augment
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
 from alexnet_exp.config import AugmentConfig, DataConfig, limited_count
 from alexnet_exp.errors import DataError
+from alexnet_exp.fingerprint import require_two_per_class
 from alexnet_exp.scan import DataReport, scan_folder
 
 SHUFFLE_BUFFER = 2048
@@ -51,14 +52,9 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int,
     """
     from sklearn.model_selection import train_test_split
 
-    counts = Counter(labels.tolist())
-    few = sorted(label for label, n in counts.items() if n < 2)
-    if few and class_names:
-        named = ", ".join(f"{class_names[i]} ({counts[i]} image)" for i in few)
-        raise DataError(
-            f"cannot split into train/val: class folder(s) {named} need at least 2 usable"
-            " images each (one to train, one to validate): add images or remove the folder"
-        )
+    if class_names:
+        counts = Counter(labels.tolist())
+        require_two_per_class({class_names[i]: n for i, n in sorted(counts.items())})
     try:
         return train_test_split(
             np.arange(len(labels)), test_size=val_split, stratify=labels, random_state=seed

@@ -15,11 +15,13 @@ reading every byte would cost minutes on a big data set at every start.
 import hashlib
 import json
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig
+from alexnet_exp.errors import DataError
 from alexnet_exp.folders import list_files
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
@@ -49,6 +51,11 @@ class DataFingerprint:
     def from_dict(cls, data: dict) -> "DataFingerprint":
         return cls(tuple(data["classes"]), {k: tuple(v) for k, v in data["files"].items()},
                    dict(data["split"]))
+
+    def class_counts(self) -> dict[str, int]:
+        """Image files per class folder (the ones the check pass may still skip included)."""
+        counts = Counter(key.split("/", 1)[0] for key in self.files)
+        return {c: counts.get(c, 0) for c in self.classes}
 
     def changes_since(self, old: "DataFingerprint") -> str:
         """What differs from ``old`` in a few words: ``classes +tulips, 12 files added``."""
@@ -97,3 +104,19 @@ def fingerprint_folder(root: Path, cfg: DataConfig, seed: int) -> DataFingerprin
     split = {"data.val_split": cfg.val_split, "seed": seed,
              "data.max_images_per_class": cfg.max_images_per_class}
     return DataFingerprint(tuple(_nfc(d.name) for d in class_dirs), files, split)
+
+
+def require_two_per_class(counts: dict[str, int]) -> None:
+    """A class folder with one image cannot give one to train on and one to validate.
+
+    Checked on the file listing before TensorFlow loads (a second, not ten) and again on the
+    images left after the check pass; a folder with none gets the scan's own message, which
+    says why its files are not images.
+    """
+    few = {name: n for name, n in counts.items() if n == 1}
+    if few:
+        named = ", ".join(f"{name} ({n} image)" for name, n in few.items())
+        raise DataError(
+            f"cannot split into train/val: class folder(s) {named} need at least 2 usable"
+            " images each (one to train, one to validate): add images or remove the folder"
+        )

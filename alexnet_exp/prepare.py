@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alexnet_exp.config import ExperimentConfig
-from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder
+from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder, require_two_per_class
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
 from alexnet_exp.outcome import SkippedJob
 
@@ -104,7 +104,9 @@ def identify(cfg: ExperimentConfig) -> JobIdentity:
     from alexnet_exp.sources import resolve_data_dir
 
     root = resolve_data_dir(cfg.data)
-    return JobIdentity(config_hash(cfg), root, fingerprint_folder(root, cfg.data, cfg.seed))
+    data = fingerprint_folder(root, cfg.data, cfg.seed)
+    require_two_per_class(data.class_counts())
+    return JobIdentity(config_hash(cfg), root, data)
 
 
 def _load_model(path: Path):

@@ -76,13 +76,19 @@ def test_an_image_rewritten_with_its_old_size_and_mtime_is_named_not_a_traceback
     assert "skipped 1 unreadable images" in report
 
 
-def test_a_class_too_small_to_split_is_named_by_its_folder(tmp_path):
+def test_a_class_too_small_to_split_is_named_by_its_folder_before_tensorflow_loads(tmp_path):
     data = make_image_folder(tmp_path / "data", classes={"apple": 6, "kiwi": 1, "plum": 6})
-    result = cli(tmp_path, "data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1")
+    result = cli(tmp_path, "data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1",
+                 env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "[1]" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("alexnet-exp:")]
     assert "class folder(s) kiwi (1 image) need at least 2" in line
+    assert not any(line.startswith("import time:") and line.endswith("| tensorflow")
+                   for line in result.stderr.splitlines())
+    client = store(tmp_path)  # no MLflow run was started for it
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
 
 
 @pytest.mark.slow
