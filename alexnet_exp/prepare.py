@@ -34,16 +34,16 @@ class Prepared:
 
 def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
     """Check the store, identify the job, skip it or find where it starts: no TensorFlow."""
+    identity = identify(cfg)  # a data folder that cannot be trained on: before any store
     if cfg.dry_run:
-        return Prepared(identify(cfg))
+        return Prepared(identity)
     if cfg.tracking.backend == "none":
-        return _untracked(cfg, ctx)
+        return _untracked(cfg, ctx, identity)
     from alexnet_exp import tracking
 
     store = tracking.open_store(cfg.tracking, ctx.launch_dir)
     store.check()  # a dead store fails here, before TensorFlow loads (seconds saved)
     tracker = tracking.Tracker(store, cfg.tracking.experiment_name, load_model=_load_model)
-    identity = identify(cfg)
     parent_run_id = os.environ.get(PARENT_RUN_ENV)
     done = _reusable_run(store, cfg, ctx.overrides, identity, parent_run_id)
     if done:
@@ -60,7 +60,7 @@ def prepare(cfg: ExperimentConfig, ctx) -> Prepared | SkippedJob:
     return Prepared(identity, tracker, parent_run_id, point)
 
 
-def _untracked(cfg: ExperimentConfig, ctx) -> Prepared:
+def _untracked(cfg: ExperimentConfig, ctx, identity: "JobIdentity") -> Prepared:
     """``tracking=none``: no store is opened (so none is created), nothing is skipped or resumed
     from one, and the tracker takes every write and keeps none (a non-chief worker's tracker);
     checkpoints still go to the job's own folder."""
@@ -71,7 +71,7 @@ def _untracked(cfg: ExperimentConfig, ctx) -> Prepared:
         from alexnet_exp.resume import starting_point
 
         point = starting_point([], ctx.output_dir)
-    return Prepared(identify(cfg), SilentTracker(), None, point)
+    return Prepared(identity, SilentTracker(), None, point)
 
 
 def run_name_for(overrides: list[str]) -> str:

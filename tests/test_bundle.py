@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import model_config
+from helpers import empty_store, model_config
 
 from alexnet_exp.augment import PAPER_RESIZE, eval_resize
 from alexnet_exp.bundle import load_bundle, sidecar_path
@@ -31,6 +31,7 @@ def keras_file(tmp_path, monkeypatch):
     model = build_alexnet(model_config("small", norm="lrn", input_size=64), 3)
     path = tmp_path / "m.keras"
     model.save(path)
+    empty_store(tmp_path / "mlruns")  # the store a file's bundle opens (for its train run)
     return path, model
 
 

@@ -11,6 +11,7 @@ from helpers import (
     artifact_json,
     artifact_text,
     cli,
+    empty_store,
     logged_model,
     runs_of,
     store,
@@ -127,6 +128,7 @@ def test_missing_data_folder_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     assert f"data.dir={tmp_path}/nope does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns").exists()  # checked before a store is opened (or made)
 
 
 def test_unknown_option_gets_hydras_list_of_choices_in_one_line(tmp_path):
@@ -212,6 +214,7 @@ def test_failed_run_is_marked_failed_with_the_error(tmp_path, tiny_data, monkeyp
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(train, "fit", explode)
+    empty_store(tmp_path / "mlruns")
     cfg = OmegaConf.to_object(OmegaConf.merge(
         OmegaConf.structured(ExperimentConfig),
         {"data": {"name": "folder", "dir": str(tiny_data)},

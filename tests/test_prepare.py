@@ -4,6 +4,7 @@ in for it, by config hash AND data fingerprint (no TensorFlow, no training)."""
 from dataclasses import replace
 
 import pytest
+from helpers import empty_store
 
 from alexnet_exp import prepare
 from alexnet_exp.config import ExperimentConfig, SweepConfig
@@ -20,7 +21,7 @@ THEIRS = DataFingerprint(("cat", "dog", "tulips"), {**OURS.files, "tulips/c.jpg"
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = Store(f"sqlite:///{empty_store(tmp_path)}")
     store.client.create_experiment("alexnet-exp")
     return store
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import TINY_MODEL, cli, runs_of, store, wait_for
+from helpers import TINY_MODEL, cli, empty_store, runs_of, store, wait_for
 
 
 def children_of(runs):
@@ -197,6 +197,7 @@ def test_a_sweep_that_stops_early_ends_its_parent(tmp_path, monkeypatch, raised,
         raise raised
 
     monkeypatch.chdir(tmp_path)
+    empty_store(tmp_path / "mlruns")
     monkeypatch.setattr(runner, "run", stop)
     monkeypatch.setattr(sys, "argv", ["alexnet-exp", "-m", "data=digits", "seed=1,2",
                                       f"hydra.sweep.dir={tmp_path}/multirun"])

@@ -4,6 +4,7 @@ server needed)."""
 from pathlib import Path
 
 import pytest
+from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
 from alexnet_exp.tracking import outbox, replay
@@ -11,7 +12,7 @@ from alexnet_exp.tracking import outbox, replay
 
 def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_path):
     """Idempotent replay against a local store: no server needed."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{empty_store(tmp_path)}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
     run_id = client.create_run(experiment).info.run_id
@@ -43,7 +44,7 @@ def test_replay_skips_points_the_store_has_and_keeps_what_it_could_not_send(tmp_
 def test_a_buffered_model_waits_for_a_replay_that_can_load_it(tmp_path):
     """Tracking knows no layers of ours: a model record replayed without a loader (the caller's,
     ``alexnet_exp.sync`` gives one) stops there, keeping it and what follows for sync."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{empty_store(tmp_path)}"
     client = MlflowClient(uri)
     experiment = client.create_experiment("x", artifact_location=(tmp_path / "a").as_uri())
     run_id = client.create_run(experiment).info.run_id

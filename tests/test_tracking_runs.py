@@ -1,11 +1,14 @@
 """tracking.runs: a Tracker starts a run with the tags mlflow.start_run would add, and resumes one
 without its old ending."""
 
+from helpers import empty_store
+
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.tracking import Tracker, open_store
 
 
 def test_a_new_run_carries_the_tags_mlflow_start_run_would_add(tmp_path):
+    empty_store(tmp_path / "mlruns")
     store = open_store(TrackingConfig(), tmp_path)
     parent = Tracker(store, "alexnet-exp")
     parent.start("parent", tags={})
@@ -19,6 +22,7 @@ def test_a_new_run_carries_the_tags_mlflow_start_run_would_add(tmp_path):
 
 
 def test_resuming_a_run_makes_it_running_again_without_its_old_ending(tmp_path):
+    empty_store(tmp_path / "mlruns")
     store = open_store(TrackingConfig(), tmp_path)
     old = Tracker(store, "alexnet-exp")
     old.start("job", tags={})

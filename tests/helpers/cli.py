@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -42,10 +43,41 @@ def store(cwd: Path) -> MlflowClient:
     child must call this before starting it, or both migrate a new database at once."""
     from mlflow.tracking import MlflowClient
 
-    (cwd / "mlruns").mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{empty_store(cwd / 'mlruns')}")
     client.search_experiments(max_results=1)
     return client
+
+
+def empty_store(folder: Path) -> Path:
+    """``folder/mlflow.db``: a new, empty SQLite store (left as it is if there is one already).
+
+    MLflow creates a store by running its ~60 Alembic migrations (1.5-2.5 s); the first store of
+    a test process is made that way and copied for the rest, which is the same file MLflow
+    would write. The tests that are about a store being created leave it to the code under
+    test instead.
+    """
+    import sqlite3
+    from contextlib import closing
+
+    db = folder / "mlflow.db"
+    if not db.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(_migrated_template())) as template, \
+                closing(sqlite3.connect(db)) as copy:
+            template.backup(copy)  # SQLite's own copy: consistent while MLflow holds it open
+    return db
+
+
+@functools.cache
+def _migrated_template() -> Path:
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    db = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    client.search_experiments(max_results=1)
+    return db
 
 
 def runs_of(client: MlflowClient, experiment: str = "alexnet-exp"):
