@@ -431,6 +431,7 @@ print(json.dumps({"baseline": small, "big": big}))
 """
 
 
+@pytest.mark.slow  # a process of its own that decodes 600 MB of pixels: 10-15 s
 def test_10000x10000_images_decode_within_bounded_memory(tmp_path, image_folder):
     """A flat 10000x10000 JPEG (1.5 MB) and PNG (0.3 MB) hold 300 MB of pixels each."""
     small = base(tmp_path / "small", image_folder)

@@ -15,7 +15,8 @@ from alexnet_exp.model import LocalResponseNormalization, build_alexnet
     [
         ("paper", {"norm": "lrn", "dropout_rate": 0.5}, 58_301_829),
         ("paper", {"norm": "lrn", "dropout_rate": 0.5, "conv_groups": 2}, 56_888_709),
-        ("seed", {"norm": "bn", "dropout_rate": 0.0}, 200_127_237),
+        pytest.param("seed", {"norm": "bn", "dropout_rate": 0.0}, 200_127_237,
+                     marks=pytest.mark.slow),  # 200 M weights drawn: 5 s
     ],
 )
 def test_parameter_counts_match_the_papers(name, overrides, expected):
