@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from helpers.images import make_image_folder
+from helpers.xdist_groups import group_by_shared_fixtures
 
 
 @pytest.fixture(autouse=True, name="no_process_wide_tracking_uri")
@@ -81,12 +82,10 @@ def tiny_data(tmp_path):
                              size=(48, 40))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups it is given
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``make test``: ``--dist loadgroup``), the tests that share a
     module-scoped fixture (a model trained once for the module, a recorded study) run on one
-    worker, so it is built once rather than once per worker."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures and any(defs[-1].scope == "module"
-                            for defs in fixtures.name2fixturedefs.values()):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    worker, so it is built once rather than once per worker
+    (``tests/test_suite.py`` checks that it is)."""
+    group_by_shared_fixtures(items)
