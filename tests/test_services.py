@@ -52,7 +52,12 @@ def make_service(target: str, store: Path):
     bin_dir = Path(sys.executable).parent
     log = store / f"make-{target}.log"
     store.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    # One uvicorn worker and no GenAI job runner (what tests/test_ui_browser.py's `mlflow ui`
+    # and the outage tests' `mlflow server` run): the default four workers and the job
+    # consumers take ~25 s of both cores to start, and bind the same --host and --port the
+    # Makefile gives, which is what these tests check. Set through mlflow's own environment
+    # variables, so the command line is still exactly the Makefile's.
+    env = {**os.environ, "MLFLOW_WORKERS": "1", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log, "wb") as out:
         service = subprocess.Popen(
             ["make", "-s", "-C", str(REPO), "-o", ".venv/.installed-stamp", target,
