@@ -69,10 +69,10 @@ def test_one_training_run_is_recorded_in_mlflow(tmp_path, tiny_data):
 def test_same_config_twice_gives_the_same_metrics(tmp_path, tiny_data):
     args = ["data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
             "augment=paper", "tracking.log_model=false"]
+    client = store(tmp_path)
     for _ in range(2):
         result = cli(tmp_path, *args)
         assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     first, second = runs_of(client)
     assert first.data.metrics["loss"] == second.data.metrics["loss"]
     assert first.data.metrics["val_accuracy"] == second.data.metrics["val_accuracy"]
@@ -82,9 +82,10 @@ def test_same_config_twice_gives_the_same_metrics(tmp_path, tiny_data):
 def test_multirun_gives_one_parent_and_a_child_per_job_and_resumes(tmp_path, tiny_data):
     sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
              "tracking.log_model=false", "norm=bn,lrn", "dropout=on,off"]
+    client = store(tmp_path)
     result = cli(tmp_path, *sweep)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_of(store(tmp_path))
+    runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("alexnet_exp.kind") == "sweep"]
     children = [r for r in runs if r is not parent]
     assert parent.info.status == "FINISHED"
@@ -231,6 +232,7 @@ def test_failed_run_is_marked_failed_with_the_error(tmp_path, tiny_data, monkeyp
 @pytest.mark.slow
 @pytest.mark.skipif(not FLOWERS_224.is_dir(), reason=f"{FLOWERS_224} is absent")
 def test_flowers_224_seed_dry_run_and_short_training(tmp_path):
+    client = store(tmp_path)
     dry = cli(tmp_path, "model=seed", "norm=bn", "dropout=off", f"data.dir={FLOWERS_224}",
               "dry_run=true")
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -239,7 +241,7 @@ def test_flowers_224_seed_dry_run_and_short_training(tmp_path):
     result = cli(tmp_path, f"data.dir={FLOWERS_224}", *TINY_MODEL, "data.max_images_per_class=30",
                  "trainer.epochs=1", "tracking.log_model=false")
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = runs_of(store(tmp_path))
+    (run,) = runs_of(client)
     assert run.info.status == "FINISHED"
     assert run.data.params["data.name"] == "flowers"
 
@@ -256,10 +258,10 @@ def test_unusable_tracking_store_fails_before_training(tmp_path, tiny_data):
 @pytest.mark.slow
 def test_credentials_in_urls_are_never_logged(tmp_path, tiny_data):
     secret_url = "https://alice:s3cr3t-token@example.com/flowers.tgz"
+    client = store(tmp_path)
     result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
                  "trainer.epochs=1", "tracking.log_model=false", f"data.url={secret_url}")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     (run,) = runs_of(client)
     assert run.data.params["data.url"] == "https://***@example.com/flowers.tgz"
     logged = [run.info.run_name, *run.data.params.values(), *run.data.tags.values()]

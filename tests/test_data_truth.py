@@ -31,6 +31,7 @@ def test_a_normal_run_shows_its_steps_and_nfd_class_names_evaluate_against_nfc(t
                              size=(48, 40))
     test = make_image_folder(tmp_path / "test", classes={nfc: 3, "Tee": 3, "Wasser": 3},
                              size=(48, 40), seed=7)
+    client = store(tmp_path)
     result = cli(tmp_path, "data=folder", f"data.dir={data}", *QUIET, "trainer.verbose=1",
                  "trainer.epochs=2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -41,7 +42,6 @@ def test_a_normal_run_shows_its_steps_and_nfd_class_names_evaluate_against_nfc(t
     steps = -(-train_size // 8)  # trainer.batch_size=8
     assert f"{steps}/{steps}" in result.stdout
 
-    client = store(tmp_path)
     (run,) = runs_of(client)
     names = artifact_json(client, run.info.run_id, "class_names.json")
     assert names == {"class_names": [nfc, "Tee", "Wasser"]}
@@ -59,6 +59,7 @@ def test_an_image_rewritten_with_its_old_size_and_mtime_is_named_not_a_traceback
     check cache filled by the first run must not vouch for it in the second."""
     args = ["data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
             "tracking.log_model=false"]
+    client = store(tmp_path)
     first = cli(tmp_path, *args)
     assert first.returncode == 0, first.stderr[-3000:]
     target = tiny_data / "kiwi" / "kiwi_003.jpg"
@@ -68,7 +69,6 @@ def test_an_image_rewritten_with_its_old_size_and_mtime_is_named_not_a_traceback
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Traceback" not in second.stderr
     assert f"{target}: not an image" in second.stdout
-    client = store(tmp_path)
     runs = sorted(runs_of(client), key=lambda r: r.info.start_time)
     assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
     report = artifact_text(client, runs[1].info.run_id, "data/report.txt")

@@ -147,12 +147,13 @@ def test_two_workers_train_as_one_and_log_one_run(tmp_path):
 @pytest.mark.slow
 def test_mirrored_strategy_trains_and_records_its_replicas(tmp_path, tiny_data):
     with_bn = [a if a != "norm=lrn" else "norm=bn" for a in EXACT]  # synchronized BN builds
+    client = store(tmp_path)
     result = cli(tmp_path, "data=folder", f"data.dir={tiny_data}", *with_bn,
                  "distribute=mirrored", "distribute.batch_size=per_replica",
                  "distribute.lr_scaling=linear",
                  "tracking.log_model=false")  # asserts on tags only: no model to log (~3 s)
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = runs_of(store(tmp_path))
+    (run,) = runs_of(client)
     assert run.data.tags["distribute.replicas"] == "1"  # the CPU: one replica
     assert run.data.tags["distribute.global_batch_size"] == "32"
     assert float(run.data.tags["distribute.learning_rate"]) == pytest.approx(

@@ -280,6 +280,7 @@ def test_by_group_axis_fits_the_values_so_close_groups_look_different():
 
 @pytest.mark.slow
 def test_report_cli_after_a_real_sweep_matches_search_runs(tmp_path, tiny_data):
+    client = store(tmp_path)
     sweep = cli(tmp_path, "-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
                 "trainer.epochs=2", "tracking.log_model=false", "seed=1,2", "norm=lrn,none")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
@@ -288,7 +289,6 @@ def test_report_cli_after_a_real_sweep_matches_search_runs(tmp_path, tiny_data):
     assert "| group | n | best_val_accuracy (%)" in result.stdout
     assert "logged to MLflow run" in result.stdout
 
-    client = store(tmp_path)
     experiment_id = client.get_experiment_by_name("alexnet-exp").experiment_id
     finished = client.search_runs([experiment_id], "attributes.status = 'FINISHED'")
     training = [r for r in finished if "alexnet_exp.kind" not in r.data.tags]

@@ -206,12 +206,13 @@ def test_sigterm_while_the_model_is_logged_ends_the_run_killed_and_resumable(
 
 @pytest.mark.slow
 def test_nan_loss_fails_the_run_naming_epoch_and_step(tmp_path, tiny_data):
+    client = store(tmp_path)
     result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=3", "optimizer=sgd",
                  "optimizer.learning_rate=1e12", "norm=none")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "training diverged: the loss became NaN/Inf in epoch 1, step" in result.stderr
     assert "Traceback" not in result.stderr
-    (run,) = runs_of(store(tmp_path))
+    (run,) = runs_of(client)
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "nan_loss"
     assert run.data.tags["nan_epoch"] == "1" and int(run.data.tags["nan_step"]) >= 1

@@ -21,11 +21,11 @@ def children_of(runs):
 
 @pytest.mark.slow
 def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tiny_data):
+    client = store(tmp_path)
     result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
                  "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=3",
                  "tracking.log_model=false", "seed=1,2,3,4")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     parent, children = children_of(runs_of(client))
     assert parent.info.status == "FINISHED"
     assert sorted(r.data.params["seed"] for r in children) == ["1", "2", "3", "4"]
@@ -40,11 +40,11 @@ def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tin
 
 @pytest.mark.slow
 def test_submitit_local_preset_runs_each_job_as_its_own_submitit_job(tmp_path, tiny_data):
+    client = store(tmp_path)
     result = cli(tmp_path, "-m", "cluster=submitit_local", "data=folder",
                  f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=2",
                  "tracking.log_model=false", "seed=1,2")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     parent, children = children_of(runs_of(client))
     assert parent.info.status == "FINISHED"
     assert sorted(r.data.params["seed"] for r in children) == ["1", "2"]
@@ -61,11 +61,11 @@ def test_submitit_local_preset_runs_each_job_as_its_own_submitit_job(tmp_path, t
 
 @pytest.mark.slow
 def test_optuna_sweep_returns_the_objective_and_tags_the_best_trial(tmp_path, tiny_data):
+    client = store(tmp_path)
     result = cli(tmp_path, "-m", "experiment=tune_lr", "data=folder", f"data.dir={tiny_data}",
                  *TINY_MODEL[1:], "trainer.epochs=2", "tracking.log_model=false",
                  "hydra.sweeper.n_trials=3")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     parent, trials = children_of(runs_of(client, "tune_lr"))
     assert len(trials) == 3 and {r.info.status for r in trials} == {"FINISHED"}
     assert len({r.data.params["optimizer.learning_rate"] for r in trials}) == 3  # searched

@@ -106,11 +106,12 @@ def test_system_metrics_are_sampled_into_the_run_until_it_ends(tmp_path, monkeyp
 @pytest.mark.slow
 def test_a_tiny_training_run_with_system_metrics_has_them(tmp_path, tiny_data):
     pytest.importorskip("psutil", reason="tracking.system_metrics needs psutil (a dependency)")
+    client = store(tmp_path)
     result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=2",
                  "tracking.system_metrics=true",
                  env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = runs_of(store(tmp_path))
+    (run,) = runs_of(client)
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
             "loss"} <= set(run.data.metrics)
     from alexnet_exp.paths import PACKAGE_DIR

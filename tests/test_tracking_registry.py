@@ -11,10 +11,10 @@ SWEEP = ["-m", "data=folder", *TINY_MODEL, "trainer.epochs=1", "tracking.registe
 
 @pytest.mark.slow
 def test_a_sweep_registers_its_best_trial_as_champion_and_eval_loads_it(tmp_path, tiny_data):
+    client = store(tmp_path)
     result = cli(tmp_path, *SWEEP, f"data.dir={tiny_data}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "registered as fruit version 1: models:/fruit@champion" in result.stdout
-    client = store(tmp_path)
     runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("alexnet_exp.kind") == "sweep"]
     children = [r for r in runs if r is not parent]

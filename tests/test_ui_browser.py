@@ -162,10 +162,10 @@ def test_mlflow_ui_shows_the_sweeps_child_runs_and_their_metrics(chromium, tmp_p
     from selenium.webdriver.common.by import By
 
     started = time.monotonic()
+    client = store(tmp_path)
     result = cli(tmp_path, "-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL,
                  "trainer.epochs=1", "tracking.log_model=false", "norm=lrn,none")
     assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
     runs = runs_of(client)
     (parent,) = [r for r in runs if r.data.tags.get("alexnet_exp.kind") == "sweep"]
     children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.run_name)
