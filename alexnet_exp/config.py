@@ -63,6 +63,9 @@ class ModelConfig:
     norm_after: list[bool] = field(default_factory=lambda: [True, True, False, False, False])
     conv_groups: int = 1
     grouped: list[bool] = field(default_factory=lambda: [False, True, False, True, True])
+    # fc: flatten the last feature map into the FC layers (the paper); gap: average each
+    # channel first (Lin et al. 2014), far fewer weights and less to overfit
+    head: str = "fc"
     fc_units: list[int] = field(default_factory=lambda: [4096, 4096])
     activation: str = "relu"
     initializer: str = "he_normal"

@@ -41,6 +41,24 @@ class LocalResponseNormalization(keras.layers.Layer):
                 "beta": self.beta}
 
 
+@keras.saving.register_keras_serializable(package="alexnet_exp")
+class AdamW(keras.optimizers.AdamW):
+    """Keras' AdamW (decoupled weight decay, Loshchilov & Hutter 2019) that never decays
+    BatchNorm's scale and shift or any bias, as the recipes that use it intend.
+
+    Keras keeps ``exclude_from_weight_decay`` out of the optimizer's config, so a checkpoint
+    loaded to resume would decay them again; here the names are part of the config.
+    """
+
+    def __init__(self, *args, no_decay=("bias", "gamma", "beta"), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.no_decay = list(no_decay)
+        self.exclude_from_weight_decay(var_names=self.no_decay)
+
+    def get_config(self):
+        return {**super().get_config(), "no_decay": self.no_decay}
+
+
 def _norm_layer(cfg: ModelConfig, name: str):
     if cfg.norm == "bn":
         # Under a tf.distribute strategy, batch statistics over the global batch, not each
@@ -75,7 +93,10 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
             x = norm(x)
         if cfg.pool_after[i]:
             x = keras.layers.MaxPooling2D(pool_size, pool_stride, name=f"pool{n}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    if cfg.head == "gap":  # one average per channel: no 4096-wide layer on the whole map
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(cfg.fc_units):
         n = len(cfg.filters) + i + 1
         if cfg.dropout_rate > 0:
@@ -112,14 +133,13 @@ def as_float32(model: keras.Model) -> keras.Model:
 
 
 def custom_objects() -> dict[str, type]:
-    """Our layers by their registered names: what a loader of a saved AlexNet needs.
+    """Our layers (and optimizer) by registered name: what a loader of a saved AlexNet needs.
 
     Keras does not import a custom layer's module when it loads a model (only its own
     packages), so whoever loads one hands these over: :func:`load` for a ``.keras`` file, the
     bundle for a logged model, the sync command for a model buffered during an outage.
     """
-    layer = LocalResponseNormalization
-    return {keras.saving.get_registered_name(layer): layer}
+    return {keras.saving.get_registered_name(c): c for c in (LocalResponseNormalization, AdamW)}
 
 
 def load(path) -> keras.Model:

@@ -86,6 +86,10 @@ def build_optimizer(cfg: OptimizerConfig) -> keras.optimizers.Optimizer:
         return keras.optimizers.SGD(
             cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay
         )
+    if cfg.name == "adamw":
+        from alexnet_exp.model import AdamW
+
+        return AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay)
     return keras.optimizers.Adam(cfg.learning_rate, weight_decay=decay)
 
 

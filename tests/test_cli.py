@@ -148,7 +148,7 @@ def test_unknown_option_gets_hydras_list_of_choices_in_one_line(tmp_path):
         ("trainer.epochs=1.5", "trainer.epochs=1.5: Value '1.5' of type 'float'"),
         ("model.filters=[8,x]", "model.filters=[8,x]: Value 'x' of type 'str'"),
         ("optimizer=rmsprop", "optimizer=rmsprop is not an option of optimizer: choose one of"
-                              " adam, sgd"),
+                              " adam, adamw, sgd"),
         ("trainer.epoch=3", "trainer.epoch is not a key of the config"),
         ("+trainer.epoch=3", "trainer.epoch is not a key of the config; did you mean"
                              " trainer.epochs?"),

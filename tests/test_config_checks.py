@@ -79,3 +79,12 @@ def test_registry_names_that_work_and_system_metrics_without_psutil(monkeypatch)
     with pytest.raises(ConfigError, match="tracking.system_metrics=true needs the psutil"):
         validate(compose_config("tracking.system_metrics=true"))
     validate(compose_config("tracking.system_metrics=false"))
+
+
+def test_the_gap_head_and_adamw_compose_and_a_head_that_is_not_one_is_refused():
+    cfg = compose_config("optimizer=adamw", "model.head=gap")
+    validate(cfg)
+    assert (cfg.optimizer.name, cfg.optimizer.weight_decay, cfg.model.head) == ("adamw", 0.05,
+                                                                                "gap")
+    with pytest.raises(ConfigError, match="model.head='avg' is not one of fc, gap"):
+        validate(compose_config("model.head=avg"))

@@ -134,3 +134,16 @@ def test_load_brings_its_own_layers(tmp_path, monkeypatch):
         keras.saving.load_model(path, safe_mode=True)
     reloaded = alexnet.load(path)
     assert any(isinstance(layer, LocalResponseNormalization) for layer in reloaded.layers)
+
+
+def test_gap_head_averages_each_channel_instead_of_flattening_the_map():
+    fc = build_alexnet(model_config("small", input_size=128), 5)  # a 3x3 map at the end
+    gap = build_alexnet(model_config("small", input_size=128, head="gap"), 5)
+    names = [layer.name for layer in gap.layers]
+    assert "gap" in names and "flatten" not in names
+    last_conv = gap.get_layer(f"conv{len(model_config('small').filters)}").output.shape[-1]
+    assert gap.get_layer("gap").output.shape == (None, last_conv)
+    assert gap.count_params() < fc.count_params()
+    assert fc.get_layer("flatten").output.shape[-1] > last_conv
+    probs = gap.predict(np.zeros((2, 128, 128, 3), np.float32), verbose=0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)

@@ -137,3 +137,35 @@ def test_tensorboard_and_mlflow_count_the_same_epoch_with_the_same_step(tmp_path
         tag = "epoch_loss"
         steps = [e.step for e in events.Tensors(tag)] or [e.step for e in events.Scalars(tag)]
         assert steps == hook_steps == [1, 2], split
+
+
+def test_adamw_decays_weights_but_never_batchnorm_or_biases_also_after_a_reload(tmp_path):
+    """One step with zero gradients moves only what weight decay moves: kernels shrink by
+    lr * weight_decay, biases and BatchNorm's gamma/beta stay. Keras does not save which
+    variables are left out of the decay, so the reloaded checkpoint is stepped again."""
+    from helpers import model_config
+
+    from alexnet_exp import model as alexnet
+
+    net = alexnet.build_alexnet(model_config("small", input_size=64, norm="bn"), 3)
+    for layer in net.layers:  # non-zero biases and beta, so "unchanged" can be told apart
+        for weight in layer.weights:
+            if weight.name in ("bias", "beta"):
+                weight.assign(tf.fill(weight.shape, 0.5))
+    train.compile_model(net, OptimizerConfig(name="adamw", learning_rate=0.1,
+                                             weight_decay=0.5), TrainerConfig())
+
+    def step_and_compare(model):
+        before = {v.path: v.numpy() for v in model.trainable_variables}
+        model.optimizer.apply_gradients(
+            [(tf.zeros_like(v), v) for v in model.trainable_variables])
+        for v in model.trainable_variables:
+            kept = v.name in ("bias", "gamma", "beta")
+            expected = before[v.path] * (1.0 if kept else 1 - 0.1 * 0.5)
+            np.testing.assert_allclose(v.numpy(), expected, rtol=1e-5, err_msg=v.path)
+
+    step_and_compare(net)
+    net.save(tmp_path / "checkpoint.keras")
+    reloaded = alexnet.load(tmp_path / "checkpoint.keras")
+    assert type(reloaded.optimizer) is alexnet.AdamW
+    step_and_compare(reloaded)
