@@ -127,3 +127,57 @@ def eval_transform(aug: AugmentConfig, input_size: int):
         return _center_crop(image, input_size) if crop else image
 
     return transform
+
+
+def batch_mix(aug: AugmentConfig):
+    """``fn(images, one-hot labels, seed pair) -> (images, labels)`` mixing each image with
+    the one at the mirrored place of its (shuffled) batch, or None when both mixes are off."""
+    mixes = [(mix, cfg) for mix, cfg in (("mixup", aug.mixup), ("cutmix", aug.cutmix))
+             if cfg.alpha > 0 and cfg.prob > 0]
+    if not mixes:
+        return None
+
+    def mix_batch(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
+        pick = tf.random.stateless_uniform([], seeds[0]) < 0.5
+        options = [_mixed(name, cfg, images, labels, seeds[1:]) for name, cfg in mixes]
+        return options[0] if len(options) == 1 else tf.cond(
+            pick, lambda: options[0], lambda: options[1])
+
+    return mix_batch
+
+
+def _mixed(name: str, cfg, images: tf.Tensor, labels: tf.Tensor, seeds: tf.Tensor):
+    """One mix of a batch with its reverse; the label weight is the share of pixels kept."""
+    ratio = _beta(cfg.alpha, seeds[0])
+    ratio = tf.where(tf.random.stateless_uniform([], seeds[1]) < cfg.prob, ratio, 1.0)
+    other, other_labels = tf.reverse(images, [0]), tf.reverse(labels, [0])
+    if name == "mixup":
+        mixed = ratio * images + (1.0 - ratio) * other
+    else:
+        inside, ratio = _box(tf.shape(images)[1], tf.shape(images)[2], ratio, seeds[2])
+        mixed = tf.where(inside[None, :, :, None], other, images)
+    return mixed, ratio * labels + (1.0 - ratio) * other_labels
+
+
+def _beta(alpha: float, seed: tf.Tensor) -> tf.Tensor:
+    """A Beta(alpha, alpha) draw from two Gamma draws (TensorFlow has no stateless Beta)."""
+    pair = tf.random.stateless_gamma([2], seed, alpha=alpha)
+    return pair[0] / tf.maximum(pair[0] + pair[1], 1e-12)
+
+
+def _box(height: tf.Tensor, width: tf.Tensor, ratio: tf.Tensor, seed: tf.Tensor):
+    """CutMix's box covering about ``1 - ratio`` of the image at a random centre (cut at the
+    borders), and the share of the image left outside it."""
+    side = tf.sqrt(1.0 - ratio)
+    h = tf.cast(tf.round(side * tf.cast(height, tf.float32)), tf.int32)
+    w = tf.cast(tf.round(side * tf.cast(width, tf.float32)), tf.int32)
+    centre = tf.random.stateless_uniform([2], seed, maxval=1.0)
+    cy = tf.cast(centre[0] * tf.cast(height, tf.float32), tf.int32)
+    cx = tf.cast(centre[1] * tf.cast(width, tf.float32), tf.int32)
+    y0, y1 = tf.maximum(cy - h // 2, 0), tf.minimum(cy - h // 2 + h, height)
+    x0, x1 = tf.maximum(cx - w // 2, 0), tf.minimum(cx - w // 2 + w, width)
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    area = tf.cast((y1 - y0) * (x1 - x0), tf.float32) / tf.cast(height * width, tf.float32)
+    return inside, 1.0 - area

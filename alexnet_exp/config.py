@@ -76,6 +76,15 @@ class ModelConfig:
 
 
 @dataclass
+class MixConfig:
+    """A batch-level mix (mixup, cutmix): ``alpha`` of the Beta distribution the mixing ratio
+    is drawn from (0 = off), ``prob`` the share of batches that are mixed."""
+
+    alpha: float = 0.0
+    prob: float = 1.0
+
+
+@dataclass
 class AugmentConfig:
     name: str = "paper"  # conf/augment/paper.yaml says what each value is for
     flip: bool = True
@@ -87,6 +96,11 @@ class AugmentConfig:
     # Random-resized crop (Szegedy et al. 2015): each training image is a random crop covering
     # min_area..1 of the stored image, aspect 3/4..4/3, resized to the input; 1.0 = off.
     min_area: float = 1.0
+    # Each image blended with another of its batch, labels in the same ratio (Zhang et al.
+    # 2018), or a box of it pasted in, labels by area (Yun et al. 2019); both on: one of the
+    # two per batch, at even odds.
+    mixup: MixConfig = field(default_factory=MixConfig)
+    cutmix: MixConfig = field(default_factory=MixConfig)
 
 
 @dataclass

@@ -174,6 +174,11 @@ def validate(cfg: ExperimentConfig) -> None:
     require_at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
     require_at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
     require_in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
+    for mix in ("mixup", "cutmix"):
+        require_at_least(f"augment.{mix}.alpha", getattr(cfg.augment, mix).alpha, 0.0)
+        prob = getattr(cfg.augment, mix).prob
+        if not 0.0 <= prob <= 1.0:
+            raise ConfigError(f"augment.{mix}.prob={prob} is outside [0.0, 1.0]")
     if not 0.0 < cfg.augment.min_area <= 1.0:
         raise ConfigError(f"augment.min_area={cfg.augment.min_area} is outside (0.0, 1.0]")
     require_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)

@@ -158,6 +158,17 @@ def _split(labels, report, val_split: float, seed: int, batch_size: int, limits)
             val_idx[:limited_count(limits[1], len(val_idx), batch_size)])
 
 
+def _mixed(batches: tf.data.Dataset, aug_cfg: AugmentConfig, seed: int) -> tf.data.Dataset:
+    """Training batches through mixup / cutmix when either is on, with a seed stream of their
+    own, so the per-image draws stay what they are without them."""
+    mix = augment.batch_mix(aug_cfg)
+    if mix is None:
+        return batches
+    seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip((batches, seeds)).map(lambda batch, pair: mix(*batch, pair),
+                                                     num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def make_datasets(
     data_cfg: DataConfig,
     aug_cfg: AugmentConfig,
@@ -202,9 +213,9 @@ def make_datasets(
                        num_parallel_calls=tf.data.AUTOTUNE)
     val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
                                num_parallel_calls=tf.data.AUTOTUNE)
+    train = _mixed(train.batch(batch_size), aug_cfg, seed)
     return Datasets(
-        train=with_options(train.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg,
-                           ordered=data_cfg.ordered),
+        train=with_options(train.prefetch(tf.data.AUTOTUNE), data_cfg, ordered=data_cfg.ordered),
         val=batched(val),
         val_indexed=batched(val_indexed),
         train_steps=math.ceil(len(train_files) / batch_size),

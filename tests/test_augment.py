@@ -131,3 +131,57 @@ def test_lighting_basis_finds_the_axis_the_colours_vary_along():
     # variance along (1, 1, 0) / sqrt(2) of pixels scaled to [0, 1]: twice one channel's
     assert basis.eigenvalues.max() == pytest.approx(2 * np.var(grey / 255.0, ddof=1), rel=1e-4)
     np.testing.assert_allclose(basis.eigenvectors.T @ basis.eigenvectors, np.eye(3), atol=1e-5)
+
+
+# ------------------------------------------------------------------------ mixup and cutmix
+
+COLOURS = np.array([10.0, 60.0, 150.0, 240.0], np.float32)  # one flat grey per image
+
+
+def flat_batch():
+    images = tf.constant(np.broadcast_to(COLOURS[:, None, None, None], (4, 16, 16, 3)).copy())
+    return images, tf.one_hot([0, 1, 2, 3], 4)
+
+
+def mixed(**mixes):
+    from alexnet_exp.config import MixConfig
+
+    cfg = augment_config("none", **{k: MixConfig(*v) for k, v in mixes.items()})
+    images, labels = augment.batch_mix(cfg)(*flat_batch(), tf.constant([3, 4], tf.int64))
+    return images.numpy(), labels.numpy()
+
+
+def test_mixup_blends_each_image_with_its_mirror_in_the_ratio_of_its_labels():
+    images, labels = mixed(mixup=(0.4, 1.0))
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+    assert (labels.max(axis=1) < 1.0).all()  # a Beta(0.4) draw is never exactly 0 or 1
+    for i in range(4):
+        j = 3 - i  # the mirrored place in the batch
+        assert set(np.flatnonzero(labels[i])) == {i, j}
+        np.testing.assert_allclose(images[i], labels[i, i] * COLOURS[i]
+                                   + labels[i, j] * COLOURS[j], rtol=1e-5)
+
+
+def test_cutmix_pastes_a_box_of_the_mirror_image_and_labels_it_by_area():
+    images, labels = mixed(cutmix=(1.0, 1.0))
+    for i in range(4):
+        j = 3 - i
+        pasted = np.isclose(images[i, :, :, 0], COLOURS[j])
+        assert (pasted | np.isclose(images[i, :, :, 0], COLOURS[i])).all()
+        assert 0 < pasted.sum() < 16 * 16
+        rows, cols = np.nonzero(pasted)  # one rectangle
+        assert pasted[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+        np.testing.assert_allclose(labels[i, j], pasted.mean(), rtol=1e-5)
+        np.testing.assert_allclose(labels[i, i], 1 - pasted.mean(), rtol=1e-5)
+
+
+def test_a_mix_off_or_never_drawn_is_no_mix_and_the_same_seed_mixes_alike():
+    from alexnet_exp.config import MixConfig
+
+    assert augment.batch_mix(augment_config("none")) is None
+    never = MixConfig(alpha=0.4, prob=0.0)
+    assert augment.batch_mix(augment_config("none", mixup=never, cutmix=never)) is None
+    first, again = mixed(mixup=(0.4, 1.0), cutmix=(1.0, 1.0)), mixed(mixup=(0.4, 1.0),
+                                                                    cutmix=(1.0, 1.0))
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])

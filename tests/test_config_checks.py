@@ -88,3 +88,15 @@ def test_the_gap_head_and_adamw_compose_and_a_head_that_is_not_one_is_refused():
                                                                                 "gap")
     with pytest.raises(ConfigError, match="model.head='avg' is not one of fc, gap"):
         validate(compose_config("model.head=avg"))
+
+
+def test_mixup_and_cutmix_compose_from_the_command_line_and_bad_values_are_refused():
+    cfg = compose_config("augment.mixup.alpha=0.2", "augment.cutmix.alpha=1.0",
+                         "augment.cutmix.prob=0.5")
+    validate(cfg)
+    assert (cfg.augment.mixup.alpha, cfg.augment.mixup.prob, cfg.augment.cutmix.prob) == (
+        0.2, 1.0, 0.5)
+    with pytest.raises(ConfigError, match=r"augment.cutmix.prob=1.5 is outside \[0.0, 1.0\]"):
+        validate(compose_config("augment.cutmix.prob=1.5"))
+    with pytest.raises(ConfigError, match="augment.mixup.alpha=-1.0 must be >= 0.0"):
+        validate(compose_config("augment.mixup.alpha=-1"))

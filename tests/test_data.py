@@ -500,3 +500,16 @@ def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_p
     first, second = (sorted(collect(limited.train)[1].argmax(axis=1).tolist()) for _ in "12")
     assert first == second == sorted(limited.train_labels.tolist())  # the same images again
     assert len(collect(limited.val)[0]) == 2
+
+
+def test_mixup_mixes_training_batches_only_and_keeps_their_shapes(tmp_path, image_folder):
+    from alexnet_exp.config import MixConfig
+
+    root = image_folder(tmp_path / "data", classes={"a": 6, "b": 6, "c": 6})
+    ds = build(root, tmp_path, augment_cfg("none", mixup=MixConfig(alpha=0.4)), batch_size=8)
+    images, labels = collect(ds.train)
+    assert images.shape == (len(ds.train_files), INPUT, INPUT, 3)
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)
+    assert (labels.max(axis=1) < 1.0).any()  # soft labels: images were blended
+    _, val_labels = collect(ds.val)
+    assert set(np.unique(val_labels)) == {0.0, 1.0}  # validation is never mixed
