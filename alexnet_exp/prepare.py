@@ -80,6 +80,17 @@ def run_name_for(overrides: list[str]) -> str:
     return (",".join(shown) or "defaults")[:250]
 
 
+# Switches added after runs were first recorded, each with the value that trains as the code
+# did before it existed. At that value a switch stays out of the hash, so a new switch does not
+# orphan every killed run (which the same command resumes) and finished sweep job (which a
+# rerun skips) recorded before it. A switch added later goes here with its neutral value.
+ADDED_SWITCHES = {
+    ("model", "head"): "fc",
+    ("augment", "mixup"): {"alpha": 0.0, "prob": 1.0},
+    ("augment", "cutmix"): {"alpha": 0.0, "prob": 1.0},
+}
+
+
 def config_hash(cfg: ExperimentConfig) -> str:
     """Identity of a job's resolved config (sweep bookkeeping, run names and how the console
     shows progress left out: none of them changes what is trained)."""
@@ -87,6 +98,9 @@ def config_hash(cfg: ExperimentConfig) -> str:
     fields.pop("sweep")
     fields["tracking"].pop("run_name")
     fields["trainer"].pop("verbose")
+    for (section, key), neutral in ADDED_SWITCHES.items():
+        if fields[section][key] == neutral:
+            del fields[section][key]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -164,3 +164,15 @@ def test_the_config_hash_is_what_trains_not_how_progress_is_shown():
     longer = replace(cfg, trainer=replace(cfg.trainer, epochs=cfg.trainer.epochs + 1))
     assert prepare.config_hash(quiet) == prepare.config_hash(cfg)
     assert prepare.config_hash(longer) != prepare.config_hash(cfg)
+
+
+def test_a_switch_added_later_keeps_the_hash_of_runs_recorded_before_it():
+    """e23dca656cc3658e is what the default config hashed to before model.head and
+    augment.mixup/cutmix existed (commit c822605): a killed run of then still resumes, a
+    finished sweep job is still skipped. Using a new switch is a new config."""
+    cfg = ExperimentConfig()
+    assert prepare.config_hash(cfg) == "e23dca656cc3658e"
+    gap = replace(cfg, model=replace(cfg.model, head="gap"))
+    mixed = replace(cfg, augment=replace(cfg.augment, mixup=replace(cfg.augment.mixup,
+                                                                    alpha=0.2)))
+    assert len({prepare.config_hash(c) for c in (cfg, gap, mixed)}) == 3
