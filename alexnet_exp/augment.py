@@ -139,10 +139,12 @@ def batch_mix(aug: AugmentConfig):
 
     def mix_batch(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor):
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
-        pick = tf.random.stateless_uniform([], seeds[0]) < 0.5
-        options = [_mixed(name, cfg, images, labels, seeds[1:]) for name, cfg in mixes]
-        return options[0] if len(options) == 1 else tf.cond(
-            pick, lambda: options[0], lambda: options[1])
+        # Built inside the branches, so only the mix drawn for this batch is computed.
+        options = [lambda name=name, cfg=cfg: _mixed(name, cfg, images, labels, seeds[1:])
+                   for name, cfg in mixes]
+        if len(options) == 1:
+            return options[0]()
+        return tf.cond(tf.random.stateless_uniform([], seeds[0]) < 0.5, *options)
 
     return mix_batch
 

@@ -158,7 +158,7 @@ def _split(labels, report, val_split: float, seed: int, batch_size: int, limits)
             val_idx[:limited_count(limits[1], len(val_idx), batch_size)])
 
 
-def _mixed(batches: tf.data.Dataset, aug_cfg: AugmentConfig, seed: int) -> tf.data.Dataset:
+def _mixed_batches(batches: tf.data.Dataset, aug_cfg: AugmentConfig, seed: int) -> tf.data.Dataset:
     """Training batches through mixup / cutmix when either is on, with a seed stream of their
     own, so the per-image draws stay what they are without them."""
     mix = augment.batch_mix(aug_cfg)
@@ -213,7 +213,7 @@ def make_datasets(
                        num_parallel_calls=tf.data.AUTOTUNE)
     val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
                                num_parallel_calls=tf.data.AUTOTUNE)
-    train = _mixed(train.batch(batch_size), aug_cfg, seed)
+    train = _mixed_batches(train.batch(batch_size), aug_cfg, seed)
     return Datasets(
         train=with_options(train.prefetch(tf.data.AUTOTUNE), data_cfg, ordered=data_cfg.ordered),
         val=batched(val),
