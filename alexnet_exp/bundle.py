@@ -77,11 +77,10 @@ def _from_file(cfg, launch_dir: Path):
 
 def _from_store(cfg, launch_dir: Path):
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
-    if cfg.run_id and not tracking.run_exists(store, cfg.run_id):
-        raise UserError(f"run_id={cfg.run_id}: no such run in {store.shown}")
+    if cfg.run_id:
+        tracking.require_run(store, cfg.run_id)
     source = cfg.model_uri or tracking.run_model_uri(store, cfg.run_id)
     hint = (" (no model logged: was it trained with tracking.log_model=false, or is it an"
             " evaluation run?)" if cfg.run_id else "")
-    metadata, logged_by = tracking.logged_model_info(store, source, hint)
-    model = tracking.load_logged_model(store, source, alexnet.custom_objects())
-    return model, metadata, source, cfg.run_id or logged_by, store
+    logged = tracking.load_logged_model(store, source, alexnet.custom_objects(), hint)
+    return logged.model, logged.metadata, source, cfg.run_id or logged.run_id, store

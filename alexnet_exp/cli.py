@@ -34,7 +34,12 @@ from alexnet_exp.preflight import (  # noqa: E402
     refuse_target_overrides,
     to_experiment_config,
 )
-from alexnet_exp.tool_config import require_model_file, validate_tool  # noqa: E402
+from alexnet_exp.tool_config import (  # noqa: E402
+    EvalConfig,
+    require_model_file,
+    require_test_folder,
+    validate_tool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +199,11 @@ def check_before_loading(cfg, launch_dir: Path) -> None:
     elif getattr(cfg, "run_id", None) or getattr(cfg, "model_uri", None):
         from alexnet_exp import tracking
 
-        tracking.open_store(cfg.tracking, launch_dir, create=False)
+        store = tracking.open_store(cfg.tracking, launch_dir, create=False)
+        if cfg.run_id:
+            tracking.require_run(store, cfg.run_id)
+    if isinstance(cfg, EvalConfig):
+        require_test_folder(cfg)
 
 
 def eval_main() -> None:

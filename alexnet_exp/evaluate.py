@@ -17,8 +17,9 @@ import numpy as np
 from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
+from alexnet_exp.folders import class_name
 from alexnet_exp.predict import predict_files
-from alexnet_exp.scan import class_name, scan_folder
+from alexnet_exp.scan import scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +128,11 @@ def eval_metrics(result: EvalResult) -> dict[str, float]:
 def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
     """``alexnet-exp-eval``: score a model on a test folder, print it, log an eval run."""
     from alexnet_exp import plots, tracking
-    from alexnet_exp.tool_config import validate_eval
+    from alexnet_exp.tool_config import require_test_folder, validate_eval
 
     validate_eval(cfg)
+    require_test_folder(cfg)
     root = Path(cfg.data.dir).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(f"data.dir={cfg.data.dir} is not a folder of class folders")
     bundle = load_bundle(cfg, launch_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

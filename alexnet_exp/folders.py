@@ -1,13 +1,19 @@
-"""What a class folder holds: its files, and the entries under it that cannot be followed.
+"""The class folders under a data root, and what each holds: its files, and the entries under
+it that cannot be followed.
 
 One walk for everyone who lists a class folder: the data scan (which files to check and
 train on) and the data fingerprint (which files a run's identity covers) see the same files.
-Standard library only, as the fingerprint is taken before TensorFlow loads.
+Standard library only: the fingerprint, and the test folder a tool is given, are checked
+before TensorFlow loads.
 """
 
 import errno
 import os
+import unicodedata
+from collections import Counter
 from pathlib import Path
+
+from alexnet_exp.errors import DataError
 
 
 def list_files(folder: Path, others: set[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -74,3 +80,35 @@ def _broken_link(link: Path) -> str:
         if exc.errno == errno.ELOOP:
             return f"symlink loop: {os.readlink(link)} leads back to itself"
     return f"broken symlink: its target {os.readlink(link)} does not exist"
+
+
+def class_name(folder_name: str) -> str:
+    """The class a folder names, NFC-normalised: macOS writes "Café" decomposed (NFD), Linux
+    keeps what it is given, and the same class must compare equal on both."""
+    return unicodedata.normalize("NFC", folder_name)
+
+
+def class_folders(root: Path, min_classes: int) -> tuple[list[Path], list[str]]:
+    """The class folders under ``root`` and their names (NFC), sorted by name; a root that
+    is not a folder of at least ``min_classes`` class folders is refused, saying how to lay
+    it out."""
+    layout = "(layout: <data.dir>/<class name>/<image files>)"
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
+                        f" {layout}")
+    class_dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
+        key=lambda d: class_name(d.name),  # the same label order on macOS and Linux
+    )
+    if len(class_dirs) < min_classes or not class_dirs:
+        found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
+        raise DataError(
+            f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
+            f" put each class's images in its own sub-folder {layout}"
+        )
+    class_names = [class_name(d.name) for d in class_dirs]
+    same = [n for n, k in Counter(class_names).items() if k > 1]
+    if same:
+        raise DataError(f"{root} has two class folders named {same[0]} (one NFC, one NFD"
+                        " Unicode): merge them into one folder")
+    return class_dirs, class_names

@@ -10,7 +10,6 @@ evaluation scans a test folder it builds no training pipeline for.
 import hashlib
 import json
 import os
-import unicodedata
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -26,19 +25,13 @@ from alexnet_exp.checks import (
 )
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.folders import list_files
+from alexnet_exp.folders import class_folders, list_files
 from alexnet_exp.paths import atomic_write_text, cache_root
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
 # Version of the check cache's entries: an entry of another version is never trusted (an
 # entry from before orientation was recorded would otherwise say "upright" for every photo).
 CHECK_CACHE_VERSION = 2
-
-
-def class_name(folder_name: str) -> str:
-    """The class a folder names, NFC-normalised: macOS writes "Café" decomposed (NFD), Linux
-    keeps what it is given, and the same class must compare equal on both."""
-    return unicodedata.normalize("NFC", folder_name)
 
 
 @dataclass
@@ -146,7 +139,7 @@ def scan_folder(
     Training needs two classes; a test set may hold one (``min_classes=1``). Every problem
     that would otherwise surface mid-epoch is raised here, before anything is trained.
     """
-    class_dirs, class_names = _class_folders(root, min_classes)
+    class_dirs, class_names = class_folders(root, min_classes)
     others = {root.resolve()} | {d.resolve() for d in class_dirs}
     candidates, ignored, problems = [], [], []
     for label, folder in enumerate(class_dirs):
@@ -181,30 +174,6 @@ def scan_folder(
         )
     files = [p for p, _ in usable]
     return files, np.array([y for _, y in usable], dtype=np.int32), report
-
-
-def _class_folders(root: Path, min_classes: int) -> tuple[list[Path], list[str]]:
-    """The class folders under ``root`` and their names (NFC), sorted by name."""
-    layout = "(layout: <data.dir>/<class name>/<image files>)"
-    if not root.is_dir():
-        raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
-                        f" {layout}")
-    class_dirs = sorted(
-        (d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
-        key=lambda d: class_name(d.name),  # the same label order on macOS and Linux
-    )
-    if len(class_dirs) < min_classes or not class_dirs:
-        found = f": {', '.join(d.name for d in class_dirs)}" if class_dirs else ""
-        raise DataError(
-            f"{root} has {len(class_dirs)} class folder(s){found}; need at least {min_classes}:"
-            f" put each class's images in its own sub-folder {layout}"
-        )
-    class_names = [class_name(d.name) for d in class_dirs]
-    same = [n for n, k in Counter(class_names).items() if k > 1]
-    if same:
-        raise DataError(f"{root} has two class folders named {same[0]} (one NFC, one NFD"
-                        " Unicode): merge them into one folder")
-    return class_dirs, class_names
 
 
 def _without_cross_class_copies(usable: list[tuple[str, int]], checked: dict):

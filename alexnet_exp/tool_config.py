@@ -13,6 +13,7 @@ from typing import Any
 from alexnet_exp.config import DataConfig, TrackingConfig
 from alexnet_exp.config_checks import require_at_least, require_choice
 from alexnet_exp.errors import ConfigError
+from alexnet_exp.folders import class_folders
 
 TTA_MODES = ("none", "flip", "ten_crop")
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -101,6 +102,12 @@ def require_model_file(cfg) -> None:
     """A ``model_path`` that is not a file, refused before any model code loads."""
     if cfg.model_path and not Path(cfg.model_path).expanduser().is_file():
         raise ConfigError(f"model_path={cfg.model_path} does not exist")
+
+
+def require_test_folder(cfg: "EvalConfig") -> None:
+    """An evaluation's ``data.dir`` that is not a folder of class folders, refused from the
+    listing, before the model is loaded."""
+    class_folders(Path(cfg.data.dir).expanduser().resolve(), min_classes=1)
 
 
 def validate_eval(cfg: EvalConfig) -> None:

@@ -4,35 +4,48 @@ Plain values and MLflow calls only: which Keras layers a model holds, and what a
 is the caller's knowledge (:mod:`alexnet_exp.bundle`).
 """
 
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from alexnet_exp.errors import UserError, first_line
 from alexnet_exp.tracking.runs import Tracker
 from alexnet_exp.tracking.store import Store
 
 
-def logged_model_info(store: Store, source: str, hint: str = "") -> tuple[dict, str | None]:
-    """The metadata a logged model carries (class names, sizes) and the run that logged it."""
-    try:
-        with store.fluent():  # models:/ and runs:/ URIs resolve against the current store
-            info = mlflow.models.get_model_info(source)
-    except (MlflowException, OSError) as exc:
-        raise UserError(f"cannot find model {source} in {store.shown}{hint}") from exc
-    return info.metadata or {}, info.run_id
+@dataclass
+class LoggedModel:
+    model: Any  # the Keras model
+    metadata: dict  # what the run logged about it (class names, sizes)
+    run_id: str | None  # the run that logged it
 
 
-def load_logged_model(store: Store, source: str, custom_objects: dict):
-    """The Keras model of a logged model; ``custom_objects`` are the caller's layers (tracking
-    knows none: MLflow's flavour hands them to Keras)."""
-    try:
-        with store.fluent():
-            return mlflow.tensorflow.load_model(
-                source, keras_model_kwargs={"custom_objects": custom_objects})
-    except (MlflowException, OSError) as exc:
-        raise UserError(f"cannot load model {source}: {first_line(exc)[:300]}") from exc
+def load_logged_model(store: Store, source: str, custom_objects: dict,
+                      hint: str = "") -> LoggedModel:
+    """A logged model read back with its metadata; ``custom_objects`` are the caller's layers
+    (tracking knows none: MLflow's flavour hands them to Keras).
+
+    The model is downloaded once, into a folder removed when it is loaded. MLflow's own
+    ``get_model_info`` and ``load_model`` would each download into a fresh temporary folder
+    and never remove it: every evaluation would leave a copy of the model in /tmp.
+    """
+    with store.fluent(), tempfile.TemporaryDirectory(prefix="alexnet-exp-model-") as tmp:
+        try:  # models:/ and runs:/ URIs resolve against the current store
+            local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp)
+            info = Model.load(local).get_model_info()
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"cannot find model {source} in {store.shown}{hint}") from exc
+        try:
+            model = mlflow.tensorflow.load_model(
+                local, keras_model_kwargs={"custom_objects": custom_objects})
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"cannot load model {source}: {first_line(exc)[:300]}") from exc
+    return LoggedModel(model, info.metadata or {}, info.run_id)
 
 
 def run_exists(store: Store, run_id: str) -> bool:
@@ -41,6 +54,11 @@ def run_exists(store: Store, run_id: str) -> bool:
     except MlflowException:
         return False
     return True
+
+
+def require_run(store: Store, run_id: str) -> None:
+    if not run_exists(store, run_id):
+        raise UserError(f"run_id={run_id}: no such run in {store.shown}")
 
 
 def run_tag(store: Store, run_id: str, tag: str) -> str | None:
