@@ -69,12 +69,22 @@ def empty_store(folder: Path) -> Path:
 
 
 @functools.cache
-def _migrated_template() -> Path:
+def _scratch() -> Path:
+    """This pytest process's folder for downloads and the store template, removed at exit."""
+    import atexit
+    import shutil
     import tempfile
 
+    folder = Path(tempfile.mkdtemp(prefix="alexnet-exp-tests-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def _migrated_template() -> Path:
     from mlflow.tracking import MlflowClient
 
-    db = Path(tempfile.mkdtemp(prefix="mlflow-template-")) / "mlflow.db"
+    db = _scratch() / "mlflow.db"
     client = MlflowClient(f"sqlite:///{db}")
     client.search_experiments(max_results=1)
     return db
@@ -100,7 +110,8 @@ def artifact(client: MlflowClient, run_id: str, path: str) -> Path:
     import mlflow
 
     return Path(mlflow.artifacts.download_artifacts(
-        run_id=run_id, artifact_path=path, dst_path=tempfile.mkdtemp(prefix="artifact-"),
+        run_id=run_id, artifact_path=path,
+        dst_path=tempfile.mkdtemp(prefix="artifact-", dir=_scratch()),
         tracking_uri=client.tracking_uri))
 
 
@@ -126,6 +137,8 @@ def logged_model(client: MlflowClient, run_id: str):
     """The Keras model a run logged, loaded by MLflow's tensorflow flavour. Inside the store's
     ``fluent()``: MLflow finds a logged model behind ``runs:/`` through the process-wide
     tracking URI only (else its default ``./mlflow.db``)."""
+    import tempfile
+
     import mlflow
 
     from alexnet_exp import model as alexnet
@@ -133,5 +146,5 @@ def logged_model(client: MlflowClient, run_id: str):
 
     with Store(client.tracking_uri).fluent():
         return mlflow.tensorflow.load_model(
-            run_model_uri(client, run_id),
+            run_model_uri(client, run_id), dst_path=tempfile.mkdtemp(dir=_scratch()),
             keras_model_kwargs={"custom_objects": alexnet.custom_objects()})
