@@ -94,43 +94,6 @@ def test_same_config_twice_gives_the_same_metrics(recorded, tmp_path):
     assert first.data.metrics["val_accuracy"] == second.data.metrics["val_accuracy"]
 
 
-@pytest.mark.slow
-def test_multirun_gives_one_parent_and_a_child_per_job_and_resumes(tmp_path, tiny_data):
-    sweep = ["-m", "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
-             "tracking.log_model=false", "norm=bn,lrn", "dropout=off"]  # two jobs
-    client = store(tmp_path)
-    result = cli(tmp_path, *sweep)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = runs_of(client)
-    (parent,) = [r for r in runs if r.data.tags.get("alexnet_exp.kind") == "sweep"]
-    children = [r for r in runs if r is not parent]
-    assert parent.info.status == "FINISHED"
-    assert "norm=bn,lrn" in parent.data.tags["sweep_overrides"]
-    assert parent.data.tags["sweep_dir"] == str(tmp_path / "multirun")
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parent.info.run_id}
-    names = sorted(r.info.run_name for r in children)
-    assert [n.split(",tracking.log_model=False,")[1] for n in names] == [
-        "norm=bn,dropout=off", "norm=lrn,dropout=off"]
-    assert all(n.startswith("data=folder,model=small,") and ".dir" not in n for n in names)
-    assert {r.info.status for r in children} == {"FINISHED"}
-    assert {(r.data.params["model.norm"], r.data.params["model.dropout_rate"])
-            for r in children} == {("bn", "0.0"), ("lrn", "0.0")}
-    assert len({r.data.tags["alexnet_exp.config_hash"] for r in children}) == 2
-
-    # The same command again: every job already FINISHED, so nothing new is trained.
-    again = cli(tmp_path, *sweep)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skipping") == 2
-    assert len(runs_of(store(tmp_path))) == len(runs)
-    # Forced: two new children under the same parent.
-    forced = cli(tmp_path, *sweep, "sweep.reuse=never")
-    assert forced.returncode == 0, forced.stderr[-3000:]
-    rerun = [r for r in runs_of(store(tmp_path)) if r.info.run_id not in
-             {old.info.run_id for old in runs}]
-    assert len(rerun) == 2
-    assert {r.data.tags["mlflow.parentRunId"] for r in rerun} == {parent.info.run_id}
-
-
 def test_dry_run_prints_parameter_count_and_logs_nothing(tmp_path, image_folder):
     data = image_folder(tmp_path / "five", classes={c: 3 for c in "abcde"}, size=(32, 32))
     result = cli(tmp_path, f"data.dir={data}", "dry_run=true", "data.val_split=0.4")

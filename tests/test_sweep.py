@@ -63,12 +63,12 @@ def test_submitit_local_preset_runs_each_job_as_its_own_submitit_job(tmp_path, t
 def test_optuna_sweep_returns_the_objective_and_tags_the_best_trial(tmp_path, tiny_data):
     client = store(tmp_path)
     result = cli(tmp_path, "-m", "experiment=tune_lr", "data=folder", f"data.dir={tiny_data}",
-                 *TINY_MODEL[1:], "trainer.epochs=2", "tracking.log_model=false",
-                 "hydra.sweeper.n_trials=3")
+                 *TINY_MODEL[1:], "trainer.epochs=1", "tracking.log_model=false",
+                 "hydra.sweeper.n_trials=2")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, trials = children_of(runs_of(client, "tune_lr"))
-    assert len(trials) == 3 and {r.info.status for r in trials} == {"FINISHED"}
-    assert len({r.data.params["optimizer.learning_rate"] for r in trials}) == 3  # searched
+    assert len(trials) == 2 and {r.info.status for r in trials} == {"FINISHED"}
+    assert len({r.data.params["optimizer.learning_rate"] for r in trials}) == 2  # searched
     optuna_best = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
     best_value = max(r.data.metrics["best_val_accuracy"] for r in trials)
     assert optuna_best["best_value"] == pytest.approx(best_value)  # the job's return value
@@ -138,22 +138,33 @@ def report_runs(tmp_path, parent_run_id: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_a_sweep_runs_what_its_command_names_on_the_data_it_has(tmp_path, image_folder):
+def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_names(tmp_path, image_folder):
     data = image_folder(tmp_path / "data", classes={"apple": 8, "kiwi": 8}, size=(48, 40))
     job = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1",
            "tracking.log_model=false"]
     client = store(tmp_path)
-    alone = cli(tmp_path, *job, "norm=lrn")  # a standalone run, same config as the lrn job
+    alone = cli(tmp_path, *job, "norm=lrn", "dropout=off")  # the same config as the lrn job
     assert alone.returncode == 0, alone.stderr[-3000:]
     (standalone,) = runs_of(client)
 
-    sweep = ["-m", *job, "norm=bn,lrn"]
+    sweep = ["-m", *job, "norm=bn,lrn", "dropout=off"]
     first = cli(tmp_path, *sweep)  # reuse=sweep: another command's run does not stand in
     assert first.returncode == 0, first.stderr[-3000:]
     assert "skipping" not in first.stdout
     parent, children = children_of(runs_of(client))
     assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
     assert parent.data.tags["best_run_id"] in {r.info.run_id for r in children}
+    # one parent, a child per job, each named for its own overrides (never data.dir)
+    assert parent.info.status == "FINISHED"
+    assert "norm=bn,lrn" in parent.data.tags["sweep_overrides"]
+    assert parent.data.tags["sweep_dir"] == str(tmp_path / "multirun")
+    names = sorted(r.info.run_name for r in children)
+    assert [n.split(",tracking.log_model=False,")[1] for n in names] == [
+        "norm=bn,dropout=off", "norm=lrn,dropout=off"]
+    assert all(n.startswith("data=folder,model=small,") and ".dir" not in n for n in names)
+    assert {(r.data.params["model.norm"], r.data.params["model.dropout_rate"])
+            for r in children} == {("bn", "0.0"), ("lrn", "0.0")}
+    assert len({r.data.tags["alexnet_exp.config_hash"] for r in children}) == 2
     assert report_runs(tmp_path, parent.info.run_id) == {r.info.run_id for r in children}
 
     again = cli(tmp_path, *sweep)  # the same command: its own finished jobs are skipped
@@ -162,7 +173,7 @@ def test_a_sweep_runs_what_its_command_names_on_the_data_it_has(tmp_path, image_
 
     # Another sweep that asks for reuse across the experiment: its lrn job is a FINISHED run
     # it did not start, linked to its parent so the UI, best trial and report count it.
-    other = cli(tmp_path, "-m", *job, "norm=lrn", "dropout=on", "sweep.reuse=experiment")
+    other = cli(tmp_path, "-m", *job, "norm=lrn", "dropout=off", "sweep.reuse=experiment")
     assert other.returncode == 0, other.stderr[-3000:]
     (other_parent,) = [r for r in runs_of(client) if r.data.tags.get("alexnet_exp.kind")
                        == "sweep" and r.info.run_id != parent.info.run_id]
@@ -184,6 +195,13 @@ def test_a_sweep_runs_what_its_command_names_on_the_data_it_has(tmp_path, image_
     children = [r for r in runs_of(client)
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 4  # two more jobs of the same sweep, on the new data
+
+    forced = cli(tmp_path, *sweep, "sweep.reuse=never")  # nothing skipped, same parent
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "skipping" not in forced.stdout
+    children = [r for r in runs_of(client)
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6 and {r.info.status for r in children} == {"FINISHED"}
 
 
 @pytest.mark.parametrize(("raised", "status"), [(RuntimeError("bug"), "FAILED"),
