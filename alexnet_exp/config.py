@@ -115,6 +115,10 @@ class OptimizerConfig:
     # first 30% of steps, then cosine down (Smith & Topin 2017). Set per step, never per epoch.
     schedule: str = "plateau"
     warmup_epochs: float = 0.0
+    # > 0: also keep an exponential moving average of the weights (Polyak averaging; this is
+    # its momentum per step, e.g. 0.999): validation, the best-weights checkpoint and the
+    # logged model use the average, training steps the raw weights. 0: off.
+    ema: float = 0.0
 
 
 @dataclass

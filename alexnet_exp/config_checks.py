@@ -188,6 +188,7 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     require_at_least("optimizer.warmup_epochs", cfg.optimizer.warmup_epochs, 0.0)
     require_at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
+    require_in_range("optimizer.ema", cfg.optimizer.ema, 0.0, 1.0, high_open=True)
     validate_trainer(cfg.trainer)
     require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
     require_choice("distribute", cfg.distribute.strategy, STRATEGIES)

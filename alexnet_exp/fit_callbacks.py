@@ -1,11 +1,13 @@
-"""The Keras callbacks ``fit`` runs: the learning-rate schedule, when to stop, the best
-weights, and the per-epoch report that checkpoints and hands the epoch's metrics on.
+"""The Keras callbacks ``fit`` runs: the learning-rate schedule, when to stop, the average of
+the weights in validation, the best weights, and the per-epoch report that checkpoints and
+hands the epoch's metrics on.
 
 Apart from :mod:`alexnet_exp.train` (which decides which of them run, and in what order)
 because each is a small state machine of its own; their counters that must survive a resume
 are named in :data:`alexnet_exp.resume.COUNTERS` by class name, so a class keeps its name.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -83,13 +85,37 @@ class TargetValAccuracy(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class BestWeights(keras.callbacks.Callback):
-    """Keep the weights of the best val-accuracy epoch, written to a temporary name and then
-    renamed, so a full disk or a kill never leaves a truncated file that looks complete."""
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """``optimizer.ema``: the optimizer's moving average of the weights is swapped into the
+    model for each validation (Keras' callback) and, through :meth:`swapped_in`, for whatever
+    else must see the average: the best-weights file.
 
-    def __init__(self, path: Path):
+    Keras' own ``swap_on_epoch=True`` would leave the average in the model at the end of every
+    epoch, so the epoch checkpoint would hold the average as the weights and the weights as
+    the average, and a resumed run would train on from the wrong ones.
+    """
+
+    @classmethod
+    def of(cls, model: keras.Model) -> "AveragedWeights | None":
+        return cls() if getattr(model.optimizer, "use_ema", False) else None
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        self.on_test_begin()
+        try:
+            yield
+        finally:
+            self.on_test_end()
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Keep the weights of the best val-accuracy epoch (the average's, with ``average``), written
+    to a temporary name and then renamed, so a full disk or a kill never leaves a truncated file
+    that looks complete."""
+
+    def __init__(self, path: Path, average: AveragedWeights | None = None):
         super().__init__()
-        self.path, self.best = path, -math.inf
+        self.path, self.best, self.average = path, -math.inf, average
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_accuracy")
@@ -98,7 +124,8 @@ class BestWeights(keras.callbacks.Callback):
         self.best = float(value)
         partial = self.path.with_name(f".partial-{self.path.name}")
         try:
-            self.model.save_weights(partial)
+            with self.average.swapped_in() if self.average else contextlib.nullcontext():
+                self.model.save_weights(partial)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

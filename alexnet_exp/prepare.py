@@ -88,6 +88,7 @@ ADDED_SWITCHES = {
     ("model", "head"): "fc",
     ("augment", "mixup"): {"alpha": 0.0, "prob": 1.0},
     ("augment", "cutmix"): {"alpha": 0.0, "prob": 1.0},
+    ("optimizer", "ema"): 0.0,
 }
 
 

@@ -21,6 +21,7 @@ from alexnet_exp.checkpoint import EpochCheckpoint
 from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
 from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
+    AveragedWeights,
     BestWeights,
     EpochReporter,
     EpochTensorBoard,
@@ -82,15 +83,18 @@ def configure_runtime(trainer: TrainerConfig, seed: int, parallel_jobs: int = 1)
 
 def build_optimizer(cfg: OptimizerConfig) -> keras.optimizers.Optimizer:
     decay = cfg.weight_decay or None
+    # Keras' own weight average: its variables are the optimizer's, so a checkpoint (model +
+    # optimizer) carries the average and a resumed run continues it.
+    ema = {"use_ema": True, "ema_momentum": cfg.ema} if cfg.ema > 0 else {}
     if cfg.name == "sgd":
         return keras.optimizers.SGD(
-            cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay
-        )
+            cfg.learning_rate, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=decay,
+            **ema)
     if cfg.name == "adamw":
         from alexnet_exp.model import AdamW
 
-        return AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return keras.optimizers.Adam(cfg.learning_rate, weight_decay=decay)
+        return AdamW(cfg.learning_rate, weight_decay=cfg.weight_decay, **ema)
+    return keras.optimizers.Adam(cfg.learning_rate, weight_decay=decay, **ema)
 
 
 def compile_model(model: keras.Model, opt: OptimizerConfig, trainer: TrainerConfig) -> None:
@@ -144,7 +148,7 @@ def fit(
     reporter = EpochReporter(train_size, on_epoch_end, point.history if point else None,
                              show=verbose == 2)
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
-    callbacks, checkpoint = _callbacks(trainer, schedule, output_dir, point,
+    callbacks, checkpoint = _callbacks(model, trainer, schedule, output_dir, point,
                                        [interrupt, guard], reporter)
     train_steps = val_steps = None
     if steps is not None:
@@ -158,22 +162,27 @@ def fit(
                   validation_steps=val_steps)
     seconds = time.perf_counter() - started
     if checkpoint is not None and checkpoint.exists():
-        model.load_weights(str(checkpoint))
+        model.load_weights(str(checkpoint))  # the average's weights when optimizer.ema is on
     else:
         checkpoint = None
+        if getattr(model.optimizer, "use_ema", False):  # the last epoch's average, then
+            model.optimizer.finalize_variable_values(model.trainable_variables)
     return _result(reporter.history, seconds, trainer.epochs, checkpoint, guard.where)
 
 
-def _callbacks(trainer: TrainerConfig, schedule: StepSchedule | None, output_dir: Path,
-               point: ResumePoint | None, guards: list, reporter: EpochReporter
-               ) -> tuple[list[keras.callbacks.Callback], Path | None]:
+def _callbacks(model: keras.Model, trainer: TrainerConfig, schedule: StepSchedule | None,
+               output_dir: Path, point: ResumePoint | None, guards: list,
+               reporter: EpochReporter) -> tuple[list[keras.callbacks.Callback], Path | None]:
     """The callbacks of one fit in their order, and the best-weights file (if kept)."""
     callbacks: list[keras.callbacks.Callback] = [*guards, *watchers(trainer, schedule)]
+    average = AveragedWeights.of(model)  # validation sees the average of the weights
+    if average is not None:
+        callbacks.insert(0, average)
     checkpoint = None
     if trainer.checkpoint:
         checkpoint = (point.directory if point else output_dir / "checkpoints") / "best.weights.h5"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(BestWeights(checkpoint))
+        callbacks.append(BestWeights(checkpoint, average))
     if trainer.tensorboard:
         callbacks.append(EpochTensorBoard(log_dir=str(output_dir / "tensorboard"),
                                           profile_batch=0))

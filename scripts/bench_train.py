@@ -42,17 +42,6 @@ def forward_flops(model) -> int:
     return flops
 
 
-def matmul_flops_per_second(dtype: str, n: int = 4096, repeats: int = 5) -> float:
-    import tensorflow as tf
-
-    a = tf.random.normal([n, n], dtype=tf.float32)
-    a = tf.cast(a, dtype)
-    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
-    matmul(a).numpy()  # warm up
-    best = min(benchlib.timed(lambda: matmul(a).numpy()) for _ in range(repeats))
-    return 2 * n**3 / best
-
-
 def intervals(ends: list[float]) -> list[float]:
     """Seconds between consecutive epoch ends: epoch 2 onwards, callbacks included."""
     return [b - a for a, b in zip(ends, ends[1:], strict=False)]
@@ -191,7 +180,7 @@ def compute(root: Path, scratch: Path, rounds: int = 2) -> dict:
     flops = forward_flops(build_alexnet(cfg.model, 5))
     result = {}
     for precision, dtype in (("fp32", "float32"), ("bf16", "bfloat16")):
-        ceiling = matmul_flops_per_second(dtype)
+        ceiling = benchlib.matmul_flops_per_second(dtype)
         achieved = 3 * flops * fastest[precision]
         result[precision] = {
             "forward_gflops_per_image": flops / 1e9, "images_per_second": fastest[precision],

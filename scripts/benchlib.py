@@ -52,6 +52,18 @@ def timed(work) -> float:
     return time.perf_counter() - started
 
 
+def matmul_flops_per_second(dtype: str = "float32", n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matmul in ``dtype`` (the best of ``repeats``, after a warm-up): the
+    machine's speed at this moment, measured beside what it is compared with."""
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal([n, n], dtype=tf.float32), dtype)
+    matmul = tf.function(lambda x: tf.linalg.matmul(x, x))
+    matmul(a).numpy()  # warm up
+    best = min(timed(lambda: matmul(a).numpy()) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
 def compose(overrides: list[str]):
     """The typed ExperimentConfig that ``alexnet-exp <overrides>`` would run."""
     from hydra import compose as hydra_compose

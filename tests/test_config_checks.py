@@ -100,3 +100,11 @@ def test_mixup_and_cutmix_compose_from_the_command_line_and_bad_values_are_refus
         validate(compose_config("augment.cutmix.prob=1.5"))
     with pytest.raises(ConfigError, match="augment.mixup.alpha=-1.0 must be >= 0.0"):
         validate(compose_config("augment.mixup.alpha=-1"))
+
+
+def test_optimizer_ema_composes_and_a_momentum_of_one_is_refused():
+    cfg = compose_config("optimizer=adamw", "optimizer.ema=0.999")
+    validate(cfg)
+    assert cfg.optimizer.ema == 0.999
+    with pytest.raises(ConfigError, match=r"optimizer.ema=1.0 is outside \[0.0, 1.0\)"):
+        validate(compose_config("optimizer.ema=1.0"))

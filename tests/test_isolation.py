@@ -56,17 +56,27 @@ def test_three_commands_started_at_once_keep_their_own_folders_and_histories(
     client = store(tmp_path)  # created first: this test is about folders, not the store race
     processes = dict(zip(rates, launch_together(tmp_path, commands), strict=True))
 
+    folders: dict[str, Path] = {}  # rate -> the run's checkpoint folder, once it has a run
+
     def kill_each_after_epoch_2() -> bool:
-        exp = client.get_experiment_by_name("alexnet-exp")
-        for run in client.search_runs([exp.experiment_id]) if exp else []:
-            rate = run.data.params.get("optimizer.learning_rate")
-            process = processes.get(rate)
-            if process and process.poll() is None and len(loss_steps(client, run.info.run_id)) >= 2:
-                os.killpg(process.pid, signal.SIGKILL)
+        """Read from each run's checkpoint state (a file read, every 50 ms): a tiny epoch
+        takes well under a second, and polling the store under load was slow enough for a run
+        to finish all 8 before its kill."""
+        if len(folders) < len(rates):
+            exp = client.get_experiment_by_name("alexnet-exp")
+            for run in client.search_runs([exp.experiment_id]) if exp else []:
+                rate = run.data.params.get("optimizer.learning_rate")  # params come after tags
+                if rate and "checkpoint_dir" in run.data.tags:
+                    folders[rate] = Path(run.data.tags["checkpoint_dir"])
+        for rate, folder in folders.items():
+            state = folder / "state.json"
+            if (processes[rate].poll() is None and state.exists()
+                    and json.loads(state.read_text())["epoch"] >= 2):
+                os.killpg(processes[rate].pid, signal.SIGKILL)
         return all(p.poll() is not None for p in processes.values())
 
     try:
-        wait_for(kill_each_after_epoch_2, 600, "every run to log 2 epochs")
+        wait_for(kill_each_after_epoch_2, 600, "every run to checkpoint 2 epochs", every=0.05)
     finally:
         for process in processes.values():
             if process.poll() is None:

@@ -138,7 +138,8 @@ def report_runs(tmp_path, parent_run_id: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_names(tmp_path, image_folder):
+def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_names(
+        tmp_path, image_folder):
     data = image_folder(tmp_path / "data", classes={"apple": 8, "kiwi": 8}, size=(48, 40))
     job = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1",
            "tracking.log_model=false"]

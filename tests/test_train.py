@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 from alexnet_exp import fit_callbacks, train
+from alexnet_exp import model as alexnet
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
+from alexnet_exp.resume import ResumePoint
 
 
 @pytest.mark.parametrize(
@@ -145,8 +147,6 @@ def test_adamw_decays_weights_but_never_batchnorm_or_biases_also_after_a_reload(
     variables are left out of the decay, so the reloaded checkpoint is stepped again."""
     from helpers import model_config
 
-    from alexnet_exp import model as alexnet
-
     net = alexnet.build_alexnet(model_config("small", input_size=64, norm="bn"), 3)
     for layer in net.layers:  # non-zero biases and beta, so "unchanged" can be told apart
         for weight in layer.weights:
@@ -169,3 +169,60 @@ def test_adamw_decays_weights_but_never_batchnorm_or_biases_also_after_a_reload(
     reloaded = alexnet.load(tmp_path / "checkpoint.keras")
     assert type(reloaded.optimizer) is alexnet.AdamW
     step_and_compare(reloaded)
+
+
+def raw_steps_and_their_average(momentum: float, steps_per_epoch: int = 4):
+    """The weights after each step of one epoch of ``run_fit``'s problem, replayed batch by
+    batch on a twin without the average (the average never changes the steps), and the
+    moving average of them folded by hand: the first step's weights, then
+    ``m * average + (1 - m) * weights`` after every later step."""
+    twin = tiny_model()
+    train.compile_model(twin, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0),
+                        TrainerConfig())
+    average = None
+    for images, labels in tiny_problem().take(steps_per_epoch):
+        twin.train_on_batch(images, labels)
+        weights = [v.numpy() for v in twin.trainable_variables]
+        average = weights if average is None else [
+            momentum * a + (1 - momentum) * w for a, w in zip(average, weights, strict=True)]
+    return weights, average
+
+
+def test_optimizer_ema_validates_keeps_and_ends_with_the_average_of_the_weights(tmp_path):
+    trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None)
+    model = tiny_model()
+    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+                                               ema=0.6), trainer)
+    point = ResumePoint(run_id=None, directory=tmp_path / "run")
+    point.directory.mkdir()
+    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
+                       point=point)
+    raw, average = raw_steps_and_their_average(0.6)
+    assert not all(np.allclose(r, a) for r, a in zip(raw, average, strict=True))
+    # the model ends with the average (through the best-weights file) ...
+    for got, want in zip(model.trainable_variables, average, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    # ... which is what validation measured
+    val_loss, _ = model.evaluate(tiny_problem(seed=1), verbose=0)
+    assert result.history[0]["val_loss"] == pytest.approx(val_loss, rel=1e-5)
+    # the epoch checkpoint keeps the raw weights and the average apart, so a resumed run
+    # trains on from the raw weights and continues the same average
+    reloaded = alexnet.load(point.directory / point.model_file)
+    assert (reloaded.optimizer.use_ema, reloaded.optimizer.ema_momentum) == (True, 0.6)
+    for got, want in zip(reloaded.trainable_variables, raw, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(reloaded.optimizer._model_variables_moving_average, average,
+                         strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_best_weights_file_the_model_still_ends_with_the_average(tmp_path):
+    trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None,
+                            checkpoint=False)
+    model = tiny_model()
+    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+                                               ema=0.6), trainer)
+    train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
+    _, average = raw_steps_and_their_average(0.6)
+    for got, want in zip(model.trainable_variables, average, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
