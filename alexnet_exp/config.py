@@ -146,6 +146,10 @@ class TrainerConfig:
     # they are in the config hash, so a limited run is never resumed or reused as a full one.
     limit_train_batches: int | float | None = None
     limit_val_batches: int | float | None = None
+    # flip: validation scores the mean of the softmax of each image and of its mirror image,
+    # the test-time augmentation alexnet-exp-eval's tta=flip uses (every val metric, the best
+    # epoch and the validation report); none: the image alone
+    val_tta: str = "none"
 
 
 @dataclass

@@ -34,6 +34,7 @@ HEADS = ("fc", "gap")
 SCHEDULES = ("plateau", "cosine", "one_cycle")
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 VERBOSITIES = ("auto", "0", "1", "2")
+VAL_TTAS = ("none", "flip")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 BATCH_MEANINGS = ("global", "per_replica")
 LR_SCALINGS = ("none", "linear", "sqrt")
@@ -195,6 +196,10 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)
     require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
     require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
+    if cfg.trainer.val_tta != "none" and cfg.distribute.strategy == "multi_worker":
+        raise ConfigError(f"trainer.val_tta={cfg.trainer.val_tta} needs one machine: under"
+                          " distribute=multi_worker each worker would score its own shard;"
+                          " use trainer.val_tta=none there")
     require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     require_choice("sweep.reuse", cfg.sweep.reuse, SWEEP_REUSE)
     require_at_least("sweep.seeds", cfg.sweep.seeds, 1)
@@ -225,6 +230,7 @@ def validate_trainer(t: TrainerConfig) -> None:
     require_at_least("trainer.inter_op_threads", t.inter_op_threads, 0)
     require_batch_limit("trainer.limit_train_batches", t.limit_train_batches)
     require_batch_limit("trainer.limit_val_batches", t.limit_val_batches)
+    require_choice("trainer.val_tta", t.val_tta, VAL_TTAS)
 
 
 def validate_tracking_extras(tracking: TrackingConfig) -> None:

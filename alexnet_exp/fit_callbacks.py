@@ -1,6 +1,6 @@
 """The Keras callbacks ``fit`` runs: the learning-rate schedule, when to stop, the average of
-the weights in validation, the best weights, and the per-epoch report that checkpoints and
-hands the epoch's metrics on.
+the weights in validation, validation of each image and its mirror, the best weights, and
+the per-epoch report that checkpoints and hands the epoch's metrics on.
 
 Apart from :mod:`alexnet_exp.train` (which decides which of them run, and in what order)
 because each is a small state machine of its own; their counters that must survive a resume
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from alexnet_exp import stopping
 from alexnet_exp.checkpoint import EpochCheckpoint
@@ -106,6 +107,37 @@ class AveragedWeights(keras.callbacks.SwapEMAWeights):
             yield
         finally:
             self.on_test_end()
+
+
+class FlipValidation(keras.callbacks.Callback):
+    """``trainer.val_tta=flip``: each epoch's ``val_loss`` and ``val_accuracy`` from the mean of
+    the softmax of every validation image and of its mirror image (the average of the weights
+    swapped in when there is one). Keras validates one view only, so fit runs without its own
+    validation and this, first among the callbacks, puts the metrics in the epoch's logs for
+    every callback after it (stopping, the learning-rate rule, best weights, the report)."""
+
+    def __init__(self, data, steps: int | None, average: AveragedWeights | None = None):
+        super().__init__()
+        self.data = data.take(steps) if steps else data
+        self.average = average
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self.views = tf.function(lambda x: (model(x, training=False) + model(
+            tf.reverse(x, axis=[2]), training=False)) / 2)
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = correct = count = 0.0
+        with self.average.swapped_in() if self.average else contextlib.nullcontext():
+            for images, labels in self.data:
+                probs = self.views(images)
+                size = float(tf.shape(labels)[0])
+                loss += float(self.model.loss(labels, probs)) * size  # the compiled loss
+                correct += float(tf.reduce_sum(tf.cast(
+                    tf.argmax(probs, 1) == tf.argmax(labels, 1), tf.float32)))
+                count += size
+        if logs is not None and count:
+            logs.update(val_loss=loss / count, val_accuracy=correct / count)
 
 
 class BestWeights(keras.callbacks.Callback):

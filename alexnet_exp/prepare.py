@@ -89,6 +89,7 @@ ADDED_SWITCHES = {
     ("augment", "mixup"): {"alpha": 0.0, "prob": 1.0},
     ("augment", "cutmix"): {"alpha": 0.0, "prob": 1.0},
     ("optimizer", "ema"): 0.0,
+    ("trainer", "val_tta"): "none",
 }
 
 

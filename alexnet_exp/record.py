@@ -95,7 +95,8 @@ def results(cfg, tracker, model, datasets, result, model_name: str = "model",
     figure = plots.training_curves(result.history)
     tracker.log_figure(figure, "plots/training_curves.png")
     plots.close(figure)
-    final_val_accuracy = _validation_report(tracker, model, datasets)
+    final_val_accuracy = _validation_report(tracker, model, datasets,
+                                            flip=cfg.trainer.val_tta == "flip")
     final_metrics = {
         "best_val_accuracy": result.best_val_accuracy,
         "best_val_loss": min(h.get("val_loss", math.inf) for h in result.history),
@@ -116,15 +117,16 @@ def results(cfg, tracker, model, datasets, result, model_name: str = "model",
     )
 
 
-def _validation_report(tracker, model, datasets) -> float:
-    """Confusion matrix and per-class report of the best weights; returns their accuracy."""
+def _validation_report(tracker, model, datasets, flip: bool) -> float:
+    """Confusion matrix and per-class report of the best weights (each image and its mirror
+    with ``flip``, as validation scored them); returns their accuracy."""
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
     from alexnet_exp import plots, train
 
     names = datasets.class_names
-    predicted, kept = train.predict_labels(model, datasets.val_indexed)
+    predicted, kept = train.predict_labels(model, datasets.val_indexed, flip)
     true = datasets.val_labels[kept]  # without the images dropped during the run
     labels = list(range(len(names)))
     matrix = confusion_matrix(true, predicted, labels=labels)

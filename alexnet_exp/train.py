@@ -25,6 +25,7 @@ from alexnet_exp.fit_callbacks import (
     BestWeights,
     EpochReporter,
     EpochTensorBoard,
+    FlipValidation,
     InterruptBetweenBatches,
     StepSchedule,
     StopOnNonFiniteLoss,
@@ -154,6 +155,10 @@ def fit(
     if steps is not None:
         train_steps, val_steps = steps
         train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
+    if trainer.val_tta == "flip":  # validated by the callback, not by Keras
+        average = next((c for c in callbacks if isinstance(c, AveragedWeights)), None)
+        callbacks.insert(0, FlipValidation(val_ds, val_steps, average))
+        val_ds = val_steps = None
     started = time.perf_counter()
     with interrupt.armed():
         model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
@@ -209,8 +214,10 @@ def _result(history: list[dict], seconds: float, epochs: int, checkpoint: Path |
     )
 
 
-def predict_labels(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted class indices over a batched (image, key) dataset, and the keys predicted.
+def predict_labels(model: keras.Model, ds: tf.data.Dataset,
+                   flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class indices over a batched (image, key) dataset, and the keys predicted;
+    with ``flip``, from the mean of the softmax of each image and of its mirror image.
 
     A file that stopped decoding during the run is missing from ``ds``: the keys say which
     images the predictions belong to.
@@ -222,6 +229,9 @@ def predict_labels(model: keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray,
         # end is found here, and Keras warns about it all the same.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         probs = model.predict(ds.map(lambda x, k: x), verbose=0)
+        if flip:
+            mirrored = model.predict(ds.map(lambda x, k: tf.reverse(x, axis=[2])), verbose=0)
+            probs = (probs + mirrored) / 2
     if len(probs) != len(keys):
         raise DataError("validation images changed while their predictions were made"
                         f" ({len(keys)} then {len(probs)} decoded): run the same command again")

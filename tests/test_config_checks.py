@@ -108,3 +108,11 @@ def test_optimizer_ema_composes_and_a_momentum_of_one_is_refused():
     assert cfg.optimizer.ema == 0.999
     with pytest.raises(ConfigError, match=r"optimizer.ema=1.0 is outside \[0.0, 1.0\)"):
         validate(compose_config("optimizer.ema=1.0"))
+
+
+def test_val_tta_is_none_or_flip_and_needs_one_machine():
+    validate(compose_config("trainer.val_tta=flip"))
+    with pytest.raises(ConfigError, match="trainer.val_tta='ten_crop' is not one of none, flip"):
+        validate(compose_config("trainer.val_tta=ten_crop"))
+    with pytest.raises(ConfigError, match="trainer.val_tta=flip needs one machine"):
+        validate(compose_config("trainer.val_tta=flip", "distribute=multi_worker"))

@@ -226,3 +226,27 @@ def test_without_a_best_weights_file_the_model_still_ends_with_the_average(tmp_p
     _, average = raw_steps_and_their_average(0.6)
     for got, want in zip(model.trainable_variables, average, strict=True):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_val_tta_flip_scores_each_image_and_its_mirror_with_the_average_swapped_in(tmp_path):
+    trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None,
+                            val_tta="flip")
+    model = tiny_model()
+    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+                                               ema=0.6), trainer)
+    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
+    images = np.concatenate([x for x, _ in tiny_problem(seed=1).as_numpy_iterator()])
+    labels = np.concatenate([y for _, y in tiny_problem(seed=1).as_numpy_iterator()])
+    # the model now holds the average of the weights (best epoch = the only one)
+    plain = model.predict(images, verbose=0)
+    probs = (plain + model.predict(images[:, :, ::-1], verbose=0)) / 2
+    assert not np.allclose(plain, probs)  # the mirror images do change the answer
+    expected_loss = float(np.mean(keras.losses.categorical_crossentropy(labels, probs)))
+    assert result.history[0]["val_loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert result.history[0]["val_accuracy"] == pytest.approx(
+        np.mean(probs.argmax(1) == labels.argmax(1)))
+    # the validation report after training scores the same two views
+    keyed = tf.data.Dataset.from_tensor_slices((images, np.arange(len(images)))).batch(16)
+    predicted, keys = train.predict_labels(model, keyed, flip=True)
+    np.testing.assert_array_equal(predicted, probs.argmax(1))
+    np.testing.assert_array_equal(keys, np.arange(len(images)))
