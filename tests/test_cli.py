@@ -19,22 +19,27 @@ from helpers import (
     store,
 )
 
+from alexnet_exp.paths import PACKAGE_DIR
+from alexnet_exp.tracking import git_tags
+
 FLOWERS_224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "flower_photos_224"
 SECRET_URL = "https://alice:s3cr3t-token@example.com/flowers.tgz"
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    """One run of ``python -m alexnet_exp`` (2 epochs, logged model) on a folder with a stray
-    file and a broken image, with credentials in ``data.url``: the tests below read it back."""
+    """One run of ``python -m alexnet_exp`` (2 epochs, logged model, system metrics) on a folder
+    with a stray file and a broken image, with credentials in ``data.url``: the tests below
+    read it back."""
     work = tmp_path_factory.mktemp("recorded")
     data = make_image_folder(work / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
                              size=(48, 40))
     (data / "LICENSE.txt").write_text("not an image")
     (data / "kiwi" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     args = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=2", "norm=lrn",
-            f"data.url={SECRET_URL}"]
-    env = {"ALEXNET_EXP_CACHE_DIR": str(work / "cache"), "KERAS_HOME": str(work / "keras")}
+            f"data.url={SECRET_URL}", "tracking.system_metrics=true"]
+    env = {"ALEXNET_EXP_CACHE_DIR": str(work / "cache"), "KERAS_HOME": str(work / "keras"),
+           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
     empty_store(work / "mlruns")
     result = cli(work, *args, module=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -80,6 +85,15 @@ def test_one_training_run_is_recorded_in_mlflow(recorded):
     probs = model.predict(np.full((2, 64, 64, 3), 128, np.float32), verbose=0)
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_run_has_system_metrics_and_the_commit_of_the_code_that_ran(recorded):
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
+            "loss"} <= set(recorded.run.data.metrics)
+    commit = "mlflow.source.git.commit"  # MLflow's own tag: the UI shows it
+    expected = git_tags(PACKAGE_DIR)  # this checkout's commit ({} for an installed wheel)
+    assert recorded.run.data.tags.get(commit) == expected.get(commit)
 
 
 @pytest.mark.slow

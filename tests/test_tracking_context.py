@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from helpers import RUN, cli, runs_of, store
+from helpers import store
 from mlflow.tracking.context import registry as context_registry
 
 from alexnet_exp.tracking import Store, Tracker, git_tags
@@ -101,20 +101,3 @@ def test_system_metrics_are_sampled_into_the_run_until_it_ends(tmp_path, monkeyp
     time.sleep(0.5)
     plain.end("FINISHED")
     assert not [k for k in client.get_run(plain_id).data.metrics if k.startswith("system/")]
-
-
-@pytest.mark.slow
-def test_a_tiny_training_run_with_system_metrics_has_them(tmp_path, tiny_data):
-    pytest.importorskip("psutil", reason="tracking.system_metrics needs psutil (a dependency)")
-    client = store(tmp_path)
-    result = cli(tmp_path, *RUN, f"data.dir={tiny_data}", "trainer.epochs=2",
-                 "tracking.system_metrics=true",
-                 env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = runs_of(client)
-    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
-            "loss"} <= set(run.data.metrics)
-    from alexnet_exp.paths import PACKAGE_DIR
-
-    expected = git_tags(PACKAGE_DIR)  # this checkout's commit ({} for an installed wheel)
-    assert run.data.tags.get(COMMIT) == expected.get(COMMIT)
