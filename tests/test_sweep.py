@@ -23,7 +23,7 @@ def children_of(runs):
 def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tiny_data):
     client = store(tmp_path)
     result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                 "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=3",
+                 "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=2",
                  "tracking.log_model=false", "seed=1,2,3,4")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, children = children_of(runs_of(client))
@@ -33,7 +33,7 @@ def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tin
     for run in children:
         for metric in ("loss", "val_accuracy", "val_loss", "epoch_seconds"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
-            assert steps == [1, 2, 3], (run.info.run_name, metric)
+            assert steps == [1, 2], (run.info.run_name, metric)
         # four jobs on this machine's cores: each job gets its share, never all of them
         assert run.data.tags["intra_op_threads"] == str(max(1, os.cpu_count() // 4))
 
