@@ -126,6 +126,7 @@ def plot(runs: list[dict], budget: float, target: float, experiment: str, path: 
                label=f"budget {budget:.0f} min")
     ax.set_xlabel("normalised minutes from launch (wall x matmul GFLOP/s / 480)")
     ax.set_ylabel("val accuracy")
+    ax.set_ylim(top=min(1.0, target + 0.05))
     ax.set_title(f"experiment={experiment}")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

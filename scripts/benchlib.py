@@ -55,6 +55,9 @@ def timed(work) -> float:
 def matmul_flops_per_second(dtype: str = "float32", n: int = 4096, repeats: int = 5) -> float:
     """FLOP/s of an n x n matmul in ``dtype`` (the best of ``repeats``, after a warm-up): the
     machine's speed at this moment, measured beside what it is compared with."""
+    from alexnet_exp import console
+
+    console.load_tensorflow()  # TensorFlow's start-up lines held back, as the CLI does
     import tensorflow as tf
 
     a = tf.cast(tf.random.normal([n, n], dtype=tf.float32), dtype)
