@@ -93,19 +93,20 @@ def one_run(experiment: str, root: Path, seed: int, overrides: list[str], budget
     curve = [{"epoch": m.step, "wall_minutes": (m.timestamp / 1000 - launched) / 60,
               "normalised_minutes": (m.timestamp / 1000 - launched) / 60 * speed,
               "val_accuracy": m.value} for m in history]
-    inside = [p for p in curve if p["normalised_minutes"] <= budget]
+    within = max((p["val_accuracy"] for p in curve if p["normalised_minutes"] <= budget),
+                 default=0.0)
     to_target = next((p for p in curve if p["val_accuracy"] >= target), None)
     best = max(curve, key=lambda p: p["val_accuracy"])
     line = (f"seed {seed}: best {best['val_accuracy']:.4f} at"
             f" {best['normalised_minutes']:.1f} normalised min (epoch {best['epoch']}); within"
-            f" {budget:.0f}: {max((p['val_accuracy'] for p in inside), default=0.0):.4f};"
+            f" {budget:.0f}: {within:.4f};"
             f" wall {wall / 60:.1f} min, matmul {before:.0f}/{after:.0f} GFLOP/s")
     print(line, flush=True)
     return {"seed": seed, "command": " ".join(command[1:]), "wall_minutes": wall / 60,
             "matmul_gflops": (before + after) / 2, "matmul_gflops_before": before,
             "matmul_gflops_after": after, "normalised_minutes": wall / 60 * speed,
             "best_val_accuracy": best["val_accuracy"],
-            "best_within_budget": max((p["val_accuracy"] for p in inside), default=0.0),
+            "best_within_budget": within,
             "normalised_minutes_to_target": to_target["normalised_minutes"] if to_target
             else None, "final_val_accuracy": curve[-1]["val_accuracy"], "curve": curve,
             "run_params": dict(run.data.params)}
