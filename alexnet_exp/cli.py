@@ -185,7 +185,12 @@ def _tool(program: str, config_name: str, job: str):
             refuse_target_overrides(sys.argv[1:])
         except UserError as exc:
             fail(str(exc), program)
-        run_tool()
+        stopping.install(anywhere=True)  # SIGTERM as Ctrl-C: an evaluation's run ends KILLED
+        try:
+            run_tool()
+        except KeyboardInterrupt as exc:
+            stop = stopping.as_stop(exc)
+            fail(str(stop), program, code=stop.exit_code)
 
     return main
 

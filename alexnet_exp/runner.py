@@ -157,6 +157,7 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
     )
     try:
         summary = _fit(cfg, ctx, prepared, built)
+        stopping.raise_if_stopped()  # a stop a __del__ swallowed on the way is still a stop
     except BaseException as exc:
         stop = stopping.as_stop(exc)
         if stop is not None:

@@ -14,11 +14,18 @@ and the paths Ctrl-C always took (KILLED, resume hint) take it. A process stops 
 SIGTERMs (SLURM and ``timeout`` signal the whole process group, and a sweep forwards the signal
 too) never interrupt the cleanup of the first. A process that started with SIGTERM ignored keeps
 ignoring it. Signal handlers exist in the main thread only; elsewhere this module does nothing.
+
+A stop raised where Python cannot pass it on is swallowed: a signal that lands while a
+``__del__`` or a weakref callback runs (TensorFlow frees its eager tensors and variables in
+``__del__`` all the time) ends that call, not the job. The job would go on and record FINISHED
+for a run its user stopped, and exit 0. So the stop is also remembered, and
+:func:`raise_if_stopped` raises it again before a run may be recorded as finished.
 """
 
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +64,8 @@ _raise_anywhere = False  # our CLI is this process's main: stop wherever the mai
 _requeue_signal: int | None = None
 _requeue_handler: Callable | None = None
 _before_raise: Callable[[int], None] | None = None
+_swallowed_sigint = False  # a Ctrl-C's KeyboardInterrupt that a __del__ swallowed
+_previous_unraisablehook = sys.unraisablehook
 
 
 def _main_thread() -> bool:
@@ -70,10 +79,13 @@ def install(anywhere: bool = False) -> None:
     Otherwise (a joblib worker process) only inside :func:`job`: a worker that raised between
     jobs would die, and joblib would then kill its siblings before they record their end.
     """
-    global _raise_anywhere, _requeue_signal, _requeue_handler
+    global _raise_anywhere, _requeue_signal, _requeue_handler, _previous_unraisablehook
     if not _main_thread():
         return
     _raise_anywhere = _raise_anywhere or anywhere
+    if sys.unraisablehook is not _on_unraisable:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _on_unraisable
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_signal)
     requeue = submitit_signal()
@@ -109,6 +121,34 @@ def _on_signal(signum: int, frame) -> None:
     if _before_raise is not None:
         _before_raise(signum)
     raise Stopped(signum)
+
+
+def _on_unraisable(unraisable) -> None:
+    """Python's hook for an exception it could not raise (in a ``__del__``, a weakref callback):
+    a stop is kept for :func:`raise_if_stopped` without the traceback Python prints; anything
+    else goes to the hook that was there before."""
+    global _swallowed_sigint
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        _previous_unraisablehook(unraisable)
+        return
+    if not isinstance(unraisable.exc_value, Stopped):
+        _swallowed_sigint = True  # a SIGTERM's stop is remembered by _terminating already
+    log.debug(f"alexnet-exp: a stop signal landed in {unraisable.object!r}; raised again later")
+
+
+def raise_if_stopped() -> None:
+    """Raise the stop a signal asked for if it has not reached the job: a job calls this before
+    it records its run as finished, so a stop swallowed by a ``__del__`` ends the run KILLED.
+
+    A stop that was raised and passed on never gets here: it ended the job where it landed.
+    """
+    global _swallowed_sigint, _pending
+    if _terminating is not None:
+        _pending = None
+        raise Stopped(_terminating)
+    if _swallowed_sigint:
+        _swallowed_sigint = False
+        raise Stopped(signal.SIGINT)
 
 
 def _hold_sigint(signum: int, frame) -> None:
@@ -203,6 +243,7 @@ def reset() -> None:
     """Forget stops and settings (for tests and notebooks that stop and go on in one process);
     the signal handlers are the caller's to restore."""
     global _pending, _terminating, _raise_anywhere, _requeue_signal, _requeue_handler
+    global _swallowed_sigint
     _pending = _terminating = _requeue_signal = _requeue_handler = None
-    _raise_anywhere = False
+    _raise_anywhere = _swallowed_sigint = False
     before_raise(None)

@@ -103,6 +103,7 @@ class MlflowSweepCallback(Callback):
         from alexnet_exp import tracking
 
         if self.parent_run_id:
+            stopping.raise_if_stopped()  # a stop a __del__ swallowed: the parent ends KILLED
             objective = config.sweep.objective
             best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
                                            maximize=not objective.endswith("loss"))

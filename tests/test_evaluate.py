@@ -1,7 +1,11 @@
 """Evaluation, prediction and export of a model trained by the real CLI into a real store."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +16,13 @@ import pytest
 import tensorflow as tf
 from helpers import (
     TINY_MODEL,
+    catches,
     cli,
     empty_store,
     free_port,
     make_image_folder,
     run_model_uri,
+    signal_when,
     store,
 )
 
@@ -188,6 +194,21 @@ def test_eval_cli_prints_writes_csv_and_logs_a_linked_run(trained):
     assert eval_run.data.params["tta"] == "ten_crop"
     logged = {a.path for a in client.list_artifacts(eval_run.info.run_id, "plots")}
     assert logged == {"plots/confusion_matrix.png"}
+
+
+@pytest.mark.slow
+def test_sigterm_to_eval_is_one_line_and_exit_143(trained):
+    """The tools take SIGTERM as Ctrl-C: an evaluation killed while it logs ends its run KILLED
+    (tests/test_tracking_models.py), not RUNNING as under Python's default of dying at once."""
+    exe = str(Path(sys.executable).with_name("alexnet-exp-eval"))
+    process = subprocess.Popen(
+        [exe, f"run_id={trained.run_id}", f"data.dir={trained.test}"], cwd=trained.work,
+        env={**os.environ, **trained.env}, start_new_session=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, errors = signal_when(process, lambda: catches(process.pid, signal.SIGTERM),
+                            "a SIGTERM handler", signal.SIGTERM)
+    assert process.returncode == 143, errors[-3000:]
+    assert errors.strip().splitlines()[-1] == "alexnet-exp-eval: error: terminated (SIGTERM)"
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     RUN,
     TINY_MODEL,
+    catches,
     cli,
     epochs_logged,
     limit_file_size,
@@ -156,14 +157,6 @@ def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == list(range(1, 21)) and run.data.metrics["epochs_run"] == 20
-
-
-def catches(pid: int, signum: int) -> bool:
-    """Whether process ``pid`` has a handler for ``signum`` now (Linux: SigCgt in /proc)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))
-                 .split()[1], 16)
-    return bool(caught >> (signum - 1) & 1)
 
 
 @pytest.mark.slow

@@ -2,9 +2,11 @@
 order, and how each ending is recorded (no MLflow store, a tiny model, one epoch)."""
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
+from helpers import SignalsWhenFreed
 from omegaconf import OmegaConf
 
 from alexnet_exp import runner, stopping, train
@@ -81,6 +83,35 @@ def test_a_job_that_stops_ends_its_run_killed_or_failed(tmp_path, tiny_data, mon
     assert args[0] == status
     if isinstance(raised, OSError):  # a full disk: the same command resumes it
         assert prepared.tracker.named("set_tags")[-1][0][0] == {"failure_reason": "disk"}
+
+
+@pytest.mark.slow
+def test_a_sigterm_swallowed_after_fit_still_ends_the_run_killed(tmp_path, tiny_data,
+                                                                 monkeypatch):
+    """A SIGTERM that lands in a ``__del__`` (TensorFlow frees tensors there) cannot leave it:
+    the job went on, recorded FINISHED and exited 0 for a run its user had stopped."""
+    fit = train.fit
+
+    def fit_then_signal(*args, **kwargs):
+        history = fit(*args, **kwargs)
+        SignalsWhenFreed(signal.SIGTERM)  # freed at once, the stop swallowed
+        return history
+
+    cfg, ctx, prepared = tiny_job(tmp_path, tiny_data)
+    built = runner.build(cfg, ctx, prepared)
+    monkeypatch.setattr(train, "fit", fit_then_signal)
+    saved = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stopping.install(anywhere=True)
+    try:
+        with pytest.raises(stopping.Stopped), stopping.job():
+            runner.fit_and_record(cfg, ctx, prepared, built)
+    finally:
+        stopping.reset()
+        signal.signal(signal.SIGTERM, saved[0])
+        sys.unraisablehook = saved[1]
+    (args, _), = prepared.tracker.named("end")
+    assert args[0] == "KILLED"
 
 
 @pytest.mark.slow

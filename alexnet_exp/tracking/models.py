@@ -97,6 +97,9 @@ def log_evaluation(store: Store, cfg, train_run_id: str | None, model_source: st
         tracker.log_text(report_text, "eval/classification_report.txt")
         if csv_path is not None:
             tracker.log_file(csv_path, "eval")
+    except KeyboardInterrupt as exc:  # Ctrl-C or the tools' SIGTERM (alexnet_exp.stopping)
+        tracker.end("KILLED", str(exc) or "interrupted")
+        raise
     except BaseException as exc:
         tracker.end("FAILED", f"{type(exc).__name__}: {exc}")
         raise

@@ -22,12 +22,14 @@ from helpers.configs import augment_config, model_config
 from helpers.files import limit_file_size, rewrite_keeping_stamps
 from helpers.images import class_colour, make_image_folder, make_image_pixels
 from helpers.net import free_port
-from helpers.waiting import signal_when, wait_for
+from helpers.waiting import SignalsWhenFreed, catches, signal_when, wait_for
 
 __all__ = [
     "RUN",
+    "SignalsWhenFreed",
     "TINY_MODEL",
     "artifact",
+    "catches",
     "augment_config",
     "artifact_json",
     "artifact_text",

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.5):
@@ -29,3 +30,22 @@ def signal_when(process: subprocess.Popen, ready, what: str, signum: int,
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
 
+
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` now (Linux: SigCgt in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+                 .split()[1], 16)
+    return bool(caught >> (signum - 1) & 1)
+
+
+class SignalsWhenFreed:
+    """Sends ``signum`` to this process from its ``__del__`` and stays there until the handler
+    ran: how a stop lands inside TensorFlow's ``EagerResourceDeleter.__del__``."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __del__(self):
+        os.kill(os.getpid(), self.signum)
+        time.sleep(0.05)  # the handler runs here; what it raises cannot leave a __del__
