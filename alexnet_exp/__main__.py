@@ -1,6 +1,6 @@
 """``python -m alexnet_exp ...`` is ``alexnet-exp ...``."""
 
-from alexnet_exp.cli import train_main
+from alexnet_exp.commands import train
 
 if __name__ == "__main__":
-    train_main()
+    train()
