@@ -129,6 +129,27 @@ def eval_transform(aug: AugmentConfig, input_size: int):
     return transform
 
 
+def resized_by_epoch(batches: tf.data.Dataset, sizes: list[int], steps: int,
+                     first_epoch: int = 0) -> tf.data.Dataset:
+    """The repeated training batches (``steps`` per epoch, from epoch ``first_epoch``, 0-based)
+    resized to ``sizes[epoch]``: progressive resizing. Sizes come from the batch's place in
+    the stream, not from a variable a callback sets, so batches prefetched across an epoch's
+    end are the right size, and a resumed run continues the schedule where it stopped."""
+    table = tf.constant(sizes, tf.int32)
+    last = len(sizes) - 1
+
+    def resize(index, batch):
+        images, *rest = batch
+        epoch = tf.minimum(first_epoch + tf.cast(index // steps, tf.int32), last)
+        side = table[epoch]
+        # antialias: a plain bilinear downscale skips pixels and aliases fine texture
+        images = tf.cond(side == tf.shape(images)[1], lambda: images, lambda: tf.image.resize(
+            images, tf.stack([side, side]), antialias=True))
+        return (images, *rest)
+
+    return batches.enumerate().map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def batch_mix(aug: AugmentConfig):
     """``fn(images, one-hot labels, seed pair) -> (images, labels)`` mixing each image with
     the one at the mirrored place of its (shuffled) batch, or None when both mixes are off."""

@@ -122,6 +122,36 @@ class OptimizerConfig:
 
 
 @dataclass
+class ProgressiveConfig:
+    """Progressive resizing: the first epochs train on smaller images, which cost less, growing
+    linearly to ``model.input_size`` by ``full_at`` of the epochs (and staying there). Sizes
+    are multiples of ``step``. ``start_size`` null: off. Validation is always at full size.
+    Needs ``model.head=gap``: the FC head's first layer is as wide as the last feature map."""
+
+    start_size: int | None = None
+    full_at: float = 0.75
+    step: int = 16
+
+
+def progressive_sizes(progressive: ProgressiveConfig, input_size: int, epochs: int) -> list[int]:
+    """The training image size of each epoch (index 0 = epoch 1); all ``input_size`` when off."""
+    start = progressive.start_size
+    if start is None:
+        return [input_size] * epochs
+    # the first epoch at full size (from 0): the one that ends full_at of the run, and never
+    # later than the last
+    full = max(0, min(epochs - 1, math.ceil(progressive.full_at * epochs) - 1))
+    sizes = []
+    for epoch in range(epochs):
+        if epoch >= full:
+            sizes.append(input_size)
+            continue
+        size = start + (input_size - start) * epoch / full
+        sizes.append(max(start, int(size) // progressive.step * progressive.step))
+    return sizes
+
+
+@dataclass
 class TrainerConfig:
     epochs: int = 90
     batch_size: int = 128
@@ -150,6 +180,7 @@ class TrainerConfig:
     # the test-time augmentation alexnet-exp-eval's tta=flip uses (every val metric, the best
     # epoch and the validation report); none: the image alone
     val_tta: str = "none"
+    progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from alexnet_exp.config import (
     POOL_WINDOWS,
     ExperimentConfig,
     ModelConfig,
+    ProgressiveConfig,
     TrackingConfig,
     TrainerConfig,
     pool_window,
@@ -196,6 +197,7 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("distribute.batch_size", cfg.distribute.batch_size, BATCH_MEANINGS)
     require_choice("distribute.lr_scaling", cfg.distribute.lr_scaling, LR_SCALINGS)
     require_choice("distribute.communication", cfg.distribute.communication, COMMUNICATIONS)
+    validate_progressive(cfg.trainer.progressive, cfg.model)
     if cfg.trainer.val_tta != "none" and cfg.distribute.strategy == "multi_worker":
         raise ConfigError(f"trainer.val_tta={cfg.trainer.val_tta} needs one machine: under"
                           " distribute=multi_worker each worker would score its own shard;"
@@ -231,6 +233,30 @@ def validate_trainer(t: TrainerConfig) -> None:
     require_batch_limit("trainer.limit_train_batches", t.limit_train_batches)
     require_batch_limit("trainer.limit_val_batches", t.limit_val_batches)
     require_choice("trainer.val_tta", t.val_tta, VAL_TTAS)
+
+
+def validate_progressive(progressive: ProgressiveConfig, model: ModelConfig) -> None:
+    """Progressive resizing's sizes, checked against the network they are fed to."""
+    start = progressive.start_size
+    if start is None:
+        return
+    key = "trainer.progressive.start_size"
+    if model.head != "gap":
+        raise ConfigError(f"{key}={start} needs model.head=gap: the fc head's first layer is"
+                          " as wide as the last feature map, so it takes one image size only")
+    if not 1 <= start < model.input_size:
+        raise ConfigError(f"{key}={start} must be below model.input_size={model.input_size}"
+                          " (the size the last epochs and validation use)")
+    if not 0.0 < progressive.full_at <= 1.0:
+        raise ConfigError(f"trainer.progressive.full_at={progressive.full_at} is outside (0, 1]:"
+                          " the share of trainer.epochs by which images reach full size")
+    require_at_least("trainer.progressive.step", progressive.step, 1)
+    vanished = _vanishing_layer(model, start)
+    if vanished:
+        name, size_in, _, window = vanished
+        raise ConfigError(f"{key}={start} is too small for this network: the feature map"
+                          f" vanishes at {name} ({size_in}x{size_in} input, {window}x{window}"
+                          " window); start larger")
 
 
 def validate_tracking_extras(tracking: TrackingConfig) -> None:

@@ -71,9 +71,15 @@ def _norm_layer(cfg: ModelConfig, name: str):
     return None
 
 
-def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -> keras.Model:
-    """Conv stack (conv -> activation -> norm -> pool), then dropout + FC layers, softmax."""
-    inputs = keras.Input((cfg.input_size, cfg.input_size, 3), name="image")
+def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None,
+                  any_size: bool = False) -> keras.Model:
+    """Conv stack (conv -> activation -> norm -> pool), then dropout + FC layers, softmax.
+
+    ``any_size``: the input takes images of any height and width (``model.head=gap`` only),
+    for progressive resizing; its weights fit the fixed-size model (:func:`at_input_size`).
+    """
+    side = None if any_size else cfg.input_size
+    inputs = keras.Input((side, side, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     pool_size, pool_stride = pool_window(cfg)
     for i, filters in enumerate(cfg.filters):
@@ -106,6 +112,16 @@ def build_alexnet(cfg: ModelConfig, num_classes: int, name: str | None = None) -
     x = keras.layers.Dense(num_classes, name="logits")(x)
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=name or f"alexnet_{cfg.name}")
+
+
+def at_input_size(model: keras.Model, cfg: ModelConfig) -> keras.Model:
+    """``model`` (built with ``any_size``) as the fixed ``model.input_size`` model every run
+    logs, with the same weights: eval, export and serving read the size from its input."""
+    if model.input_shape[1] is not None:
+        return model
+    fixed = build_alexnet(cfg, model.output_shape[-1], name=model.name)
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def _float32_policies(node):

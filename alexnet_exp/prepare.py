@@ -90,6 +90,7 @@ ADDED_SWITCHES = {
     ("augment", "cutmix"): {"alpha": 0.0, "prob": 1.0},
     ("optimizer", "ema"): 0.0,
     ("trainer", "val_tta"): "none",
+    ("trainer", "progressive"): {"start_size": None, "full_at": 0.75, "step": 16},
 }
 
 

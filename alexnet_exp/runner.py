@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp import console, stopping
-from alexnet_exp.config import ExperimentConfig, resolve_threads
+from alexnet_exp.config import ExperimentConfig, progressive_sizes, resolve_threads
 from alexnet_exp.config_checks import validate
 from alexnet_exp.keys import (
     CONFIG_HASH_TAG,
@@ -127,8 +127,15 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
                  f" {len(datasets.val_files)} images; trainer.limit_train_batches="
                  f"{cfg.trainer.limit_train_batches}, limit_val_batches="
                  f"{cfg.trainer.limit_val_batches})")
+    progressive = cfg.trainer.progressive
+    if progressive.start_size is not None:
+        sizes = progressive_sizes(progressive, cfg.model.input_size, cfg.trainer.epochs)
+        log.info(f"alexnet-exp: progressive resizing: training images of {sizes[0]} px in epoch"
+                 f" 1, {cfg.model.input_size} px from epoch {sizes.index(sizes[-1]) + 1} of"
+                 f" {len(sizes)} (validation at {cfg.model.input_size} px)")
     with strategy.scope():
-        model = build_alexnet(cfg.model, len(datasets.class_names))
+        model = build_alexnet(cfg.model, len(datasets.class_names),
+                              any_size=cfg.trainer.progressive.start_size is not None)
     built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)
     if cfg.dry_run:
         return built
@@ -203,6 +210,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 
 def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Built) -> RunSummary:
     from alexnet_exp import fit_callbacks, record, train
+    from alexnet_exp.model import at_input_size
 
     tracker, point, datasets = prepared.tracker, prepared.point, built.datasets
     if point and point.run_id:  # a resumed run has its params and inputs already
@@ -218,7 +226,8 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
     record.dropped_images(cfg, tracker, datasets)
     record.check_finite(tracker, result)
+    model = at_input_size(built.model, cfg.model)  # progressive resizing trained any size
     # A sweep registers its best trial when it ends (sweep.py), not every job's model.
     register_as = None if prepared.parent_run_id else cfg.tracking.register_as
-    return record.results(cfg, tracker, built.model, datasets, result,
+    return record.results(cfg, tracker, model, datasets, result,
                           record.model_name(cfg, _run_name(cfg, ctx)), register_as)

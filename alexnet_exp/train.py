@@ -17,8 +17,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp import augment
 from alexnet_exp.checkpoint import EpochCheckpoint
-from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
+from alexnet_exp.config import (
+    OptimizerConfig,
+    TrainerConfig,
+    progressive_sizes,
+    resolve_threads,
+    resolve_verbose,
+)
 from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
     AveragedWeights,
@@ -155,6 +162,13 @@ def fit(
     if steps is not None:
         train_steps, val_steps = steps
         train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
+    first_epoch = point.epoch if point else 0
+    if trainer.progressive.start_size is not None:
+        if train_steps is None:
+            raise ValueError("trainer.progressive needs steps: the batches in one epoch")
+        sizes = progressive_sizes(trainer.progressive, int(train_ds.element_spec[0].shape[1]),
+                                  trainer.epochs)
+        train_ds = augment.resized_by_epoch(train_ds, sizes, train_steps, first_epoch)
     if trainer.val_tta == "flip":  # validated by the callback, not by Keras
         average = next((c for c in callbacks if isinstance(c, AveragedWeights)), None)
         callbacks.insert(0, FlipValidation(val_ds, val_steps, average))
@@ -163,7 +177,7 @@ def fit(
     with interrupt.armed():
         model.fit(train_ds, validation_data=val_ds, epochs=trainer.epochs, callbacks=callbacks,
                   verbose=int(verbose == 1), shuffle=False,  # the pipeline shuffles, seeded
-                  initial_epoch=point.epoch if point else 0, steps_per_epoch=train_steps,
+                  initial_epoch=first_epoch, steps_per_epoch=train_steps,
                   validation_steps=val_steps)
     seconds = time.perf_counter() - started
     if checkpoint is not None and checkpoint.exists():

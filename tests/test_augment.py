@@ -185,3 +185,16 @@ def test_a_mix_off_or_never_drawn_is_no_mix_and_the_same_seed_mixes_alike():
                                                                     cutmix=(1.0, 1.0))
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
+
+
+def test_progressive_batches_take_each_epochs_size_from_their_place_in_the_stream():
+    """Three batches an epoch, resumed at epoch 2 of 3 (0-based 1): 48 px for its batches,
+    then 64 for the last epoch and any batch read past it; a grey image stays that grey."""
+    images = tf.fill([4, 64, 64, 3], 100.0)
+    batches = tf.data.Dataset.from_tensors((images, tf.ones([4, 2]))).repeat(3).repeat()
+    resized = augment.resized_by_epoch(batches, [32, 48, 64], steps=3, first_epoch=1)
+    seen = [(x.shape[1], x.shape[2]) for x, _ in resized.take(9).as_numpy_iterator()]
+    assert seen == [(48, 48)] * 3 + [(64, 64)] * 6
+    first, labels = next(iter(resized))
+    np.testing.assert_allclose(first.numpy(), 100.0, atol=1e-3)
+    assert labels.shape == (4, 2)

@@ -9,8 +9,10 @@ from omegaconf import OmegaConf
 
 from alexnet_exp.config import (
     ExperimentConfig,
+    ProgressiveConfig,
     limited_count,
     pool_window,
+    progressive_sizes,
     resolve_threads,
     resolve_verbose,
 )
@@ -200,3 +202,14 @@ def test_the_schema_defaults_are_the_command_lines():
         composed = OmegaConf.to_container(compose("config"), resolve=False)
     composed.pop("hydra", None)
     assert composed == asdict(ExperimentConfig())
+
+
+def test_progressive_sizes_grow_linearly_in_steps_to_the_full_size_by_full_at():
+    ramp = ProgressiveConfig(start_size=64, full_at=0.75, step=16)
+    # full size from epoch 6 of 8 (75%); before it 64 + 64 * (epoch - 1) / 5, rounded down to
+    # a multiple of 16
+    assert progressive_sizes(ramp, 128, 8) == [64, 64, 80, 96, 112, 128, 128, 128]
+    assert progressive_sizes(ProgressiveConfig(), 128, 3) == [128, 128, 128]  # off
+    # never below the start, the last epoch always at full size, which need not be a multiple
+    assert progressive_sizes(ProgressiveConfig(start_size=100, step=32), 227, 2) == [100, 227]
+    assert progressive_sizes(ramp, 128, 1) == [128]

@@ -116,3 +116,22 @@ def test_val_tta_is_none_or_flip_and_needs_one_machine():
         validate(compose_config("trainer.val_tta=ten_crop"))
     with pytest.raises(ConfigError, match="trainer.val_tta=flip needs one machine"):
         validate(compose_config("trainer.val_tta=flip", "distribute=multi_worker"))
+
+
+def test_progressive_resizing_composes_and_sizes_the_network_cannot_take_are_refused():
+    cfg = compose_config("model=small", "model.head=gap", "trainer.progressive.start_size=64")
+    validate(cfg)
+    assert (cfg.trainer.progressive.start_size, cfg.trainer.progressive.full_at) == (64, 0.75)
+    with pytest.raises(ConfigError, match="start_size=64 needs model.head=gap"):
+        validate(compose_config("model=small", "trainer.progressive.start_size=64"))
+    with pytest.raises(ConfigError, match="start_size=128 must be below model.input_size=128"):
+        validate(compose_config("model=small", "model.head=gap",
+                                "trainer.progressive.start_size=128"))
+    with pytest.raises(ConfigError, match="start_size=8 is too small for this network: the"
+                                          " feature map vanishes at"):
+        validate(compose_config("model=paper", "model.head=gap",
+                                "trainer.progressive.start_size=8"))
+    with pytest.raises(ConfigError, match=r"full_at=0.0 is outside \(0, 1\]"):
+        validate(compose_config("model=small", "model.head=gap",
+                                "trainer.progressive.start_size=64",
+                                "trainer.progressive.full_at=0"))

@@ -5,6 +5,7 @@ import signal
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import SignalsWhenFreed
 from omegaconf import OmegaConf
@@ -112,6 +113,38 @@ def test_a_sigterm_swallowed_after_fit_still_ends_the_run_killed(tmp_path, tiny_
         sys.unraisablehook = saved[1]
     (args, _), = prepared.tracker.named("end")
     assert args[0] == "KILLED"
+
+
+@pytest.mark.slow
+def test_progressive_resizing_trains_any_size_and_hands_on_the_fixed_size_model(
+        tmp_path, tiny_data, monkeypatch):
+    """Smaller training images in the first epochs (64, 80, then 96 px): the model trains on
+    any size, validates at 96, and what is recorded and logged is the 96 px model eval and
+    export read their size from, with the trained weights."""
+    from dataclasses import replace
+
+    from alexnet_exp import record
+    from alexnet_exp.config import ProgressiveConfig
+
+    cfg, ctx, prepared = tiny_job(tmp_path, tiny_data, epochs=3)
+    cfg = replace(cfg, model=replace(cfg.model, input_size=96, head="gap"),
+                  trainer=replace(cfg.trainer, progressive=ProgressiveConfig(start_size=64)))
+    built = runner.build(cfg, ctx, prepared)
+    assert built.model.input_shape == (None, None, None, 3)
+    handed = {}
+    results = record.results
+
+    def recorded(cfg, tracker, model, *args, **kwargs):
+        handed["model"] = model
+        return results(cfg, tracker, model, *args, **kwargs)
+
+    monkeypatch.setattr(record, "results", recorded)
+    summary = runner.fit_and_record(cfg, ctx, prepared, built)
+    assert summary.epochs == 3
+    assert handed["model"].input_shape == (None, 96, 96, 3)
+    for trained, fixed in zip(built.model.get_weights(), handed["model"].get_weights(),
+                              strict=True):
+        np.testing.assert_array_equal(trained, fixed)
 
 
 @pytest.mark.slow
