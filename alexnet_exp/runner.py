@@ -54,6 +54,8 @@ class Built:
     replicas: int
     global_batch: int
     learning_rate: float | None = None  # scaled for the strategy; None in a dry run
+    # each epoch's training image size under trainer.progressive; None: model.input_size
+    image_sizes: list[int] | None = None
 
 
 def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | None:
@@ -127,16 +129,17 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
                  f" {len(datasets.val_files)} images; trainer.limit_train_batches="
                  f"{cfg.trainer.limit_train_batches}, limit_val_batches="
                  f"{cfg.trainer.limit_val_batches})")
-    progressive = cfg.trainer.progressive
-    if progressive.start_size is not None:
-        sizes = progressive_sizes(progressive, cfg.model.input_size, cfg.trainer.epochs)
+    sizes = None
+    if cfg.trainer.progressive.start_size is not None:
+        sizes = progressive_sizes(cfg.trainer.progressive, cfg.model.input_size,
+                                  cfg.trainer.epochs)
         log.info(f"alexnet-exp: progressive resizing: training images of {sizes[0]} px in epoch"
                  f" 1, {cfg.model.input_size} px from epoch {sizes.index(sizes[-1]) + 1} of"
                  f" {len(sizes)} (validation at {cfg.model.input_size} px)")
     with strategy.scope():
-        model = build_alexnet(cfg.model, len(datasets.class_names),
-                              any_size=cfg.trainer.progressive.start_size is not None)
-    built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch)
+        model = build_alexnet(cfg.model, len(datasets.class_names), any_size=sizes is not None)
+    built = Built(model, datasets, model_summary_text(model), policy, replicas, global_batch,
+                  image_sizes=sizes)
     if cfg.dry_run:
         return built
     from alexnet_exp.checkpoint import restore_model
@@ -223,7 +226,8 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
         math.ceil(len(datasets.train_files) / built.global_batch))
     result = train.fit(built.model, datasets.train, datasets.val, len(datasets.train_files),
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
-                       schedule=schedule, steps=(datasets.train_steps, datasets.val_steps))
+                       schedule=schedule, steps=(datasets.train_steps, datasets.val_steps),
+                       image_sizes=built.image_sizes)
     record.dropped_images(cfg, tracker, datasets)
     record.check_finite(tracker, result)
     model = at_input_size(built.model, cfg.model)  # progressive resizing trained any size

@@ -19,13 +19,7 @@ import tensorflow as tf
 
 from alexnet_exp import augment
 from alexnet_exp.checkpoint import EpochCheckpoint
-from alexnet_exp.config import (
-    OptimizerConfig,
-    TrainerConfig,
-    progressive_sizes,
-    resolve_threads,
-    resolve_verbose,
-)
+from alexnet_exp.config import OptimizerConfig, TrainerConfig, resolve_threads, resolve_verbose
 from alexnet_exp.errors import DataError
 from alexnet_exp.fit_callbacks import (
     AveragedWeights,
@@ -136,6 +130,7 @@ def fit(
     point: ResumePoint | None = None,
     schedule: StepSchedule | None = None,
     steps: tuple[int, int] | None = None,
+    image_sizes: list[int] | None = None,
 ) -> FitResult:
     """Train; leave the model holding the weights of its best validation epoch.
 
@@ -149,6 +144,9 @@ def fit(
     no file is dropped (the last batch of each pass stays partial, as repeat() comes after
     batch()), and when one is, the epoch reads a batch of the next pass rather than ending
     short or failing, as ``assert_cardinality`` would.
+
+    ``image_sizes``: each epoch's training image size (``trainer.progressive``), which needs
+    ``steps`` to tell where in the repeated stream an epoch begins.
     """
     verbose = resolve_verbose(trainer.verbose, sys.stdout.isatty())
     # The epoch line is ours, logged (so the job's log file has it) and shown for verbose=2;
@@ -163,12 +161,10 @@ def fit(
         train_steps, val_steps = steps
         train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
     first_epoch = point.epoch if point else 0
-    if trainer.progressive.start_size is not None:
+    if image_sizes is not None:
         if train_steps is None:
-            raise ValueError("trainer.progressive needs steps: the batches in one epoch")
-        sizes = progressive_sizes(trainer.progressive, int(train_ds.element_spec[0].shape[1]),
-                                  trainer.epochs)
-        train_ds = augment.resized_by_epoch(train_ds, sizes, train_steps, first_epoch)
+            raise ValueError("image_sizes needs steps: the batches in one epoch")
+        train_ds = augment.resized_by_epoch(train_ds, image_sizes, train_steps, first_epoch)
     if trainer.val_tta == "flip":  # validated by the callback, not by Keras
         average = next((c for c in callbacks if isinstance(c, AveragedWeights)), None)
         callbacks.insert(0, FlipValidation(val_ds, val_steps, average))
