@@ -119,8 +119,9 @@ def _decode_file(path: str) -> None:
     graph(tf.constant(path))
 
 
-def check_image(path: str) -> str | None:
-    """Why ``path`` cannot be trained on, or None when TensorFlow decodes it."""
+def check_image(path: str, decode: bool = True) -> str | None:
+    """Why ``path`` cannot be trained on, or None when TensorFlow decodes it; with ``decode``
+    false (``data.check=header``), None when its header says TensorFlow can read it."""
     try:
         if os.stat(path).st_size == 0:
             return "empty file (0 bytes)"
@@ -153,6 +154,8 @@ def check_image(path: str) -> str | None:
     if width * height > MAX_PIXELS:
         return (f"too large: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the"
                 f" {MAX_PIXELS / 1e6:.0f} MP limit; downscale it")
+    if not decode:
+        return None
     failure = _tensorflow_error(path, width * height > BIG_PIXELS and fmt not in ("JPEG", "MPO"))
     if failure is None:
         return None

@@ -14,6 +14,7 @@ The defaults are the command line's: ``ExperimentConfig()`` in a notebook is wha
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 FLOWERS_URL = (
@@ -30,12 +31,18 @@ class DataConfig:
     name: str = "flowers"
     dir: str | None = None
     val_split: float = 0.2
-    cache: str = "memory"
+    # auto: memory if the decoded images fit cache_max_memory, else disk, else none
+    # (alexnet_exp.data_cache); memory, disk and none force one
+    cache: str = "auto"
     cache_path: str | None = None
+    cache_max_memory: str | None = None  # "8GB", "512MiB", bytes; None: a quarter of the RAM
     url: str = FLOWERS_URL
     sha256: str | None = FLOWERS_SHA256
     max_images_per_class: int | None = None
     check_workers: int = 8
+    # auto: full below 50,000 images, header from there (alexnet_exp.scan.check_level); full
+    # decodes every image once before training, header reads headers, none trusts the files
+    check: str = "auto"
     threads: int = 0  # tf.data private thread pool size; 0 = share TensorFlow's intra-op pool
     ordered: bool = True  # false: the train pipeline hands over images as soon as they are ready
 
@@ -269,3 +276,18 @@ def limited_count(limit: int | float | None, count: int, batch_size: int) -> int
     batches = limit if isinstance(limit, int) else max(
         1, int(limit * math.ceil(count / batch_size)))
     return min(count, batches * batch_size)
+
+
+_BYTE_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+               "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_bytes(text: str | int) -> int:
+    """Bytes in ``8GB``, ``1.5 GiB``, ``512mb`` or ``1000000``: KB/MB/GB/TB are powers of 1000
+    and KiB/MiB/GiB/TiB powers of 1024, as ``df -H`` and ``free --si`` count. ValueError
+    names what was not understood."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 8GB, 512MB, 1.5GiB or a number of bytes")
+    number, unit = match.groups()
+    return int(float(number) * _BYTE_UNITS[(unit or "").lower()])

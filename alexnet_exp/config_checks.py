@@ -19,12 +19,14 @@ from alexnet_exp.config import (
     ProgressiveConfig,
     TrackingConfig,
     TrainerConfig,
+    parse_bytes,
     pool_window,
 )
 from alexnet_exp.errors import ConfigError
 
 DATA_NAMES = ("flowers", "folder", "digits")
-CACHE_MODES = ("memory", "disk", "none")
+CACHE_MODES = ("auto", "memory", "disk", "none")
+DATA_CHECKS = ("auto", "full", "header", "none")
 NORMS = ("bn", "lrn", "none")
 PADDINGS = ("valid", "same")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish")
@@ -162,8 +164,17 @@ def validate(cfg: ExperimentConfig) -> None:
     require_choice("data", cfg.data.name, DATA_NAMES)
     require_in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
     require_choice("data.cache", cfg.data.cache, CACHE_MODES)
+    if cfg.data.cache_max_memory is not None:
+        try:
+            limit = parse_bytes(cfg.data.cache_max_memory)
+        except ValueError as exc:
+            raise ConfigError(f"data.cache_max_memory: {exc}") from None
+        if limit <= 0:
+            raise ConfigError(f"data.cache_max_memory={cfg.data.cache_max_memory} must be more"
+                              " than 0 (data.cache=disk or none not to cache in memory)")
     require_at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
     require_at_least("data.check_workers", cfg.data.check_workers, 1)
+    require_choice("data.check", cfg.data.check, DATA_CHECKS)
     require_at_least("data.threads", cfg.data.threads, 0)
     if cfg.data.name == "folder" and not cfg.data.dir:
         raise ConfigError(

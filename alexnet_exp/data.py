@@ -18,6 +18,7 @@ import tensorflow as tf
 from alexnet_exp import augment
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
 from alexnet_exp.config import AugmentConfig, DataConfig, limited_count
+from alexnet_exp.data_cache import CacheChoice, choose_cache
 from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import require_two_per_class
 from alexnet_exp.scan import DataReport, scan_folder
@@ -41,6 +42,7 @@ class Datasets:
     val_indexed: tf.data.Dataset | None = None
     train_steps: int = 0  # batches in one pass over train_files / val_files
     val_steps: int = 0
+    cache: CacheChoice | None = None  # where the decoded images are kept, and why
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int,
@@ -87,11 +89,14 @@ def orientations_of(files: list[str], known: dict[str, int] | None = None) -> li
     return [read_orientation(f) for f in files]
 
 
-def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> tf.data.Dataset:
-    if cfg.cache == "memory":
+def _disk_cache_folder(cfg: DataConfig, cache_dir: Path) -> Path:
+    return Path(cfg.cache_path).expanduser() if cfg.cache_path else cache_dir
+
+
+def _cached(ds: tf.data.Dataset, mode: str, folder: Path, key: str) -> tf.data.Dataset:
+    if mode == "memory":
         return ds.cache()
-    if cfg.cache == "disk":
-        folder = Path(cfg.cache_path).expanduser() if cfg.cache_path else cache_dir
+    if mode == "disk":
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -100,7 +105,8 @@ def _cached(ds: tf.data.Dataset, cfg: DataConfig, cache_dir: Path, key: str) -> 
     return ds
 
 
-def _decoded(files, labels, orientations, size, cfg, cache_dir, split) -> tf.data.Dataset:
+def _decoded(files, labels, orientations, size, cache: CacheChoice, folder: Path,
+             split) -> tf.data.Dataset:
     """(uint8 image, label, index into ``files``) of every file that decodes, in order."""
     # The disk cache is reused by name: key it on every file's stamps (as the check cache) and
     # orientation too, so an image replaced in place is decoded afresh instead of served stale.
@@ -114,7 +120,7 @@ def _decoded(files, labels, orientations, size, cfg, cache_dir, split) -> tf.dat
     # dropped rather than ending the run with a traceback naming no file, in both splits. The
     # index says which files came through; changed_since_scan names the others.
     ds = ds.ignore_errors(log_warning=True)
-    return _cached(ds, cfg, cache_dir, f"{split}-{key}")
+    return _cached(ds, cache.mode, folder, f"{split}-{key}")
 
 
 def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
@@ -191,10 +197,13 @@ def make_datasets(
     train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
     num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
+    folder = _disk_cache_folder(data_cfg, cache_dir)
+    cache = choose_cache(data_cfg, len(train_files) + len(val_files), size, folder)
+    report.cache = cache.to_text()
     train_base = _decoded(train_files, labels[train_idx], orientations_of(train_files,
-                          report.oriented), size, data_cfg, cache_dir, "train")
+                          report.oriented), size, cache, folder, "train")
     val_base = _decoded(val_files, labels[val_idx], orientations_of(val_files, report.oriented),
-                        size, data_cfg, cache_dir, "val")
+                        size, cache, folder, "val")
 
     lighting = _lighting(aug_cfg, train_base, len(train_files), fit_lighting)
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
@@ -227,4 +236,5 @@ def make_datasets(
         val_labels=labels[val_idx],
         report=report,
         lighting=lighting,
+        cache=cache,
     )

@@ -91,16 +91,34 @@ ADDED_SWITCHES = {
     ("optimizer", "ema"): 0.0,
     ("trainer", "val_tta"): "none",
     ("trainer", "progressive"): {"start_size": None, "full_at": 0.75, "step": 16},
+    ("data", "check"): "auto",
 }
 
 
+# Keys that say how the data is read, not what is trained on (the same images and draws in
+# the same order whatever they are), each held at the value it had when runs were first
+# recorded: a run killed with the memory cache resumes with the disk cache, and data.cache's
+# default becoming auto orphaned no run.
+HOW_DATA_IS_READ = {
+    ("data", "cache"): "memory",
+    ("data", "cache_path"): None,
+    ("data", "threads"): 0,
+    ("data", "check_workers"): 8,
+}
+HOW_DATA_IS_READ_ADDED = (("data", "cache_max_memory"),)
+
+
 def config_hash(cfg: ExperimentConfig) -> str:
-    """Identity of a job's resolved config (sweep bookkeeping, run names and how the console
-    shows progress left out: none of them changes what is trained)."""
+    """Identity of a job's resolved config (sweep bookkeeping, run names, how the console
+    shows progress and how the data is read left out: none of them changes what is trained)."""
     fields = asdict(cfg)
     fields.pop("sweep")
     fields["tracking"].pop("run_name")
     fields["trainer"].pop("verbose")
+    for (section, key), recorded_as in HOW_DATA_IS_READ.items():
+        fields[section][key] = recorded_as
+    for section, key in HOW_DATA_IS_READ_ADDED:
+        del fields[section][key]
     for (section, key), neutral in ADDED_SWITCHES.items():
         if fields[section][key] == neutral:
             del fields[section][key]

@@ -37,6 +37,8 @@ def run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> No
     tracker.log_dict({"class_names": datasets.class_names}, "class_names.json")
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
+    if datasets.cache:  # data.cache=auto's choice, to filter runs on in the UI
+        tracker.set_tags({"alexnet_exp.data_cache": datasets.cache.mode})
     names = datasets.class_names
     tracker.log_dataset(
         datasets.train_files + datasets.val_files,

@@ -1,14 +1,15 @@
 """What is under a data root: the images that can be trained on, and why the others cannot.
 
 Every image is decoded once before training by the decoder the pipeline uses (the result, a
-hash of the bytes and the EXIF orientation are cached per file size, mtime, ctime and inode),
-so a corrupt file is skipped and listed in the :class:`DataReport` instead of killing an epoch
-halfway; :mod:`alexnet_exp.checks` says why. Apart from the pipeline (:mod:`alexnet_exp.data`):
-evaluation scans a test folder it builds no training pipeline for.
+hash of the bytes and the EXIF orientation are kept per file size, mtime, ctime and inode in
+:mod:`alexnet_exp.check_store`), so a corrupt file is skipped and listed in the
+:class:`DataReport` instead of killing an epoch halfway; :mod:`alexnet_exp.checks` says why.
+From ``FULL_CHECK_BELOW`` images on, ``data.check=auto`` reads only the headers. Apart from
+the pipeline (:mod:`alexnet_exp.data`): evaluation scans a test folder it builds no training
+pipeline for.
 """
 
 import hashlib
-import json
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_exp import check_store
+from alexnet_exp.check_store import Result
 from alexnet_exp.checks import (
     PERMISSION_DENIED,
     check_image,
@@ -26,12 +29,8 @@ from alexnet_exp.checks import (
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.folders import class_folders, list_files
-from alexnet_exp.paths import atomic_write_text, cache_root
+from alexnet_exp.paths import cache_root
 from alexnet_exp.sources import IMAGE_SUFFIXES
-
-# Version of the check cache's entries: an entry of another version is never trusted (an
-# entry from before orientation was recorded would otherwise say "upright" for every photo).
-CHECK_CACHE_VERSION = 2
 
 
 @dataclass
@@ -54,6 +53,11 @@ class DataReport:
     # Images that passed the check but stopped decoding during the run (rewritten or deleted):
     # left out of every epoch that read them after the change (a cached epoch did not).
     dropped: list[tuple[str, str]] = field(default_factory=list)
+    # How thoroughly the files were checked (data.check), and why: check_text.
+    check: str = ""
+    # Where the training pipeline keeps the decoded images, and why (data.cache=auto decides
+    # from their size): alexnet_exp.data_cache.CacheChoice.to_text. Empty for a test folder.
+    cache: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +72,10 @@ class DataReport:
             f"  skipped {len(self.skipped)} unreadable images",
         ]
         lines += [f"    {path}: {reason}" for path, reason in self.skipped]
+        if self.check:
+            lines.append(f"  {self.check}")
+        if self.cache:
+            lines.append(f"  {self.cache}")
         if self.duplicates:
             lines.append(
                 f"  WARNING: {sum(map(len, self.duplicates))} files are the same image in"
@@ -83,51 +91,75 @@ class DataReport:
         return "\n".join(lines)
 
 
-def _inspect(path: str) -> list:
-    reason = check_image(path)
+# data.check=auto decodes every image below this many (minutes of decode above it on a few
+# cores: ImageNet's 1.28 M files take hours) and reads only the headers from it on.
+FULL_CHECK_BELOW = 50_000
+CHECK_LEVELS = ("full", "header", "none")
+
+
+def check_level(cfg: DataConfig, images: int) -> str:
+    """``data.check``, with ``auto`` made ``full`` or ``header`` by the number of images."""
+    if cfg.check != "auto":
+        return cfg.check
+    return "full" if images < FULL_CHECK_BELOW else "header"
+
+
+def check_text(level: str, cfg: DataConfig, images: int) -> str:
+    """The data report's line on how thoroughly the files were checked, and why."""
+    why = (f"data.check=auto: {images:,} images, {'under' if level == 'full' else 'from'}"
+           f" {FULL_CHECK_BELOW:,}" if cfg.check == "auto" else f"data.check={level}")
+    what = {"full": "every image decoded once by the pipeline's decoder",
+            "header": "headers read, not decoded (data.check=full decodes each): a file that"
+                      " fails to decode is dropped when an epoch reads it; copies filed under"
+                      " two classes are not looked for",
+            "none": "files trusted, none opened: EXIF orientation is not read (photos stored"
+                    " turned stay turned), copies under two classes are not looked for, a"
+                    " file that fails to decode is dropped when an epoch reads it"}[level]
+    return f"check: {level} ({why}; {what})"
+
+
+def _inspect(path: str, level: str) -> Result:
+    reason = check_image(path, decode=level == "full")
     if reason:
-        return [reason, None, 1]
-    return [None, file_digest(path), read_orientation(path)]
+        return (reason, None, 1)
+    # The bytes' hash finds copies filed under two classes: reading every byte is the full
+    # check's cost, the header check's point is not to.
+    return (None, file_digest(path) if level == "full" else None, read_orientation(path))
 
 
-def _check_all(paths: list[str], root: Path, workers: int) -> dict[str, list]:
-    """``[reason, digest, orientation]`` per file, checking only files not seen before.
+def check_files(paths: list[str], root: Path, workers: int,
+                level: str = "full") -> dict[str, Result]:
+    """``(reason, digest, orientation)`` per file, checking only files not seen before.
 
-    The cache is keyed by size, mtime, ctime and inode. Size and mtime alone miss a file
+    The store is keyed by size, mtime, ctime and inode. Size and mtime alone miss a file
     rewritten in place with its old mtime put back (``rsync --times``, a restore from backup,
     ``touch -r``): its stale "good" entry then fed the pipeline a corrupt file. ctime and the
     inode change on every write or replacement and cannot be set by a user. Readability is
     asked afresh every time, as chmod does not change the mtime.
     """
-    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{CHECK_CACHE_VERSION}.json"
-    store = cache_root() / "checks" / name
-    try:
-        known = json.loads(store.read_text())
-    except (OSError, ValueError):
-        known = {}
+    if level == "none":
+        return dict.fromkeys(paths, (None, None, 1))
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{check_store.VERSION}.sqlite"
+    store = check_store.CheckStore(cache_root() / "checks" / name)
     stamps, result = {}, {}
     for p in paths:
         try:
             st = Path(p).stat()
         except OSError as exc:
-            result[p] = [f"cannot read: {exc.strerror or exc}", None, 1]
+            result[p] = (f"cannot read: {exc.strerror or exc}", None, 1)
             continue
         if not os.access(p, os.R_OK):
-            result[p] = [PERMISSION_DENIED, None, 1]
+            result[p] = (PERMISSION_DENIED, None, 1)
             continue
-        stamps[p] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        entry = known.get(p, [])
-        if entry[:4] == stamps[p] and len(entry) == 7:
-            result[p] = entry[4:]
-    todo = [p for p in stamps if p not in result]
+        stamps[p] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    known = store.known(stamps, level)
+    result.update(known)
+    todo = [p for p in stamps if p not in known]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for p, checked in zip(todo, pool.map(_inspect, todo), strict=True):
-            known[p], result[p] = [*stamps[p], *checked], checked
-    try:
-        store.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(store, json.dumps({p: known[p] for p in stamps}))
-    except OSError:
-        pass  # a read-only cache only costs a re-check next time
+        checked = dict(zip(todo, pool.map(lambda p: _inspect(p, level), todo), strict=True))
+    result.update(checked)
+    store.save({p: (stamps[p], level, r) for p, r in checked.items()})
+    store.close()
     return result
 
 
@@ -149,7 +181,8 @@ def scan_folder(
         ignored += [str(f) for f in files if f.suffix.lower() not in IMAGE_SUFFIXES]
         candidates += [(str(f), label) for f in images]
     ignored += [str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
-    checked = _check_all([p for p, _ in candidates], root, cfg.check_workers)
+    level = check_level(cfg, len(candidates))
+    checked = check_files([p for p, _ in candidates], root, cfg.check_workers, level)
     skipped = problems + [(p, checked[p][0]) for p, _ in candidates if checked[p][0]]
     usable = [(p, label) for p, label in candidates if not checked[p][0]]
     usable, duplicates = _without_cross_class_copies(usable, checked)
@@ -163,6 +196,7 @@ def scan_folder(
     counts = Counter(label for _, label in usable)
     report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
                         skipped, ignored, duplicates=duplicates,
+                        check=check_text(level, cfg, len(candidates)),
                         oriented={p: checked[p][2] for p, _ in usable if checked[p][2] != 1})
     empty = [c for c, n in report.counts.items() if n == 0]
     if empty:
@@ -181,7 +215,8 @@ def _without_cross_class_copies(usable: list[tuple[str, int]], checked: dict):
     would be right?), and those groups of copies for the report."""
     by_digest = defaultdict(list)
     for path, label in usable:
-        by_digest[checked[path][1]].append((path, label))
+        if checked[path][1] is not None:  # None: not hashed (data.check=header or none)
+            by_digest[checked[path][1]].append((path, label))
     duplicates = [[p for p, _ in group] for group in by_digest.values()
                   if len({label for _, label in group}) > 1]
     left_out = {p for group in duplicates for p in group}
@@ -209,5 +244,5 @@ def _why_no_image(folder: Path, report: DataReport) -> str:
 def changed_since_scan(files: list[str], root: Path, cfg: DataConfig) -> list[tuple[str, str]]:
     """The files of ``files`` that no longer pass the check, with why: the ones the pipeline
     dropped during the run. Cheap: only files whose stamps changed are decoded again."""
-    checked = _check_all(files, root, cfg.check_workers)
+    checked = check_files(files, root, cfg.check_workers, check_level(cfg, len(files)))
     return [(f, checked[f][0]) for f in files if checked[f][0]]

@@ -23,7 +23,7 @@ import pytest
 from helpers import augment_config
 from PIL import Image
 
-from alexnet_exp import checks, data, sources
+from alexnet_exp import check_store, checks, data, sources
 from alexnet_exp import scan as folder_scan
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
@@ -32,8 +32,8 @@ INPUT = 32  # augment=none stores images at the input size: a 32x32 file is deco
 REPO = Path(__file__).resolve().parents[1]
 
 
-def folder_cfg(root: Path) -> DataConfig:
-    return DataConfig(name="folder", dir=str(root), val_split=0.25)
+def folder_cfg(root: Path, **overrides) -> DataConfig:
+    return DataConfig(**{"name": "folder", "dir": str(root), "val_split": 0.25, **overrides})
 
 
 def scan(root: Path):
@@ -518,7 +518,8 @@ def test_same_bytes_in_two_classes_is_reported_and_left_out(tmp_path, image_fold
     shutil.copyfile(root / "dog" / "dog_000.png", same_class)
     calls = []
     real_check = folder_scan.check_image
-    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
+    monkeypatch.setattr(folder_scan, "check_image",
+                        lambda p, **kw: calls.append(p) or real_check(p, **kw))
 
     files, _, report = scan(root)
 
@@ -552,27 +553,61 @@ def test_a_class_left_empty_by_duplicates_is_a_data_error(tmp_path, image_folder
     assert "bird: 1 also filed under another class" in str(info.value)
 
 
-def test_old_check_cache_entries_are_checked_again_once(tmp_path, image_folder, monkeypatch,
-                                                        alexnet_cache):
-    """Entries of an older shape ([size, mtime, reason], from before the hash, orientation,
-    ctime and inode were recorded) are checked again once, never trusted."""
+def check_rows(alexnet_cache: Path, root: Path) -> dict[str, tuple]:
+    """The check store's rows of ``root``: path -> (size, mtime, ctime, inode, level, ...)."""
+    import sqlite3
+
+    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{check_store.VERSION}.sqlite"
+    with contextlib.closing(sqlite3.connect(alexnet_cache / "checks" / name)) as db:
+        return {row[0]: row[1:] for row in db.execute("SELECT * FROM checked")}
+
+
+def test_rows_of_a_lesser_check_are_checked_again_once(tmp_path, image_folder, monkeypatch,
+                                                       alexnet_cache):
+    """A file checked at data.check=header (its header read, not decoded) is decoded when
+    data.check=full is asked, once; a full check's row serves a header check."""
     root = base(tmp_path, image_folder)
-    files, _, _ = scan(root)
-    name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{folder_scan.CHECK_CACHE_VERSION}.json"
-    store = alexnet_cache / "checks" / name
-    entries = json.loads(store.read_text())
-    assert all(len(entry) == 7 for entry in entries.values())
-    store.write_text(json.dumps({p: entry[:2] + entry[4:5] for p, entry in entries.items()}))
     calls = []
     real_check = folder_scan.check_image
-    monkeypatch.setattr(folder_scan, "check_image", lambda p: calls.append(p) or real_check(p))
+    monkeypatch.setattr(folder_scan, "check_image",
+                        lambda p, decode: calls.append((p, decode)) or real_check(p, decode))
 
-    assert scan(root)[0] == files
-    assert sorted(calls) == sorted(files)
-    assert json.loads(store.read_text()) == entries
+    header = folder_scan.scan_folder(root, folder_cfg(root, check="header"))
+    assert sorted(calls) == sorted((p, False) for p in header[0])
+    assert {row[4] for row in check_rows(alexnet_cache, root).values()} == {1}  # header
+    assert "check: header (data.check=header; headers read, not decoded" in header[2].to_text()
+    calls.clear()
+    files, _, report = scan(root)  # data.check=auto: full, at 8 images
+    assert files == header[0] and sorted(calls) == sorted((p, True) for p in files)
+    assert "check: full (data.check=auto: 8 images, under 50,000; every image decoded" in (
+        report.to_text())
+    rows = check_rows(alexnet_cache, root)
+    assert {row[4] for row in rows.values()} == {2} and all(row[6] for row in rows.values())
     calls.clear()
     scan(root)
+    folder_scan.scan_folder(root, folder_cfg(root, check="header"))
     assert calls == []
+
+
+def test_check_none_opens_no_file_and_says_what_that_costs(tmp_path, image_folder, monkeypatch,
+                                                           alexnet_cache):
+    root = base(tmp_path, image_folder)
+    (root / "cat" / "broken.png").write_bytes(b"not a png")
+    monkeypatch.setattr(folder_scan, "check_image", lambda *_: pytest.fail("a file was opened"))
+    files, _, report = folder_scan.scan_folder(root, folder_cfg(root, check="none"))
+    assert str(root / "cat" / "broken.png") in files  # trusted: dropped when an epoch reads it
+    assert "check: none (data.check=none; files trusted, none opened: EXIF orientation" in (
+        report.to_text())
+    assert not (alexnet_cache / "checks").exists()
+
+
+def test_from_fifty_thousand_images_auto_reads_headers_only():
+    cfg = DataConfig()
+    assert folder_scan.check_level(cfg, 49_999) == "full"
+    assert folder_scan.check_level(cfg, 50_000) == "header"
+    assert folder_scan.check_text("header", cfg, 126_689).startswith(
+        "check: header (data.check=auto: 126,689 images, from 50,000; headers read, not")
+    assert folder_scan.check_level(DataConfig(check="full"), 10**6) == "full"
 
 
 def test_every_bad_file_at_once_leaves_a_trainable_data_set(tmp_path, image_folder):

@@ -37,7 +37,9 @@ def recorded(tmp_path_factory):
     (data / "LICENSE.txt").write_text("not an image")
     (data / "kiwi" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     args = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=2", "norm=lrn",
-            f"data.url={SECRET_URL}", "tracking.system_metrics=true"]
+            f"data.url={SECRET_URL}", "tracking.system_metrics=true",
+            "data.cache_max_memory=100KB"]  # 36 images at 72 px take 560 KB: data.cache=auto
+    # chooses the disk cache (the other CLI tests' sets fit memory)
     env = {"ALEXNET_EXP_CACHE_DIR": str(work / "cache"), "KERAS_HOME": str(work / "keras"),
            "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}
     empty_store(work / "mlruns")
@@ -53,6 +55,11 @@ def test_one_training_run_is_recorded_in_mlflow(recorded):
     assert "best val_accuracy" in result.stdout
     assert f"mlflow ui --backend-store-uri sqlite:///{work}/mlruns/mlflow.db" in result.stdout
     assert "broken.jpg" in result.stdout  # the data report lists the skipped file
+    assert ("cache: disk (data.cache=auto: 36 images decoded at 72x72 take 559.9 KB, over"
+            " data.cache_max_memory 100.0 KB; cached on disk under") in result.stdout
+    assert run.data.tags["alexnet_exp.data_cache"] == "disk"
+    assert sorted(p.name.split("-")[0] for p in (work / "outputs" / "run" / "tfdata-cache")
+                  .glob("*.index")) == ["train", "val"]
 
     client = store(work)
     assert run.info.status == "FINISHED"

@@ -11,6 +11,7 @@ from alexnet_exp.config import (
     ExperimentConfig,
     ProgressiveConfig,
     limited_count,
+    parse_bytes,
     pool_window,
     progressive_sizes,
     resolve_threads,
@@ -143,6 +144,16 @@ def test_batch_limits_keep_whole_batches_a_whole_number_or_a_fraction_of_them():
     assert limited_count(0.01, 100, 8) == 8  # never no batch at all
     assert limited_count(1.0, 100, 8) == 100  # 1.0 is every batch, 1 is one batch
     assert limited_count(1, 100, 8) == 8
+
+
+def test_sizes_read_as_disks_count_them():
+    assert parse_bytes("8GB") == 8 * 10**9 and parse_bytes("8 gb") == 8 * 10**9
+    assert parse_bytes("1.5GiB") == 3 * 2**29 and parse_bytes("512MiB") == 2**29
+    assert parse_bytes("1MB") == parse_bytes("1000KB") == parse_bytes("1000000") == 10**6
+    assert parse_bytes(4096) == 4096  # Hydra hands a bare number over as an int
+    for bad in ("8 gigs", "GB", "-1MB", "1e9", ""):
+        with pytest.raises(ValueError, match="is not a size like 8GB"):
+            parse_bytes(bad)
 
 
 def test_batch_limits_keep_their_type_and_refuse_what_is_no_number():

@@ -37,6 +37,10 @@ register_configs()
         (["trainer.limit_val_batches=1.5"], r"limit_val_batches=1.5 .* fraction of them in \(0,"),
         (["trainer.limit_val_batches=0.0"], "trainer.limit_val_batches=0.0 must be"),
         (["trainer.limit_train_batches=-2"], "trainer.limit_train_batches=-2 must be"),
+        (["data.cache=ram"], "data.cache='ram' is not one of auto, memory, disk, none"),
+        (["data.cache_max_memory=8 gigs"], "data.cache_max_memory: '8 gigs' is not a size like"
+                                           " 8GB, 512MB, 1.5GiB or a number of bytes"),
+        (["data.cache_max_memory=0MB"], "data.cache_max_memory=0MB must be more than 0"),
     ],
 )
 def test_out_of_range_values_name_key_and_value(overrides, message):

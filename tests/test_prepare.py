@@ -176,3 +176,17 @@ def test_a_switch_added_later_keeps_the_hash_of_runs_recorded_before_it():
     mixed = replace(cfg, augment=replace(cfg.augment, mixup=replace(cfg.augment.mixup,
                                                                     alpha=0.2)))
     assert len({prepare.config_hash(c) for c in (cfg, gap, mixed)}) == 3
+
+
+def test_how_the_data_is_read_is_not_what_is_trained():
+    """data.cache (whose default became auto), cache_path, cache_max_memory, threads and
+    check_workers change where decoded images wait, not the images or their order: a run
+    killed with one resumes with another, and the default still hashes as before."""
+    cfg = ExperimentConfig()
+    assert cfg.data.cache == "auto"
+    read_otherwise = [replace(cfg, data=replace(cfg.data, **change)) for change in (
+        {"cache": "memory"}, {"cache": "disk", "cache_path": "/tmp/c"}, {"cache": "none"},
+        {"cache_max_memory": "1MB"}, {"threads": 2}, {"check_workers": 1})]
+    assert {prepare.config_hash(c) for c in read_otherwise} == {"e23dca656cc3658e"}
+    other_order = replace(cfg, data=replace(cfg.data, ordered=False))
+    assert prepare.config_hash(other_order) != "e23dca656cc3658e"

@@ -89,16 +89,16 @@ def test_image_check_cache_skips_rechecking(tmp_path, image_folder, monkeypatch,
     calls = []
     real_check = scan.check_image
 
-    def counting_check(path):
+    def counting_check(path, **kw):
         calls.append(path)
-        return real_check(path)
+        return real_check(path, **kw)
 
     monkeypatch.setattr(scan, "check_image", counting_check)
     cfg = folder_cfg(root)
 
     first = scan.scan_folder(root, cfg)
     assert len(calls) == 11
-    assert list((alexnet_cache / "checks").glob("*.json")), "no check cache written"
+    assert list((alexnet_cache / "checks").glob("*.sqlite")), "no check cache written"
 
     calls.clear()
     second = scan.scan_folder(root, cfg)

@@ -1,0 +1,106 @@
+"""Where the pipeline keeps the decoded images between epochs: memory, a disk file, or nowhere.
+
+``data.cache=auto`` (the default) picks memory when the decoded images fit in
+``data.cache_max_memory`` (a quarter of the machine's memory unless set), the disk cache when
+they do not and the disk has room, and no cache at all otherwise: a data set too big for
+memory then costs decode time each epoch, never an out-of-memory death after most of one.
+The estimate is exact, not a guess: every image is stored as ``side x side x 3`` uint8 pixels.
+"""
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_exp.config import DataConfig, parse_bytes
+
+log = logging.getLogger(__name__)
+
+# The disk cache is written beside other files: leave this much of the disk free after it.
+DISK_HEADROOM = 0.10
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+@dataclass(frozen=True)
+class CacheChoice:
+    """The cache a run uses and why, for the data report (printed and logged with the run)."""
+
+    mode: str  # memory | disk | none
+    decoded_bytes: int  # the decoded images the cache would hold (train and val)
+    memory_budget: int  # data.cache_max_memory in bytes
+    reason: str
+
+    def to_text(self) -> str:
+        return f"cache: {self.mode} ({self.reason})"
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's (cgroup)
+    limit when lower. psutil and ``os.sysconf`` report the host's memory inside a container,
+    which is what a memory cache sized from it would run out of."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in _CGROUP_LIMITS:
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def memory_budget(cfg: DataConfig) -> int:
+    """``data.cache_max_memory`` in bytes; a quarter of :func:`machine_memory` when unset
+    (the model, TensorFlow and the prefetched batches need the rest)."""
+    if cfg.cache_max_memory is None:
+        return machine_memory() // 4
+    return parse_bytes(cfg.cache_max_memory)
+
+
+def decoded_bytes(images: int, side: int) -> int:
+    return images * side * side * 3
+
+
+def choose_cache(cfg: DataConfig, images: int, side: int, disk_folder: Path) -> CacheChoice:
+    """The cache for ``images`` decoded ``side`` px images: ``data.cache`` itself unless it is
+    ``auto``; for ``auto``, memory if they fit the budget, else disk if ``disk_folder``'s disk
+    has room for them, else none."""
+    need, budget = decoded_bytes(images, side), memory_budget(cfg)
+    sizes = f"{images:,} images decoded at {side}x{side} take {human_bytes(need)}"
+    if cfg.cache != "auto":
+        return CacheChoice(cfg.cache, need, budget, f"data.cache={cfg.cache}; {sizes}")
+    if need <= budget:
+        return CacheChoice("memory", need, budget,
+                           f"data.cache=auto: {sizes}, within data.cache_max_memory"
+                           f" {human_bytes(budget)}")
+    free = _free_disk(disk_folder)
+    over = f"{sizes}, over data.cache_max_memory {human_bytes(budget)}"
+    if free is not None and need <= free * (1 - DISK_HEADROOM):
+        return CacheChoice("disk", need, budget, f"data.cache=auto: {over}; cached on disk"
+                           f" under {disk_folder} ({human_bytes(free)} free)")
+    room = "unknown" if free is None else human_bytes(free)
+    return CacheChoice("none", need, budget, f"data.cache=auto: {over}, and {disk_folder}'s disk"
+                       f" has {room} free: every epoch decodes again (set data.cache_path to a"
+                       " larger disk to cache)")
+
+
+def _free_disk(folder: Path) -> int | None:
+    """Free bytes on the disk ``folder`` is (or will be) on: its nearest existing parent's."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
+
+
+def human_bytes(count: int) -> str:
+    """``1.2 GB``: decimal units, as disks and ``data.cache_max_memory=8GB`` count them."""
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")

@@ -1,0 +1,63 @@
+"""check_store: the check pass's per-file results, kept in SQLite and written row by row."""
+
+import threading
+
+from alexnet_exp.check_store import CheckStore
+
+STAMPS = (1000, 1, 2, 3)
+GOOD = (None, "d1g3st", 6)
+
+
+def test_a_row_serves_the_same_stamps_at_its_level_or_a_lesser_one(tmp_path):
+    store = CheckStore(tmp_path / "c.sqlite")
+    store.save({"/a.jpg": (STAMPS, "full", GOOD), "/b.jpg": (STAMPS, "header", (None, None, 1)),
+                "/c.jpg": (STAMPS, "full", ("empty file (0 bytes)", None, 1))})
+    store.close()
+    again = CheckStore(tmp_path / "c.sqlite")
+    stamps = {"/a.jpg": STAMPS, "/b.jpg": STAMPS, "/c.jpg": STAMPS}
+    assert again.known(stamps, "header") == {"/a.jpg": GOOD, "/b.jpg": (None, None, 1),
+                                             "/c.jpg": ("empty file (0 bytes)", None, 1)}
+    assert set(again.known(stamps, "full")) == {"/a.jpg", "/c.jpg"}  # b: header only
+    touched = {**stamps, "/a.jpg": (1000, 1, 9, 3)}  # rewritten: a new ctime
+    assert set(again.known(touched, "full")) == {"/c.jpg"}
+
+
+def test_saving_writes_the_files_checked_now_and_keeps_the_others(tmp_path):
+    store = CheckStore(tmp_path / "c.sqlite")
+    store.save({f"/{i}.jpg": (STAMPS, "full", GOOD) for i in range(1000)})
+    store.save({"/7.jpg": ((5, 5, 5, 5), "full", ("truncated file", None, 1))})
+    stamps = {f"/{i}.jpg": STAMPS for i in range(1000)}
+    stamps["/7.jpg"] = (5, 5, 5, 5)
+    known = store.known(stamps, "full")
+    assert len(known) == 1000 and known["/7.jpg"] == ("truncated file", None, 1)
+
+
+def test_jobs_checking_one_root_at_once_lose_no_row(tmp_path):
+    """Parallel sweep jobs scan the same root: each store writes its own files' rows."""
+    def job(first: int) -> None:
+        store = CheckStore(tmp_path / "c.sqlite")
+        for start in range(first, first + 400, 50):
+            store.save({f"/{i}.jpg": (STAMPS, "full", GOOD) for i in range(start, start + 50)})
+        store.close()
+
+    threads = [threading.Thread(target=job, args=(n * 400,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stamps = {f"/{i}.jpg": STAMPS for i in range(1600)}
+    assert len(CheckStore(tmp_path / "c.sqlite").known(stamps, "full")) == 1600
+
+
+def test_a_cache_folder_that_cannot_be_made_costs_a_recheck_not_an_error(tmp_path):
+    (tmp_path / "home").write_text("a file where the cache folder should be")
+    store = CheckStore(tmp_path / "home" / "checks" / "c.sqlite")
+    store.save({"/a.jpg": (STAMPS, "full", GOOD)})
+    assert store.known({"/a.jpg": STAMPS}, "full") == {}
+
+
+def test_a_file_that_is_no_database_costs_a_recheck_not_an_error(tmp_path):
+    (tmp_path / "c.sqlite").write_bytes(b"not a database, " * 100)
+    store = CheckStore(tmp_path / "c.sqlite")
+    store.save({"/a.jpg": (STAMPS, "full", GOOD)})
+    assert store.known({"/a.jpg": STAMPS}, "full") == {}
