@@ -105,22 +105,56 @@ def _cached(ds: tf.data.Dataset, mode: str, folder: Path, key: str) -> tf.data.D
     return ds
 
 
+def _file_records(files, labels, orientations) -> tf.data.Dataset:
+    """(path, EXIF orientation, label, index into ``files``): what ``decoder`` takes."""
+    indices = np.arange(len(files), dtype=np.int64)
+    return tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
+
+
 def _decoded(files, labels, orientations, size, cache: CacheChoice, folder: Path,
              split) -> tf.data.Dataset:
     """(uint8 image, label, index into ``files``) of every file that decodes, in order."""
-    # The disk cache is reused by name: key it on every file's stamps (as the check cache) and
-    # orientation too, so an image replaced in place is decoded afresh instead of served stale.
-    stamps = [(f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-              for f in files for st in [Path(f).stat()]]
-    key = hashlib.sha1(json.dumps([stamps, orientations, size]).encode()).hexdigest()[:16]
-    indices = np.arange(len(files), dtype=np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
-    ds = ds.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = _file_records(files, labels, orientations).map(decoder(size),
+                                                        num_parallel_calls=tf.data.AUTOTUNE)
     # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
     # dropped rather than ending the run with a traceback naming no file, in both splits. The
     # index says which files came through; changed_since_scan names the others.
     ds = ds.ignore_errors(log_warning=True)
+    key = ""
+    if cache.mode == "disk":
+        # The disk cache is reused by name: key it on every file's stamps (as the check store)
+        # and orientation too, so an image replaced in place is decoded afresh, not served stale.
+        stamps = [(f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                  for f in files for st in [Path(f).stat()]]
+        key = hashlib.sha1(json.dumps([stamps, orientations, size]).encode()).hexdigest()[:16]
     return _cached(ds, cache.mode, folder, f"{split}-{key}")
+
+
+def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: CacheChoice,
+                  size: int, count: int, seed: int, augment_one) -> tf.data.Dataset:
+    """The shuffled, augmented training images (one by one), each with its seed pair.
+
+    With a cache the decoded images are shuffled. Without one (a set too big to keep) the file
+    records are shuffled instead and each image is decoded and augmented in one map: the same
+    stream (a shuffle's draws do not depend on what it holds, and the same seed pair meets the
+    same image), with one parallel stage instead of two and a buffer of file names instead of
+    ``SHUFFLE_BUFFER`` decoded images.
+    """
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    buffer = min(count, SHUFFLE_BUFFER)
+    if cache.mode != "none":
+        pairs = tf.data.Dataset.zip((decoded.shuffle(buffer, seed=seed), seeds))
+        return pairs.map(lambda item, pair: augment_one(item[0], item[1], pair),
+                         num_parallel_calls=tf.data.AUTOTUNE)
+    decode = decoder(size)
+
+    def decode_and_augment(record, pair):
+        image, label, _ = decode(*record)
+        return augment_one(image, label, pair)
+
+    pairs = tf.data.Dataset.zip((records.shuffle(buffer, seed=seed), seeds))
+    stream = pairs.map(decode_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    return stream.ignore_errors(log_warning=True)  # as _decoded: a file broken since the scan
 
 
 def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
@@ -200,8 +234,10 @@ def make_datasets(
     folder = _disk_cache_folder(data_cfg, cache_dir)
     cache = choose_cache(data_cfg, len(train_files) + len(val_files), size, folder)
     report.cache = cache.to_text()
-    train_base = _decoded(train_files, labels[train_idx], orientations_of(train_files,
-                          report.oriented), size, cache, folder, "train")
+    train_orientations = orientations_of(train_files, report.oriented)
+    train_records = _file_records(train_files, labels[train_idx], train_orientations)
+    train_base = _decoded(train_files, labels[train_idx], train_orientations, size, cache,
+                          folder, "train")
     val_base = _decoded(val_files, labels[val_idx], orientations_of(val_files, report.oriented),
                         size, cache, folder, "val")
 
@@ -209,15 +245,14 @@ def make_datasets(
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
     eval_fn = augment.eval_transform(aug_cfg, input_size)
 
-    def train_map(item, pair):
-        return train_fn(item[0], pair), tf.one_hot(item[1], num_classes)
+    def augment_one(image, label, pair):
+        return train_fn(image, pair), tf.one_hot(label, num_classes)
 
     def batched(ds: tf.data.Dataset) -> tf.data.Dataset:  # aligned with val_files, val_labels
         return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg, True)
 
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    train = train_base.shuffle(min(len(train_files), SHUFFLE_BUFFER), seed=seed)
-    train = tf.data.Dataset.zip((train, seeds)).map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+    train = _train_stream(train_records, train_base, cache, size, len(train_files), seed,
+                          augment_one)
     val = val_base.map(lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
                        num_parallel_calls=tf.data.AUTOTUNE)
     val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),

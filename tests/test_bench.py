@@ -44,6 +44,9 @@ def test_bench_input_writes_json_and_ends_with_its_summary(tmp_path, tiny_data):
     assert done.stdout.strip().splitlines()[-1] == result["summary"]
     assert result["summary"].startswith("bench_input: ImageDataGenerator")
     rates = result["images_per_second"]
-    assert rates["image_data_generator"] > 0 and len(rates) == 9
+    assert rates["image_data_generator"] > 0 and len(rates) == 10
+    assert result["ratio_uncached_to_ceiling"] == pytest.approx(
+        rates["tf.data cache=none ordered=True threads=0"]
+        / rates["decode_jpeg + resize ceiling"])
     assert result["ratio_cached_default"] == pytest.approx(
         rates["tf.data cache=memory ordered=True threads=0"] / rates["image_data_generator"])

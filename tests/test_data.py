@@ -287,6 +287,22 @@ def test_disk_cache_writes_files_and_matches_memory(tmp_path, image_folder):
     np.testing.assert_array_equal(first_batch(again.train)[0], first_batch(memory.train)[0])
 
 
+@pytest.mark.parametrize("aug", ["flip", "paper", "seed"])
+def test_without_a_cache_the_training_stream_is_the_cached_one(tmp_path, image_folder,
+                                                               monkeypatch, aug):
+    """data.cache=none shuffles file names and decodes and augments in one map: the images, in
+    the same order, with the same augmentation draws, every epoch, as from the cache."""
+    monkeypatch.setattr(data, "SHUFFLE_BUFFER", 5)  # smaller than the set, as at scale
+    root = image_folder(tmp_path / "data", classes={"cat": 8, "dog": 8})
+    uncached = build(root, tmp_path, aug, cache="none")
+    cached = build(root, tmp_path, aug, cache="memory")
+    for _ in range(2):  # the second epoch reshuffles and draws afresh: still the same
+        (images, labels), (want_images, want_labels) = collect(uncached.train), collect(
+            cached.train)
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+
+
 def test_disk_cache_notices_an_image_changed_in_place(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4}, size=(32, 32), fmt="PNG")
     cache_path = tmp_path / "tfcache"
