@@ -2,6 +2,15 @@
 and at the images repeated 4x (a stand-in for a larger set), with ``data.cache=memory`` and
 ``data.cache=disk``. Expect time linear in the images and, with the disk cache, flat memory.
 
+``--synthetic DIR``: the ImageNet-100-sized run instead (issue 16). DIR is built by
+``make_synthetic_folder.py`` if it is not there (100 classes x 1,000 JPEGs, ~2 GB), and the
+default settings (``data.cache=auto``, ``data.check=auto``) train one epoch of
+``experiment=flowers_fast`` at 10k, 30k and 100k images, the 100k point twice (the second run
+finds its check results stored), then 100k with ``data.cache=none``. Per point: time from the
+process's start to the first training step, steady images/s (after the first 20 steps), peak
+RSS and the disk the cache took. Targets: peak RSS within 20% from 10k to 100k, the second
+100k run's first step within 2 minutes, images/s within 10% of the 10k figure.
+
 Each point is a fresh process (its own peak RSS) training ``experiment=flowers_fast``'s model
 for two epochs; the second (served from the cache) is the one timed. The 4x copies are
 symbolic links inside each class, so the split puts copies on both sides: fine for timing,
@@ -13,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import benchlib
@@ -56,11 +66,114 @@ def child(root: Path, fraction: float, cache: str, scratch: Path) -> dict:
             "ms_per_image": 1000 * seconds[1] / images, "peak_rss_mb": benchlib.peak_rss_mb()}
 
 
+class StepClock:
+    """Wall time of every training step's end (a Keras callback added to the runner's fit)."""
+
+    def __init__(self):
+        import keras
+
+        clock = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                clock.ends.append(time.perf_counter())
+
+        self.ends: list[float] = []
+        self.callback = Callback()
+
+
+def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, started: float) -> dict:
+    """One synthetic point in its own process: one epoch with the default data settings."""
+    import keras
+
+    from alexnet_exp import runner
+
+    clock = StepClock()
+    fit = keras.Model.fit
+
+    def timed_fit(model, *args, callbacks=None, **kwargs):
+        return fit(model, *args, callbacks=[*(callbacks or []), clock.callback], **kwargs)
+
+    keras.Model.fit = timed_fit
+    cfg = benchlib.compose([
+        "experiment=flowers_fast", f"data.dir={root}", f"data.cache={cache}",
+        f"data.max_images_per_class={per_class}", "trainer.epochs=1", "trainer.verbose=0",
+        "trainer.tensorboard=false", "trainer.val_tta=none", "trainer.checkpoint=false",
+        "tracking.log_model=false", f"tracking.store_dir={scratch / 'mlruns'}"])
+    job = scratch / "job"
+    summary = runner.run(cfg, runner.JobContext(launch_dir=scratch, output_dir=job))
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient(summary.tracking_uri).get_run(summary.run_id)
+    report = run.data.tags.get("alexnet_exp.data_cache")
+    steps = clock.ends[20:]
+    rate = cfg.trainer.batch_size * (len(steps) - 1) / (steps[-1] - steps[0])
+    cache_bytes = sum(p.stat().st_size for p in (job / "tfdata-cache").rglob("*")
+                      if p.is_file()) if (job / "tfdata-cache").exists() else 0
+    return {"images": per_class * len([p for p in root.iterdir() if p.is_dir()]),
+            "cache_chosen": report, "first_step_seconds": clock.ends[0] - started,
+            "images_per_second": rate, "peak_rss_mb": benchlib.peak_rss_mb(),
+            "cache_disk_mb": cache_bytes / 1e6}
+
+
+def synthetic(root: Path, out: Path) -> None:
+    import make_synthetic_folder
+
+    make_synthetic_folder.build(benchlib.FLOWERS_224, root, classes=100, per_class=1000)
+    points = [("10k", 100, "auto"), ("30k", 300, "auto"), ("100k", 1000, "auto"),
+              ("100k again", 1000, "auto"), ("100k", 1000, "none")]
+    table = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # the check store of these runs only: the first 100k run starts without one
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        env["ALEXNET_EXP_CACHE_DIR"] = str(Path(tmp) / "cache")
+        for label, per_class, cache in points:
+            done = subprocess.run(
+                [sys.executable, __file__, "--synthetic-child", str(root), str(per_class),
+                 cache], capture_output=True, text=True, env=env)
+            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+            if done.returncode or not line:
+                sys.exit(f"point {label} cache={cache} failed:\n{done.stderr[-3000:]}")
+            point = {"data": label, "cache": cache, **json.loads(line[0][7:])}
+            table.append(point)
+            print(f"  {label:>10} data.cache={cache:4} -> {point['cache_chosen']:6}: first step"
+                  f" {point['first_step_seconds']:5.0f} s, {point['images_per_second']:5.0f}"
+                  f" images/s, peak RSS {point['peak_rss_mb']:,.0f} MB, cache on disk"
+                  f" {point['cache_disk_mb']:,.0f} MB", flush=True)
+    small, big, again = table[0], table[2], table[3]
+    result = {"points": table,
+              "rss_100k_over_10k": big["peak_rss_mb"] / small["peak_rss_mb"],
+              "rate_100k_over_10k": big["images_per_second"] / small["images_per_second"],
+              "first_step_100k_second_run_seconds": again["first_step_seconds"],
+              "targets": {"rss_100k_over_10k": 1.2, "rate_100k_over_10k": 0.9,
+                          "first_step_100k_second_run_seconds": 120}}
+    summary = (f"bench_scaling synthetic: 10k -> 100k images with the defaults: peak RSS"
+               f" {small['peak_rss_mb']:,.0f} -> {big['peak_rss_mb']:,.0f} MB"
+               f" ({result['rss_100k_over_10k']:.2f}x, target <= 1.2x), images/s"
+               f" {small['images_per_second']:,.0f} -> {big['images_per_second']:,.0f}"
+               f" ({result['rate_100k_over_10k']:.2f}x, target >= 0.9x), first step of the"
+               f" second 100k run {again['first_step_seconds']:.0f} s (target <= 120 s)")
+    benchlib.write("scaling_synthetic", result, summary, out)
+
+
 def main() -> None:
+    started = time.perf_counter()
     parser = benchlib.parser(__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("ROOT", "FRACTION", "CACHE"),
                         help=argparse_hidden())
+    parser.add_argument("--synthetic", type=Path, metavar="DIR",
+                        help="the ImageNet-100-sized run on DIR (built there if missing)")
+    parser.add_argument("--synthetic-child", nargs=3, help=argparse_hidden())
     args = parser.parse_args()
+    if args.synthetic_child:
+        root, per_class, cache = args.synthetic_child
+        with tempfile.TemporaryDirectory() as tmp:
+            point = synthetic_child(Path(root), int(per_class), cache, Path(tmp), started)
+        print("RESULT " + json.dumps(point), flush=True)
+        return
+    if args.synthetic:
+        synthetic(args.synthetic, args.out)
+        return
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
             point = child(Path(args.child[0]), float(args.child[1]), args.child[2], Path(tmp))

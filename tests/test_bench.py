@@ -14,6 +14,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 import bench_scaling  # noqa: E402
 import bench_train  # noqa: E402
+import make_synthetic_folder  # noqa: E402
 
 
 def test_forward_flops_counts_conv_and_dense_multiply_adds():
@@ -32,6 +33,25 @@ def test_repeated_links_every_image_within_its_class(tmp_path, tiny_data):
         linked = sorted((copies / folder.name).iterdir())
         assert len(linked) == 4 * len(list(folder.iterdir()))
         assert all(p.resolve().parent == folder.resolve() for p in linked)
+
+
+def test_the_synthetic_folder_is_jpegs_in_class_folders_the_same_every_time(tmp_path,
+                                                                            tiny_data):
+    from PIL import Image
+
+    out = make_synthetic_folder.build(tiny_data, tmp_path / "synth", classes=3, per_class=4,
+                                      size=32, workers=1)
+    files = sorted(out.glob("*/*.jpg"))
+    assert [p.parent.name for p in files] == ["class_000"] * 4 + ["class_001"] * 4 + [
+        "class_002"] * 4
+    with Image.open(files[0]) as image:
+        assert (image.format, image.size) == ("JPEG", (32, 32))
+    first = {p.relative_to(out): p.read_bytes() for p in files}
+    files[5].unlink()  # a build killed half-way: the rerun writes what is missing, the same
+    (out / ".complete").unlink()
+    make_synthetic_folder.build(tiny_data, out, classes=3, per_class=4, size=32, workers=1)
+    assert {p.relative_to(out): p.read_bytes() for p in sorted(out.glob("*/*.jpg"))} == first
+    assert len(set(first.values())) == 12  # every image its own crop and colours
 
 
 @pytest.mark.slow
