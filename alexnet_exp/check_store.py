@@ -50,10 +50,19 @@ class CheckStore:
                                     " reason, digest, orientation FROM checked").fetchall()
         except sqlite3.Error:
             return {}
-        wanted = LEVELS[level]
-        return {path: (reason, digest, orientation)
-                for path, *row_stamps, row_level, reason, digest, orientation in rows
-                if stamps.get(path) == tuple(row_stamps) and row_level >= wanted}
+        wanted, known = LEVELS[level], {}
+        for path, *row_stamps, row_level, reason, digest, orientation in rows:
+            if stamps.get(path) != tuple(row_stamps) or row_level < wanted:
+                continue
+            if row_level == wanted:
+                known[path] = (reason, digest, orientation)
+            elif reason is None:
+                # A file a full check passed passes a header check, but the header check finds
+                # no copies: the digest stays out, so what a level keeps never depends on which
+                # checks ran before. A file the full check refused is checked again at the
+                # lesser level (its header may be fine).
+                known[path] = (None, None, orientation)
+        return known
 
     def save(self, results: dict[str, tuple[Stamps, str, Result]]) -> None:
         """Store the files checked now (``path -> (stamps, level, result)``) in one

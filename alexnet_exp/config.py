@@ -286,8 +286,12 @@ def parse_bytes(text: str | int) -> int:
     """Bytes in ``8GB``, ``1.5 GiB``, ``512mb`` or ``1000000``: KB/MB/GB/TB are powers of 1000
     and KiB/MiB/GiB/TiB powers of 1024, as ``df -H`` and ``free --si`` count. ValueError
     names what was not understood."""
+    if isinstance(text, float) and text.is_integer():  # Hydra reads 1e9 as a float
+        text = int(text)
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?)?b?\s*", str(text), re.IGNORECASE)
-    if not match:
+    number, unit = match.groups() if match else ("", "")
+    value = float(number) * _BYTE_UNITS[(unit or "").lower()] if match else math.nan
+    # a whole number of bytes: "1.5" (bytes) is a typo for 1.5GB more often than a size
+    if not math.isfinite(value) or (not unit and not float(number).is_integer()):
         raise ValueError(f"{text!r} is not a size like 8GB, 512MB, 1.5GiB or a number of bytes")
-    number, unit = match.groups()
-    return int(float(number) * _BYTE_UNITS[(unit or "").lower()])
+    return int(value)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from alexnet_exp import augment
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
 from alexnet_exp.config import AugmentConfig, DataConfig, limited_count
-from alexnet_exp.data_cache import CacheChoice, choose_cache
+from alexnet_exp.data_cache import CacheChoice, choose_cache, writable_problem
 from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import require_two_per_class
 from alexnet_exp.scan import DataReport, scan_folder
@@ -97,12 +97,39 @@ def _cached(ds: tf.data.Dataset, mode: str, folder: Path, key: str) -> tf.data.D
     if mode == "memory":
         return ds.cache()
     if mode == "disk":
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"data.cache_path={folder} cannot be a cache folder: {exc}") from exc
+        problem = writable_problem(folder)
+        if problem:  # before TensorFlow's own error, which names a lock file mid-epoch
+            raise DataError(f"data.cache=disk: {problem}; set data.cache_path to a writable"
+                            " folder, or data.cache=memory|none")
+        _clear_stale_locks(folder, key)
         return ds.cache(str(folder / key))
     return ds
+
+
+_held_cache_locks: list = []  # open for the life of the process: the flock is held until exit
+
+
+def _clear_stale_locks(folder: Path, key: str) -> None:
+    """Remove the lock files tf.data left for ``key`` if no live run of ours is using it.
+
+    tf.data writes ``<key>_<shard>.lockfile`` while it fills a disk cache and refuses to
+    start when one exists, so a run killed mid-epoch (kill -9, a node lost) left a cache path
+    no later run could use. Each run holds an flock on ``<key>.alexnet-exp.lock`` (released by
+    the kernel however the process ends): when this run gets it, no live run is writing the
+    cache and any lock file there is stale. When another run holds it, its lock files are live
+    and stay (tf.data then says another iterator is caching, as before).
+    """
+    import fcntl
+
+    guard = open(folder / f"{key}.alexnet-exp.lock", "a")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        guard.close()
+        return
+    _held_cache_locks.append(guard)
+    for stale in folder.glob(f"{key}_*.lockfile"):
+        stale.unlink(missing_ok=True)
 
 
 def _file_records(files, labels, orientations) -> tf.data.Dataset:

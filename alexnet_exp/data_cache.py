@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 # The disk cache is written beside other files: leave this much of the disk free after it.
 DISK_HEADROOM = 0.10
 _CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+_PROBE = ".alexnet-exp-write-probe"
 
 
 @dataclass(frozen=True)
@@ -36,18 +37,44 @@ class CacheChoice:
 
 
 def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its container's (cgroup)
-    limit when lower. psutil and ``os.sysconf`` report the host's memory inside a container,
-    which is what a memory cache sized from it would run out of."""
+    """Bytes of memory this process may use: the machine's, or the lowest memory limit of
+    its cgroup and the cgroups above it (a container, a SLURM job, a systemd slice) when
+    lower. psutil and ``os.sysconf`` report the host's memory there, which is what a memory
+    cache sized from them would run out of."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for limit_file in _CGROUP_LIMITS:
+    for limit_file in _cgroup_limit_files():
         try:
-            text = Path(limit_file).read_text().strip()
+            text = limit_file.read_text().strip()
         except OSError:
             continue
         if text.isdigit():
             total = min(total, int(text))
     return total
+
+
+def _cgroup_limit_files() -> list[Path]:
+    """The memory limit files of this process's cgroup and its ancestors, v2 and v1, as
+    ``/proc/self/cgroup`` names them (at the root too: inside a container's namespace the
+    process's own cgroup is the root)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return [Path(name) for name in _CGROUP_LIMITS]
+    files = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            base, name = Path("/sys/fs/cgroup"), ("memory.max", "memory.high")
+        elif "memory" in controllers.split(","):
+            base, name = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes",)
+        else:
+            continue
+        folder = base / path.lstrip("/")
+        for level in (folder, *folder.parents):
+            files += [level / n for n in name]
+            if level == base:
+                break
+    return files
 
 
 def memory_budget(cfg: DataConfig) -> int:
@@ -76,6 +103,11 @@ def choose_cache(cfg: DataConfig, images: int, side: int, disk_folder: Path) -> 
                            f" {human_bytes(budget)}")
     free = _free_disk(disk_folder)
     over = f"{sizes}, over data.cache_max_memory {human_bytes(budget)}"
+    unwritable = writable_problem(disk_folder)
+    if unwritable:
+        return CacheChoice("none", need, budget, f"data.cache=auto: {over}, and {unwritable}:"
+                           " every epoch decodes again (set data.cache_path to a writable"
+                           " folder to cache)")
     if free is not None and need <= free * (1 - DISK_HEADROOM):
         return CacheChoice("disk", need, budget, f"data.cache=auto: {over}; cached on disk"
                            f" under {disk_folder} ({human_bytes(free)} free)")
@@ -83,6 +115,20 @@ def choose_cache(cfg: DataConfig, images: int, side: int, disk_folder: Path) -> 
     return CacheChoice("none", need, budget, f"data.cache=auto: {over}, and {disk_folder}'s disk"
                        f" has {room} free: every epoch decodes again (set data.cache_path to a"
                        " larger disk to cache)")
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why the disk cache cannot be written under ``folder`` (made if missing), or None: a
+    file is made and removed there, as permission bits do not tell (root, read-only mounts,
+    immutable folders)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f"{_PROBE}-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"{folder} cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def _free_disk(folder: Path) -> int | None:

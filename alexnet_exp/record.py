@@ -37,8 +37,7 @@ def run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> No
     tracker.log_dict({"class_names": datasets.class_names}, "class_names.json")
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
-    if datasets.cache:  # data.cache=auto's choice, to filter runs on in the UI
-        tracker.set_tags({"alexnet_exp.data_cache": datasets.cache.mode})
+    data_cache(tracker, datasets)
     names = datasets.class_names
     tracker.log_dataset(
         datasets.train_files + datasets.val_files,
@@ -50,6 +49,13 @@ def run_inputs(cfg, ctx, tracker, model, datasets, summary_text, identity) -> No
     tracker.log_dict(identity.data.to_dict(), FINGERPRINT_ARTIFACT)
 
 
+def data_cache(tracker, datasets) -> None:
+    """Where the decoded images waited (data.cache=auto's choice), to filter runs on in the
+    UI; set again by a resumed run, whose data.cache may not be the first process's."""
+    if datasets.cache:
+        tracker.set_tags({"alexnet_exp.data_cache": datasets.cache.mode})
+
+
 def dropped_images(cfg, tracker, datasets) -> None:
     """Name the images that stopped decoding during the run (the pipeline drops them when it
     reads them; an epoch served from the cache still has the old pixels), in the output and in
@@ -57,7 +63,8 @@ def dropped_images(cfg, tracker, datasets) -> None:
     from alexnet_exp.scan import changed_since_scan
 
     dropped = changed_since_scan(datasets.train_files + datasets.val_files,
-                                 Path(datasets.report.root), cfg.data)
+                                 Path(datasets.report.root), cfg.data,
+                                 datasets.report.check_level)
     if not dropped:
         return
     datasets.report.dropped = dropped

@@ -14,6 +14,7 @@ can run a job the same way.
 
 import logging
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from alexnet_exp.paths import PACKAGE_DIR
 from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
 
 log = logging.getLogger(__name__)
+TFDATA_CACHE = "tfdata-cache"  # data.cache=disk's folder in the job's folder (no cache_path)
 
 
 @dataclass
@@ -70,13 +72,18 @@ def run(cfg: ExperimentConfig, ctx: JobContext) -> RunSummary | SkippedJob | Non
     prepared = prepare(cfg, ctx)
     if isinstance(prepared, SkippedJob):
         return prepared
-    built = build(cfg, ctx, prepared)
-    if cfg.dry_run:
-        log.info(built.summary_text)
-        log.info(f"total parameters: {built.model.count_params():,} (dry run: nothing trained or"
-                 " logged)")
-        return None
-    return fit_and_record(cfg, ctx, prepared, built)
+    try:
+        built = build(cfg, ctx, prepared)
+        if cfg.dry_run:
+            log.info(built.summary_text)
+            log.info(f"total parameters: {built.model.count_params():,} (dry run: nothing"
+                     " trained or logged)")
+            return None
+        return fit_and_record(cfg, ctx, prepared, built)
+    finally:
+        # The disk cache in the job's folder is the job's own (data.cache_path is the user's,
+        # kept for the next run): a decoded copy of the data set per job would fill the disk.
+        shutil.rmtree(ctx.output_dir / TFDATA_CACHE, ignore_errors=True)
 
 
 def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
@@ -118,7 +125,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
     datasets = make_datasets(
         cfg.data, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
-        cfg.seed, cache_dir=ctx.output_dir / "tfdata-cache", fit_lighting=not cfg.dry_run,
+        cfg.seed, cache_dir=ctx.output_dir / TFDATA_CACHE, fit_lighting=not cfg.dry_run,
         limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
@@ -218,6 +225,7 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
     tracker, point, datasets = prepared.tracker, prepared.point, built.datasets
     if point and point.run_id:  # a resumed run has its params and inputs already
         tracker.replay_epochs(point.history)
+        record.data_cache(tracker, datasets)  # this process's choice (data.cache may differ)
     else:
         record.run_inputs(cfg, ctx, tracker, built.model, datasets, built.summary_text,
                           prepared.identity)

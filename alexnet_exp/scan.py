@@ -53,8 +53,10 @@ class DataReport:
     # Images that passed the check but stopped decoding during the run (rewritten or deleted):
     # left out of every epoch that read them after the change (a cached epoch did not).
     dropped: list[tuple[str, str]] = field(default_factory=list)
-    # How thoroughly the files were checked (data.check), and why: check_text.
+    # How thoroughly the files were checked (data.check), and why: check_text; the level
+    # itself, which the end of the run checks the files again at.
     check: str = ""
+    check_level: str = "full"
     # Where the training pipeline keeps the decoded images, and why (data.cache=auto decides
     # from their size): alexnet_exp.data_cache.CacheChoice.to_text. Empty for a test folder.
     cache: str = ""
@@ -95,6 +97,7 @@ class DataReport:
 # cores: ImageNet's 1.28 M files take hours) and reads only the headers from it on.
 FULL_CHECK_BELOW = 50_000
 CHECK_LEVELS = ("full", "header", "none")
+SAVE_EVERY = 1000  # check results per write to the store
 
 
 def check_level(cfg: DataConfig, images: int) -> str:
@@ -155,10 +158,14 @@ def check_files(paths: list[str], root: Path, workers: int,
     known = store.known(stamps, level)
     result.update(known)
     todo = [p for p in stamps if p not in known]
+    done: dict[str, Result] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        checked = dict(zip(todo, pool.map(lambda p: _inspect(p, level), todo), strict=True))
-    result.update(checked)
-    store.save({p: (stamps[p], level, r) for p, r in checked.items()})
+        for p, checked in zip(todo, pool.map(lambda p: _inspect(p, level), todo), strict=True):
+            result[p] = done[p] = checked
+            if len(done) == SAVE_EVERY:  # a check stopped half-way keeps what it did
+                store.save({p: (stamps[p], level, r) for p, r in done.items()})
+                done.clear()
+    store.save({p: (stamps[p], level, r) for p, r in done.items()})
     store.close()
     return result
 
@@ -196,7 +203,7 @@ def scan_folder(
     counts = Counter(label for _, label in usable)
     report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
                         skipped, ignored, duplicates=duplicates,
-                        check=check_text(level, cfg, len(candidates)),
+                        check=check_text(level, cfg, len(candidates)), check_level=level,
                         oriented={p: checked[p][2] for p, _ in usable if checked[p][2] != 1})
     empty = [c for c, n in report.counts.items() if n == 0]
     if empty:
@@ -241,8 +248,11 @@ def _why_no_image(folder: Path, report: DataReport) -> str:
     return ", ".join(parts) or "empty folder"
 
 
-def changed_since_scan(files: list[str], root: Path, cfg: DataConfig) -> list[tuple[str, str]]:
-    """The files of ``files`` that no longer pass the check, with why: the ones the pipeline
-    dropped during the run. Cheap: only files whose stamps changed are decoded again."""
-    checked = check_files(files, root, cfg.check_workers, check_level(cfg, len(files)))
+def changed_since_scan(files: list[str], root: Path, cfg: DataConfig,
+                       level: str = "full") -> list[tuple[str, str]]:
+    """The files of ``files`` that no longer pass the check at ``level`` (the scan's), with
+    why: the ones the pipeline dropped during the run. Cheap: only files whose stamps changed
+    are checked again. (A file that passed a header check and fails to decode is dropped
+    unnamed: naming it would take the full decode the header check is there to spare.)"""
+    checked = check_files(files, root, cfg.check_workers, level)
     return [(f, checked[f][0]) for f in files if checked[f][0]]

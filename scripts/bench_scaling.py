@@ -67,9 +67,11 @@ def child(root: Path, fraction: float, cache: str, scratch: Path) -> dict:
 
 
 class StepClock:
-    """Wall time of every training step's end (a Keras callback added to the runner's fit)."""
+    """Wall time of every training step's end, and the disk cache's size at the end of the
+    epoch (the runner removes the job's cache when the job ends): a Keras callback added to
+    the runner's fit."""
 
-    def __init__(self):
+    def __init__(self, cache_folder: Path):
         import keras
 
         clock = self
@@ -78,7 +80,12 @@ class StepClock:
             def on_train_batch_end(self, batch, logs=None):
                 clock.ends.append(time.perf_counter())
 
+            def on_epoch_end(self, epoch, logs=None):
+                clock.cache_bytes = sum(p.stat().st_size for p in cache_folder.rglob("*")
+                                        if p.is_file()) if cache_folder.exists() else 0
+
         self.ends: list[float] = []
+        self.cache_bytes = 0
         self.callback = Callback()
 
 
@@ -88,7 +95,8 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
 
     from alexnet_exp import runner
 
-    clock = StepClock()
+    job = scratch / "job"
+    clock = StepClock(job / runner.TFDATA_CACHE)
     fit = keras.Model.fit
 
     def timed_fit(model, *args, callbacks=None, **kwargs):
@@ -100,7 +108,6 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
         f"data.max_images_per_class={per_class}", "trainer.epochs=1", "trainer.verbose=0",
         "trainer.tensorboard=false", "trainer.val_tta=none", "trainer.checkpoint=false",
         "tracking.log_model=false", f"tracking.store_dir={scratch / 'mlruns'}"])
-    job = scratch / "job"
     summary = runner.run(cfg, runner.JobContext(launch_dir=scratch, output_dir=job))
     import mlflow
 
@@ -108,18 +115,16 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
     report = run.data.tags.get("alexnet_exp.data_cache")
     steps = clock.ends[20:]
     rate = cfg.trainer.batch_size * (len(steps) - 1) / (steps[-1] - steps[0])
-    cache_bytes = sum(p.stat().st_size for p in (job / "tfdata-cache").rglob("*")
-                      if p.is_file()) if (job / "tfdata-cache").exists() else 0
     return {"images": per_class * len([p for p in root.iterdir() if p.is_dir()]),
             "cache_chosen": report, "first_step_seconds": clock.ends[0] - started,
             "images_per_second": rate, "peak_rss_mb": benchlib.peak_rss_mb(),
-            "cache_disk_mb": cache_bytes / 1e6}
+            "cache_disk_mb": clock.cache_bytes / 1e6}
 
 
-def synthetic(root: Path, out: Path) -> None:
+def synthetic(root: Path, source: Path, out: Path) -> None:
     import make_synthetic_folder
 
-    make_synthetic_folder.build(benchlib.FLOWERS_224, root, classes=100, per_class=1000)
+    make_synthetic_folder.build(source, root, classes=100, per_class=1000)
     points = [("10k", 100, "auto"), ("30k", 300, "auto"), ("100k", 1000, "auto"),
               ("100k again", 1000, "auto"), ("100k", 1000, "none")]
     table = []
@@ -172,7 +177,7 @@ def main() -> None:
         print("RESULT " + json.dumps(point), flush=True)
         return
     if args.synthetic:
-        synthetic(args.synthetic, args.out)
+        synthetic(args.synthetic, benchlib.require_data(args.data), args.out)
         return
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:

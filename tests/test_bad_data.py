@@ -601,6 +601,40 @@ def test_check_none_opens_no_file_and_says_what_that_costs(tmp_path, image_folde
     assert not (alexnet_cache / "checks").exists()
 
 
+def test_the_end_of_a_run_checks_again_at_the_scans_level(tmp_path, image_folder, monkeypatch,
+                                                          alexnet_cache):
+    """At data.check=header the files are not decoded after training either (hours of it at
+    the sizes that choose header), whatever the number of usable files says."""
+    root = base(tmp_path, image_folder)
+    files, _, report = folder_scan.scan_folder(root, folder_cfg(root, check="header"))
+    assert report.check_level == "header"
+    os.utime(files[0])  # touched: checked again
+    decodes = []
+    real_check = folder_scan.check_image
+    monkeypatch.setattr(folder_scan, "check_image",
+                        lambda p, decode: decodes.append(decode) or real_check(p, decode))
+    assert folder_scan.changed_since_scan(files, root, folder_cfg(root), report.check_level) == []
+    assert decodes == [False]
+
+
+def test_a_check_stopped_half_way_keeps_what_it_did(tmp_path, image_folder, monkeypatch,
+                                                    alexnet_cache):
+    root = base(tmp_path, image_folder)
+    monkeypatch.setattr(folder_scan, "SAVE_EVERY", 2)
+    real_check, calls = folder_scan.check_image, []
+
+    def check_then_stop(path, decode):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # Ctrl-C during the check
+        calls.append(path)
+        return real_check(path, decode)
+
+    monkeypatch.setattr(folder_scan, "check_image", check_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        folder_scan.scan_folder(root, folder_cfg(root, check_workers=1))
+    assert sorted(check_rows(alexnet_cache, root)) == sorted(calls[:4])  # saved two by two
+
+
 def test_from_fifty_thousand_images_auto_reads_headers_only():
     cfg = DataConfig()
     assert folder_scan.check_level(cfg, 49_999) == "full"

@@ -92,12 +92,13 @@ def square(pixels: np.ndarray, size: int) -> np.ndarray:
     return tf.image.resize(pixels.astype(np.float32), [size, size]).numpy()
 
 
-def test_training_and_validation_pipelines_yield_the_upright_pixels(tmp_path):
+@pytest.mark.parametrize("cache", ["memory", "none"])  # none: one decode-and-augment map
+def test_training_and_validation_pipelines_yield_the_upright_pixels(tmp_path, cache):
     from alexnet_exp.config import DataConfig
 
     root = tmp_path / "data"
     shown = oriented_folder(root)
-    cfg = DataConfig(name="folder", dir=str(root), val_split=0.25)
+    cfg = DataConfig(name="folder", dir=str(root), val_split=0.25, cache=cache)
     ds = data.make_datasets(cfg, augment_config("none"), root, 32, 4, 0, cache_dir=tmp_path / "c")
 
     val = np.concatenate([x for x, _ in ds.val.as_numpy_iterator()])

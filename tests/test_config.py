@@ -151,7 +151,8 @@ def test_sizes_read_as_disks_count_them():
     assert parse_bytes("1.5GiB") == 3 * 2**29 and parse_bytes("512MiB") == 2**29
     assert parse_bytes("1MB") == parse_bytes("1000KB") == parse_bytes("1000000") == 10**6
     assert parse_bytes(4096) == 4096  # Hydra hands a bare number over as an int
-    for bad in ("8 gigs", "GB", "-1MB", "1e9", ""):
+    assert parse_bytes(1e9) == parse_bytes("1000000000.0") == 10**9  # Hydra's 1e9: a float
+    for bad in ("8 gigs", "GB", "-1MB", "1e9", "", "1.5", "9" * 320):  # 1.5 bytes? 9...: inf
         with pytest.raises(ValueError, match="is not a size like 8GB"):
             parse_bytes(bad)
 

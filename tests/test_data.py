@@ -303,6 +303,22 @@ def test_without_a_cache_the_training_stream_is_the_cached_one(tmp_path, image_f
         np.testing.assert_array_equal(labels, want_labels)
 
 
+def test_a_disk_cache_left_locked_by_a_killed_run_is_used_by_the_next(tmp_path, image_folder):
+    """kill -9 while tf.data fills the cache leaves its lock file: tf.data then refused every
+    later run with AlreadyExistsError ("a concurrent caching iterator running")."""
+    root = image_folder(tmp_path / "data", classes={"cat": 6, "dog": 6})
+    cache_path = tmp_path / "tfcache"
+    collect(build(root, tmp_path, "none", cache="disk", cache_path=str(cache_path)).train)
+    (index,) = cache_path.glob("train-*.index")
+    prefix = index.name[: -len(".index")]
+    for made in cache_path.glob(f"{prefix}*"):
+        made.unlink()
+    (cache_path / f"{prefix}_0.lockfile").write_text("left by a killed run")
+    again = build(root, tmp_path, "none", cache="disk", cache_path=str(cache_path))
+    assert len(collect(again.train)[0]) == 9  # 12 images, 3 in val
+    assert (cache_path / f"{prefix}.index").exists()
+
+
 def test_disk_cache_notices_an_image_changed_in_place(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 4, "dog": 4}, size=(32, 32), fmt="PNG")
     cache_path = tmp_path / "tfcache"

@@ -7,6 +7,7 @@ from helpers.configs import folder_cfg
 
 from alexnet_exp import data, data_cache
 from alexnet_exp.config import AugmentConfig, DataConfig
+from alexnet_exp.errors import DataError
 
 UNCROPPED = AugmentConfig(name="none", crop_scale=1.0)  # images stored at the input size
 
@@ -69,3 +70,18 @@ def test_over_the_budget_a_real_pipeline_caches_on_disk_and_reports_it(tmp_path,
     assert fits.cache.mode == "memory"
     list(fits.train.as_numpy_iterator())
     assert not (tmp_path / "other-cache").exists()
+
+
+def test_auto_caches_nothing_where_it_cannot_write_and_a_named_disk_cache_says_so(
+        tmp_path, image_folder):
+    (tmp_path / "a-file").write_text("where the cache folder would go")
+    unwritable = tmp_path / "a-file" / "cache"
+    choice = data_cache.choose_cache(DataConfig(cache_max_memory="1KB"), 100, 100, unwritable)
+    assert choice.mode == "none"
+    assert f"{unwritable} cannot be written (Not a directory): every epoch decodes" in (
+        choice.reason)
+    root = image_folder(tmp_path / "data", classes={"a": 3, "b": 3})
+    with pytest.raises(DataError, match=f"data.cache=disk: {unwritable} cannot be written"
+                                        r" \(Not a directory\); set data.cache_path"):
+        data.make_datasets(folder_cfg(root, cache="disk", cache_path=str(unwritable)),
+                           UNCROPPED, Path(root), 36, 4, 0, cache_dir=tmp_path / "c")

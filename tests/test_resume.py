@@ -150,13 +150,17 @@ def test_sigterm_mid_fit_ends_the_run_killed_and_the_same_command_finishes_it(
     assert 1 <= point.epoch == stopped_at < 20  # the last completed epoch, logged and saved
     assert f"interrupted after epoch {point.epoch}, checkpointed in" in output
 
-    again = cli(tmp_path, *args)
+    assert killed.data.tags["alexnet_exp.data_cache"] == "memory"  # data.cache=auto's choice
+    # The same command, reading its images another way: how the data is read is not what is
+    # trained, so the same run goes on, and its tag says how the rest was read.
+    again = cli(tmp_path, *args, "data.cache=none")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"resuming MLflow run {killed.info.run_id} after epoch {point.epoch}" in again.stdout
     (run,) = runs_of(client)
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert steps == list(range(1, 21)) and run.data.metrics["epochs_run"] == 20
+    assert run.data.tags["alexnet_exp.data_cache"] == "none"
 
 
 @pytest.mark.slow
