@@ -28,17 +28,53 @@ class CheckStore:
     def __init__(self, path: Path):
         self.path = path
         self._db = None
+        for attempt in range(2):
+            try:
+                self._db = self._open(path)
+                return
+            except sqlite3.DatabaseError as exc:
+                # Not a database (a torn copy, another program's file): it holds nothing we
+                # can trust, and left there it would cost a full re-check every run. Other
+                # errors (read-only, locked) are not the file's fault: it stays.
+                if attempt or type(exc) is not sqlite3.DatabaseError or not self._drop(path):
+                    return
+            except OSError:
+                return
+
+    def _start_afresh(self) -> None:
+        """A new, empty store in place of a torn one: this run checks every file and saves
+        what it finds, instead of every run re-checking them against a store it cannot read."""
+        self.close()
+        if self._drop(self.path):
+            try:
+                self._db = self._open(self.path)
+            except (OSError, sqlite3.Error):
+                self._db = None
+
+    @staticmethod
+    def _drop(path: Path) -> bool:
+        """Remove a store that is no database (or a torn one); False if it cannot be."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, timeout=_BUSY_MS / 1000, isolation_level=None)
+            for stale in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                stale.unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=_BUSY_MS / 1000, isolation_level=None)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             db.execute("CREATE TABLE IF NOT EXISTS checked (path TEXT PRIMARY KEY, size INTEGER,"
                        " mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, level INTEGER,"
                        " reason TEXT, digest TEXT, orientation INTEGER) WITHOUT ROWID")
-            self._db = db
-        except (OSError, sqlite3.Error):
-            self._db = None
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def known(self, stamps: dict[str, Stamps], level: str) -> dict[str, Result]:
         """The stored result of every file of ``stamps`` whose row has the same stamps and was
@@ -48,7 +84,9 @@ class CheckStore:
         try:
             rows = self._db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, level,"
                                     " reason, digest, orientation FROM checked").fetchall()
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
+            if type(exc) is sqlite3.DatabaseError:  # "malformed": torn pages
+                self._start_afresh()
             return {}
         wanted, known = LEVELS[level], {}
         for path, *row_stamps, row_level, reason, digest, orientation in rows:

@@ -58,8 +58,26 @@ def test_a_cache_folder_that_cannot_be_made_costs_a_recheck_not_an_error(tmp_pat
     assert store.known({"/a.jpg": STAMPS}, "full") == {}
 
 
-def test_a_file_that_is_no_database_costs_a_recheck_not_an_error(tmp_path):
+def test_a_file_that_is_no_database_is_replaced_by_a_new_store(tmp_path):
+    """A torn store would otherwise cost a full re-check on every run, never rebuilt."""
     (tmp_path / "c.sqlite").write_bytes(b"not a database, " * 100)
     store = CheckStore(tmp_path / "c.sqlite")
     store.save({"/a.jpg": (STAMPS, "full", GOOD)})
-    assert store.known({"/a.jpg": STAMPS}, "full") == {}
+    store.close()
+    assert CheckStore(tmp_path / "c.sqlite").known({"/a.jpg": STAMPS}, "full") == {
+        "/a.jpg": GOOD}
+
+
+def test_a_store_with_torn_pages_is_started_afresh(tmp_path):
+    store = CheckStore(tmp_path / "c.sqlite")
+    store.save({f"/{i}.jpg": (STAMPS, "full", (None, "d" * 32, 1)) for i in range(3000)})
+    store.close()
+    torn = bytearray((tmp_path / "c.sqlite").read_bytes())
+    torn[4096 * 2: 4096 * 6] = b"\xff" * (4096 * 4)  # pages past the header: "malformed"
+    (tmp_path / "c.sqlite").write_bytes(bytes(torn))
+    stamps = {f"/{i}.jpg": STAMPS for i in range(3000)}
+    again = CheckStore(tmp_path / "c.sqlite")
+    assert again.known(stamps, "full") == {}  # unreadable: every file is checked again
+    again.save({"/1.jpg": (STAMPS, "full", GOOD)})  # and what is checked now is kept
+    again.close()
+    assert CheckStore(tmp_path / "c.sqlite").known(stamps, "full") == {"/1.jpg": GOOD}
