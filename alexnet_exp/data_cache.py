@@ -62,7 +62,10 @@ def _cgroup_limit_files() -> list[Path]:
         return [Path(name) for name in _CGROUP_LIMITS]
     files = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
         if controllers == "":  # v2: one unified hierarchy
             base, name = Path("/sys/fs/cgroup"), ("memory.max", "memory.high")
         elif "memory" in controllers.split(","):

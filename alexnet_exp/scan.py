@@ -96,7 +96,6 @@ class DataReport:
 # data.check=auto decodes every image below this many (minutes of decode above it on a few
 # cores: ImageNet's 1.28 M files take hours) and reads only the headers from it on.
 FULL_CHECK_BELOW = 50_000
-CHECK_LEVELS = ("full", "header", "none")
 SAVE_EVERY = 1000  # check results per write to the store
 
 
