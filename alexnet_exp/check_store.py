@@ -28,22 +28,20 @@ class CheckStore:
     def __init__(self, path: Path):
         self.path = path
         self._db = None
-        for attempt in range(2):
-            try:
-                self._db = self._open(path)
-                return
-            except sqlite3.DatabaseError as exc:
-                # Not a database (a torn copy, another program's file): it holds nothing we
-                # can trust, and left there it would cost a full re-check every run. Other
-                # errors (read-only, locked) are not the file's fault: it stays.
-                if attempt or type(exc) is not sqlite3.DatabaseError or not self._drop(path):
-                    return
-            except OSError:
-                return
+        try:
+            self._db = self._open(path)
+        except sqlite3.DatabaseError as exc:
+            # Not a database (a torn copy, another program's file). Other errors (read-only,
+            # locked: OperationalError and the like) are not the file's fault: it stays.
+            if type(exc) is sqlite3.DatabaseError:
+                self._start_afresh()
+        except OSError:
+            pass
 
     def _start_afresh(self) -> None:
-        """A new, empty store in place of a torn one: this run checks every file and saves
-        what it finds, instead of every run re-checking them against a store it cannot read."""
+        """A new, empty store in place of one that is no database or has torn pages: this run
+        checks every file and saves what it finds, instead of every run re-checking them
+        against a store it cannot read."""
         self.close()
         if self._drop(self.path):
             try:

@@ -138,11 +138,11 @@ def _file_records(files, labels, orientations) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
 
 
-def _decoded(files, labels, orientations, size, cache: CacheChoice, folder: Path,
-             split) -> tf.data.Dataset:
-    """(uint8 image, label, index into ``files``) of every file that decodes, in order."""
-    ds = _file_records(files, labels, orientations).map(decoder(size),
-                                                        num_parallel_calls=tf.data.AUTOTUNE)
+def _decoded(records: tf.data.Dataset, files, orientations, size, cache: CacheChoice,
+             folder: Path, split) -> tf.data.Dataset:
+    """(uint8 image, label, index into ``files``) of every file of ``records`` (its
+    :func:`_file_records`) that decodes, in order."""
+    ds = records.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
     # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
     # dropped rather than ending the run with a traceback naming no file, in both splits. The
     # index says which files came through; changed_since_scan names the others.
@@ -262,11 +262,12 @@ def make_datasets(
     cache = choose_cache(data_cfg, len(train_files) + len(val_files), size, folder)
     report.cache = cache.to_text()
     train_orientations = orientations_of(train_files, report.oriented)
+    val_orientations = orientations_of(val_files, report.oriented)
     train_records = _file_records(train_files, labels[train_idx], train_orientations)
-    train_base = _decoded(train_files, labels[train_idx], train_orientations, size, cache,
-                          folder, "train")
-    val_base = _decoded(val_files, labels[val_idx], orientations_of(val_files, report.oriented),
-                        size, cache, folder, "val")
+    train_base = _decoded(train_records, train_files, train_orientations, size, cache, folder,
+                          "train")
+    val_base = _decoded(_file_records(val_files, labels[val_idx], val_orientations), val_files,
+                        val_orientations, size, cache, folder, "val")
 
     lighting = _lighting(aug_cfg, train_base, len(train_files), fit_lighting)
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)

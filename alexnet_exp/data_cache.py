@@ -104,13 +104,13 @@ def choose_cache(cfg: DataConfig, images: int, side: int, disk_folder: Path) -> 
         return CacheChoice("memory", need, budget,
                            f"data.cache=auto: {sizes}, within data.cache_max_memory"
                            f" {human_bytes(budget)}")
-    free = _free_disk(disk_folder)
     over = f"{sizes}, over data.cache_max_memory {human_bytes(budget)}"
     unwritable = writable_problem(disk_folder)
     if unwritable:
         return CacheChoice("none", need, budget, f"data.cache=auto: {over}, and {unwritable}:"
                            " every epoch decodes again (set data.cache_path to a writable"
                            " folder to cache)")
+    free = _free_disk(disk_folder)
     if free is not None and need <= free * (1 - DISK_HEADROOM):
         return CacheChoice("disk", need, budget, f"data.cache=auto: {over}; cached on disk"
                            f" under {disk_folder} ({human_bytes(free)} free)")
@@ -135,14 +135,11 @@ def writable_problem(folder: Path) -> str | None:
 
 
 def _free_disk(folder: Path) -> int | None:
-    """Free bytes on the disk ``folder`` is (or will be) on: its nearest existing parent's."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            try:
-                return shutil.disk_usage(candidate).free
-            except OSError:
-                return None
-    return None
+    """Free bytes on the disk of ``folder`` (which :func:`writable_problem` made), if known."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def human_bytes(count: int) -> str:

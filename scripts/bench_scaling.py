@@ -121,6 +121,23 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
             "cache_disk_mb": clock.cache_bytes / 1e6}
 
 
+def bench_env() -> dict:
+    """This environment without MLFLOW_TRACKING_URI: a server in the shell would outrank the
+    scratch store, and bench runs stay off it."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def run_point(child_args: list[str], label: str, cache: str, env: dict) -> dict:
+    """One point in a fresh process of this script (its own peak RSS): the child's result,
+    with the point's label and cache; a failed child ends the benchmark with its error."""
+    done = subprocess.run([sys.executable, __file__, *child_args], capture_output=True,
+                          text=True, env=env)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    if done.returncode or not line:
+        sys.exit(f"point {label} cache={cache} failed:\n{done.stderr[-3000:]}")
+    return {"data": label, "cache": cache, **json.loads(line[0][7:])}
+
+
 def synthetic(root: Path, source: Path, out: Path) -> None:
     import make_synthetic_folder
 
@@ -130,16 +147,10 @@ def synthetic(root: Path, source: Path, out: Path) -> None:
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         # the check store of these runs only: the first 100k run starts without one
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        env["ALEXNET_EXP_CACHE_DIR"] = str(Path(tmp) / "cache")
+        env = {**bench_env(), "ALEXNET_EXP_CACHE_DIR": str(Path(tmp) / "cache")}
         for label, per_class, cache in points:
-            done = subprocess.run(
-                [sys.executable, __file__, "--synthetic-child", str(root), str(per_class),
-                 cache], capture_output=True, text=True, env=env)
-            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-            if done.returncode or not line:
-                sys.exit(f"point {label} cache={cache} failed:\n{done.stderr[-3000:]}")
-            point = {"data": label, "cache": cache, **json.loads(line[0][7:])}
+            point = run_point(["--synthetic-child", str(root), str(per_class), cache], label,
+                              cache, env)
             table.append(point)
             print(f"  {label:>10} data.cache={cache:4} -> {point['cache_chosen']:6}: first step"
                   f" {point['first_step_seconds']:5.0f} s, {point['images_per_second']:5.0f}"
@@ -192,15 +203,8 @@ def main() -> None:
                 data = root if copies == 1 else Path(tmp) / f"x{copies}"
                 if copies > 1 and not data.exists():
                     repeated(root, copies, data)
-                done = subprocess.run(
-                    [sys.executable, __file__, "--child", str(data), str(fraction), cache],
-                    capture_output=True, text=True,
-                    # a server in the shell outranks the scratch store: keep bench runs off it
-                    env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"})
-                line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
-                if done.returncode or not line:
-                    sys.exit(f"point {label} cache={cache} failed:\n{done.stderr[-3000:]}")
-                point = {"data": label, "cache": cache, **json.loads(line[0][7:])}
+                point = run_point(["--child", str(data), str(fraction), cache], label, cache,
+                                  bench_env())
                 table.append(point)
                 print(f"  {label:>5} cache={cache:6} {point['train_images']:6} images:"
                       f" epoch {point['epoch2_seconds']:6.1f} s"
