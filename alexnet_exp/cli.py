@@ -231,6 +231,11 @@ def report_main() -> None:
     _tool("alexnet-exp-report", "report", "alexnet_exp.report:run_report")()
 
 
+def pack_main() -> None:
+    """``alexnet-exp-pack``: class folders -> sharded TFRecord files and a manifest."""
+    _tool("alexnet-exp-pack", "pack", "alexnet_exp.pack:run_pack")()
+
+
 def sync_main() -> None:
     """``alexnet-exp-sync``: send what runs buffered while the tracking server was away.
 

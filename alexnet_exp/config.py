@@ -23,6 +23,7 @@ FLOWERS_URL = (
 # sha256 of flower_photos.tgz (228,813,984 bytes), as recorded by TensorFlow Datasets.
 FLOWERS_SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"
 # Paper section 3.4: overlapping z=3, s=2 against the traditional non-overlapping z=s=2.
+SEED = 42  # of a run (model, split, draws) and of a pack's split: the command line's default
 POOL_WINDOWS = {"overlapping": (3, 2), "non_overlapping": (2, 2)}
 
 
@@ -242,7 +243,7 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
-    seed: int = 42
+    seed: int = SEED
     variant: str | None = None  # a label that reports group runs by (experiment=six_ideas)
     dry_run: bool = False
 

@@ -24,7 +24,7 @@ from alexnet_exp.config import (
 )
 from alexnet_exp.errors import ConfigError
 
-DATA_NAMES = ("flowers", "folder", "digits")
+DATA_NAMES = ("flowers", "folder", "digits", "records")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 DATA_CHECKS = ("auto", "full", "header", "none")
 NORMS = ("bn", "lrn", "none")
@@ -181,6 +181,9 @@ def validate(cfg: ExperimentConfig) -> None:
             "data=folder needs data.dir: pass data.dir=/path/to/class_folders"
             " (or data=digits for the built-in demo set)"
         )
+    if cfg.data.name == "records" and not cfg.data.dir:
+        raise ConfigError("data=records needs data.dir: the folder alexnet-exp-pack wrote"
+                          " (alexnet-exp-pack data.dir=<class folders> output=<pack folder>)")
     validate_model(cfg.model)
     require_choice("augment", cfg.augment.name, AUGMENTS)
     require_at_least("augment.crop_scale", cfg.augment.crop_scale, 1.0)

@@ -9,7 +9,13 @@ compose configs as they do) call :func:`register_configs`.
 import secrets
 
 from alexnet_exp.config import ExperimentConfig
-from alexnet_exp.tool_config import EvalConfig, ExportConfig, PredictConfig, ReportConfig
+from alexnet_exp.tool_config import (
+    EvalConfig,
+    ExportConfig,
+    PackConfig,
+    PredictConfig,
+    ReportConfig,
+)
 
 # One random token per launched process: ``${launch_id:}`` in hydra.run.dir / hydra.sweep.dir
 # keeps two commands started in the same second (a script launching jobs with ``&``) out of each
@@ -33,3 +39,4 @@ def register_configs() -> None:
     store.store(name="predict_schema", node=PredictConfig)
     store.store(name="export_schema", node=ExportConfig)
     store.store(name="report_schema", node=ReportConfig)
+    store.store(name="pack_schema", node=PackConfig)

@@ -9,13 +9,14 @@ import hashlib
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from alexnet_exp import augment
+from alexnet_exp import augment, packed
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
 from alexnet_exp.config import AugmentConfig, DataConfig, limited_count
 from alexnet_exp.data_cache import CacheChoice, choose_cache, writable_problem
@@ -43,6 +44,9 @@ class Datasets:
     train_steps: int = 0  # batches in one pass over train_files / val_files
     val_steps: int = 0
     cache: CacheChoice | None = None  # where the decoded images are kept, and why
+    # Files the training images are read from, for a multi-worker job to share out: a pack's
+    # shards; 0 for class folders (one list of files in one tensor: sharded by data).
+    train_shards: int = 0
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int,
@@ -68,13 +72,15 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int,
         ) from exc
 
 
-def decoder(size: int):
+def decoder(size: int, from_bytes: bool = False):
     """``fn(path, EXIF orientation, *rest) -> (uint8 image, *rest)``: every decode of a file
     (training, validation, evaluation, prediction, export) goes through it, so the pixels a
-    model is trained on are the pixels it is later asked about, upright."""
+    model is trained on are the pixels it is later asked about, upright. ``from_bytes``: the
+    first argument is the file's contents already (a pack's example), not its path."""
 
-    def decode(path: tf.Tensor, orientation: tf.Tensor, *rest):
-        image = upright(decode_pixels(tf.io.read_file(path), size), orientation)
+    def decode(source: tf.Tensor, orientation: tf.Tensor, *rest):
+        contents = source if from_bytes else tf.io.read_file(source)
+        image = upright(decode_pixels(contents, size), orientation)
         image = tf.image.resize(image, [size, size])
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         return (tf.ensure_shape(image, [size, size, 3]), *rest)
@@ -132,33 +138,85 @@ def _clear_stale_locks(folder: Path, key: str) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _file_records(files, labels, orientations) -> tf.data.Dataset:
-    """(path, EXIF orientation, label, index into ``files``): what ``decoder`` takes."""
+@dataclass
+class SplitInput:
+    """One split as the pipeline reads it: ``records`` of (path or bytes, EXIF orientation,
+    label, index into ``files``), what :func:`decoder` takes, and the files they are."""
+
+    records: tf.data.Dataset
+    files: list[str]
+    labels: np.ndarray
+    # names its decoded images at a size in a disk cache (a folder's costs a stat per file)
+    cache_key: Callable[[int], str]
+    shards: int = 0  # a pack's files the records come from; 0: class folders
+
+
+def _folder_input(files: list[str], labels: np.ndarray, oriented: dict[str, int]) -> SplitInput:
+    orientations = orientations_of(files, oriented)
     indices = np.arange(len(files), dtype=np.int64)
-    return tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
+    records = tf.data.Dataset.from_tensor_slices((files, orientations, labels, indices))
 
-
-def _decoded(records: tf.data.Dataset, files, orientations, size, cache: CacheChoice,
-             folder: Path, split) -> tf.data.Dataset:
-    """(uint8 image, label, index into ``files``) of every file of ``records`` (its
-    :func:`_file_records`) that decodes, in order."""
-    ds = records.map(decoder(size), num_parallel_calls=tf.data.AUTOTUNE)
-    # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
-    # dropped rather than ending the run with a traceback naming no file, in both splits. The
-    # index says which files came through; changed_since_scan names the others.
-    ds = ds.ignore_errors(log_warning=True)
-    key = ""
-    if cache.mode == "disk":
+    def cache_key(size: int) -> str:
         # The disk cache is reused by name: key it on every file's stamps (as the check store)
         # and orientation too, so an image replaced in place is decoded afresh, not served stale.
         stamps = [(f, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
                   for f in files for st in [Path(f).stat()]]
-        key = hashlib.sha1(json.dumps([stamps, orientations, size]).encode()).hexdigest()[:16]
-    return _cached(ds, cache.mode, folder, f"{split}-{key}")
+        return _key([stamps, orientations, size])
+
+    return SplitInput(records, files, labels, cache_key)
+
+
+def _packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int,
+                   limits) -> tuple[SplitInput, SplitInput, DataReport]:
+    """The train and val splits of the pack at ``root``, cut to ``limits`` (the first images
+    by index), and a data report from its manifest."""
+    manifest = packed.open_pack(root)
+    packed.require_training_pack(root, manifest, cfg.val_split, cfg.max_images_per_class)
+    digest = packed.fingerprint(root, manifest).digest  # the shards' stamps: a few stats
+    inputs = []
+    for split, limit in zip(packed.TRAINING_SPLITS, limits, strict=True):
+        files, labels = packed.read_index(root, split)
+        count = limited_count(limit, len(files), batch_size)
+        take = count if count < len(files) else None
+        records = packed.read_split(root, manifest, split, seed, shuffle=split == "train"
+                                    and take is None, take=take)
+        inputs.append(SplitInput(records, files[:count], np.array(labels[:count], np.int32),
+                                 lambda size, split=split, count=count: _key(
+                                     [digest, split, count, size]),
+                                 len(manifest.splits[split].shards)))
+    source = manifest.source.get("report", {})
+    counts = {c: sum(info.counts.get(c, 0) for info in manifest.splits.values())
+              for c in manifest.class_names}
+    report = DataReport(
+        str(root), manifest.class_names, counts,
+        skipped=[tuple(item) for item in source.get("skipped", [])],
+        duplicates=source.get("duplicates", []), train_size=manifest.splits["train"].images,
+        val_size=manifest.splits["val"].images, check_level="none",
+        check=(f"packed from {manifest.source.get('root')} with data.val_split="
+               f"{manifest.split.get('data.val_split')}, seed {manifest.split.get('seed')}"
+               f" (the pack's split, whatever this run's seed); {source.get('check', '')}"))
+    return inputs[0], inputs[1], report
+
+
+def _decoded(split: SplitInput, decode, size: int, cache: CacheChoice, folder: Path,
+             name: str) -> tf.data.Dataset:
+    """(uint8 image, label, index into ``files``) of every image of ``split`` that decodes,
+    in order."""
+    ds = split.records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
+    # dropped rather than ending the run with a traceback naming no file, in both splits. The
+    # index says which files came through; changed_since_scan names the others.
+    ds = ds.ignore_errors(log_warning=True)
+    return _cached(ds, cache.mode, folder,
+                   f"{name}-{split.cache_key(size)}" if cache.mode == "disk" else name)
+
+
+def _key(identity: list) -> str:
+    return hashlib.sha1(json.dumps(identity).encode()).hexdigest()[:16]
 
 
 def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: CacheChoice,
-                  size: int, count: int, seed: int, augment_one) -> tf.data.Dataset:
+                  decode, count: int, seed: int, augment_one) -> tf.data.Dataset:
     """The shuffled, augmented training images (one by one), each with its seed pair.
 
     With a cache the decoded images are shuffled. Without one (a set too big to keep) the file
@@ -173,7 +231,6 @@ def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: Cac
         pairs = tf.data.Dataset.zip((decoded.shuffle(buffer, seed=seed), seeds))
         return pairs.map(lambda item, pair: augment_one(item[0], item[1], pair),
                          num_parallel_calls=tf.data.AUTOTUNE)
-    decode = decoder(size)
 
     def decode_and_augment(record, pair):
         image, label, _ = decode(*record)
@@ -247,29 +304,31 @@ def make_datasets(
     fit_lighting: bool = True,
     limits: tuple[int | float | None, int | float | None] = (None, None),
 ) -> Datasets:
-    """Scan ``root``, split it, and build the train and validation pipelines.
+    """Scan ``root`` and split it (or read the pack there, split when packed), and build the
+    train and validation pipelines.
 
     ``limits`` (``trainer.limit_train_batches``, ``limit_val_batches``) keep the first images
     of each seeded split: taken before the pipelines are built, so the cache holds only them,
     every epoch sees the same ones and the step counts Keras is given stay exact.
     """
-    files, labels, report = scan_folder(root, data_cfg)
-    train_idx, val_idx = _split(labels, report, data_cfg.val_split, seed, batch_size, limits)
-    train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
-    num_classes = len(report.class_names)
     size = augment.stored_size(aug_cfg, input_size)
+    if data_cfg.name == "records":
+        train_in, val_in, report = _packed_inputs(root, data_cfg, seed, batch_size, limits)
+        decode = decoder(size, from_bytes=True)
+    else:
+        files, labels, report = scan_folder(root, data_cfg)
+        train_idx, val_idx = _split(labels, report, data_cfg.val_split, seed, batch_size, limits)
+        train_in, val_in = (_folder_input([files[i] for i in idx], labels[idx], report.oriented)
+                            for idx in (train_idx, val_idx))
+        decode = decoder(size)
+    num_classes = len(report.class_names)
     folder = _disk_cache_folder(data_cfg, cache_dir)
-    cache = choose_cache(data_cfg, len(train_files) + len(val_files), size, folder)
+    cache = choose_cache(data_cfg, len(train_in.files) + len(val_in.files), size, folder)
     report.cache = cache.to_text()
-    train_orientations = orientations_of(train_files, report.oriented)
-    val_orientations = orientations_of(val_files, report.oriented)
-    train_records = _file_records(train_files, labels[train_idx], train_orientations)
-    train_base = _decoded(train_records, train_files, train_orientations, size, cache, folder,
-                          "train")
-    val_base = _decoded(_file_records(val_files, labels[val_idx], val_orientations), val_files,
-                        val_orientations, size, cache, folder, "val")
+    train_base = _decoded(train_in, decode, size, cache, folder, "train")
+    val_base = _decoded(val_in, decode, size, cache, folder, "val")
 
-    lighting = _lighting(aug_cfg, train_base, len(train_files), fit_lighting)
+    lighting = _lighting(aug_cfg, train_base, len(train_in.files), fit_lighting)
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
     eval_fn = augment.eval_transform(aug_cfg, input_size)
 
@@ -279,7 +338,7 @@ def make_datasets(
     def batched(ds: tf.data.Dataset) -> tf.data.Dataset:  # aligned with val_files, val_labels
         return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg, True)
 
-    train = _train_stream(train_records, train_base, cache, size, len(train_files), seed,
+    train = _train_stream(train_in.records, train_base, cache, decode, len(train_in.files), seed,
                           augment_one)
     val = val_base.map(lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
                        num_parallel_calls=tf.data.AUTOTUNE)
@@ -290,14 +349,15 @@ def make_datasets(
         train=with_options(train.prefetch(tf.data.AUTOTUNE), data_cfg, ordered=data_cfg.ordered),
         val=batched(val),
         val_indexed=batched(val_indexed),
-        train_steps=math.ceil(len(train_files) / batch_size),
-        val_steps=math.ceil(len(val_files) / batch_size),
+        train_steps=math.ceil(len(train_in.files) / batch_size),
+        val_steps=math.ceil(len(val_in.files) / batch_size),
         class_names=report.class_names,
-        train_files=train_files,
-        val_files=val_files,
-        train_labels=labels[train_idx],
-        val_labels=labels[val_idx],
+        train_files=train_in.files,
+        val_files=val_in.files,
+        train_labels=train_in.labels,
+        val_labels=val_in.labels,
         report=report,
         lighting=lighting,
         cache=cache,
+        train_shards=train_in.shards,
     )

@@ -9,12 +9,15 @@ line before anything heavy loads.
 """
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
 
 from alexnet_exp.config import DistributeConfig
 from alexnet_exp.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:2222", "host2:2222"]},'
                      ' "task": {"type": "worker", "index": 0}}')
@@ -92,22 +95,39 @@ def scaled_learning_rate(cfg: DistributeConfig, learning_rate: float, batch_size
 def shard_by_data(dataset):
     """Each worker reads the whole (seeded, identically shuffled) pipeline and keeps its part
     of every global batch: the file list is one tensor, so file-level sharding cannot apply."""
+    return _sharded(dataset, "DATA")
+
+
+def shard_by_file(dataset):
+    """Each worker reads only its own files (a pack's shards, dealt out in turn) and feeds its
+    part of every global batch from them: no worker decodes an image another one uses."""
+    return _sharded(dataset, "FILE")
+
+
+def _sharded(dataset, policy: str):
     import tensorflow as tf
 
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, policy)
     return dataset.with_options(options)
 
 
-def shard_datasets(cfg: DistributeConfig, datasets):
-    """A multi-worker job's pipelines, each sharded by data (see :func:`shard_by_data`); the
-    datasets unchanged for one process."""
+def shard_datasets(cfg: DistributeConfig, datasets, workers: int = 1):
+    """A multi-worker job's pipelines: the training images of a pack with a shard for every
+    worker sharded by file, everything else by data (see :func:`shard_by_data`); the datasets
+    unchanged for one process."""
     from dataclasses import replace
 
     if cfg.strategy != "multi_worker":
         return datasets
-    return replace(datasets, train=shard_by_data(datasets.train),
+    by_file = 0 < workers <= datasets.train_shards
+    if datasets.train_shards and not by_file:
+        log.warning(f"alexnet-exp: the pack has {datasets.train_shards} training shards for"
+                    f" {workers} workers: every worker reads all of them (pack again with a"
+                    " smaller shard_size for a shard per worker)")
+    return replace(datasets,
+                   train=(shard_by_file if by_file else shard_by_data)(datasets.train),
                    val=shard_by_data(datasets.val),
                    val_indexed=shard_by_data(datasets.val_indexed))
 

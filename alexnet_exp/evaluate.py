@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_exp import packed
 from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
-from alexnet_exp.errors import DataError
+from alexnet_exp.errors import DataError, first_line
 from alexnet_exp.folders import class_name
-from alexnet_exp.predict import predict_files
+from alexnet_exp.predict import predict_files, predict_records
 from alexnet_exp.scan import scan_folder
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,18 @@ def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
                     batch_size: int) -> EvalResult:
     from sklearn.metrics import classification_report, confusion_matrix, top_k_accuracy_score
 
-    files, folder_labels, report = scan_folder(root, DataConfig(name="folder", dir=str(root)),
-                                               min_classes=1)
-    mapping, missing = match_classes(report.class_names, bundle.class_names)
+    if packed.is_pack(root):
+        files, test_labels, class_names, probs = _predict_pack(bundle, root, tta, batch_size)
+    else:
+        files, test_labels, report = scan_folder(root, DataConfig(name="folder", dir=str(root)),
+                                                 min_classes=1)
+        class_names = report.class_names
+        probs = predict_files(bundle, files, tta, batch_size, report.oriented)
+    mapping, missing = match_classes(class_names, bundle.class_names)
     if missing:
         warnings.warn(f"the test set has no folder for class(es) {', '.join(missing)};"
                       " evaluating the others", stacklevel=2)
-    true = np.array([mapping[report.class_names[i]] for i in folder_labels], np.int64)
-    probs = predict_files(bundle, files, tta, batch_size, report.oriented)
+    true = np.array([mapping[class_names[i]] for i in test_labels], np.int64)
     labels = list(range(len(bundle.class_names)))
     k = min(top_k, max(1, len(labels) - 1))  # top-n of n classes is always 1.0
     present = sorted(set(true.tolist()))
@@ -88,6 +93,27 @@ def evaluate_folder(bundle: ModelBundle, root: Path, tta: str, top_k: int,
         matrix=confusion_matrix(true, probs.argmax(1), labels=labels),
         files=files, true=true, probs=probs, missing_classes=missing,
     )
+
+
+def _predict_pack(bundle: ModelBundle, root: Path, tta: str, batch_size: int):
+    """Files, labels, class names and probabilities of a pack's test set (its images as they
+    were checked when packed, read in index order)."""
+    manifest = packed.open_pack(root)
+    if not manifest.is_test_set:
+        raise DataError(f"the pack at {root} is a train/val split for training, not a test set:"
+                        " pack the test folder with alexnet-exp-pack data.val_split=0")
+    files, labels = packed.read_index(root, packed.TEST_SPLIT)
+    records = packed.read_split(root, manifest, packed.TEST_SPLIT, seed=0, shuffle=False).map(
+        lambda contents, orientation, *_: (contents, orientation))
+    import tensorflow as tf
+
+    try:
+        probs = predict_records(bundle, records, tta, batch_size, from_bytes=True)
+    except tf.errors.OpError as exc:  # passed a header check when packed, fails to decode
+        raise DataError(f"an image of the pack at {root} cannot be decoded"
+                        f" ({first_line(exc)}): pack the test folder with data.check=full,"
+                        " which leaves such files out") from None
+    return files, labels, manifest.class_names, probs
 
 
 def write_predictions_csv(path: Path, files, true, probs, class_names) -> None:

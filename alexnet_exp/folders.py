@@ -88,11 +88,19 @@ def class_name(folder_name: str) -> str:
     return unicodedata.normalize("NFC", folder_name)
 
 
+# The file that makes a folder a pack (alexnet_exp.packed): here, where a data root is first
+# looked at, so a pack given as class folders is told apart from an empty folder.
+PACK_MANIFEST = "manifest.json"
+
+
 def class_folders(root: Path, min_classes: int) -> tuple[list[Path], list[str]]:
     """The class folders under ``root`` and their names (NFC), sorted by name; a root that
     is not a folder of at least ``min_classes`` class folders is refused, saying how to lay
     it out."""
     layout = "(layout: <data.dir>/<class name>/<image files>)"
+    if (root / PACK_MANIFEST).is_file():
+        raise DataError(f"{root} is a pack written by alexnet-exp-pack, not class folders:"
+                        f" train on it with data=records data.dir={root}")
     if not root.is_dir():
         raise DataError(f"{root} is not a folder: point data.dir at a folder of class folders"
                         f" {layout}")

@@ -53,13 +53,18 @@ def predict_files(bundle: ModelBundle, files: list[str], tta: str, batch_size: i
     ``oriented`` is a scan's EXIF orientations (``DataReport.oriented``); without it each
     file's orientation is read here, so a loose phone photo is predicted upright too.
     """
-    size = view_size(bundle, tta)
-    labels = np.zeros(len(files), np.int32)
-    ds = tf.data.Dataset.from_tensor_slices((files, orientations_of(files, oriented), labels)).map(
-        decoder(size), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    records = tf.data.Dataset.from_tensor_slices((files, orientations_of(files, oriented)))
+    return predict_records(bundle, records, tta, batch_size)
+
+
+def predict_records(bundle: ModelBundle, records: tf.data.Dataset, tta: str, batch_size: int,
+                    from_bytes: bool = False) -> np.ndarray:
+    """:func:`predict_files` of ``records`` of (path, EXIF orientation), or of (bytes, EXIF
+    orientation) with ``from_bytes`` (a pack's examples), in their order."""
+    ds = records.map(decoder(view_size(bundle, tta), from_bytes),
+                     num_parallel_calls=tf.data.AUTOTUNE)
     chunks = []
-    for images, _ in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
+    for (images,) in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
         views = tta_views(tf.cast(images, tf.float32), bundle.input_size, tta)
         probs = [bundle.model.predict_on_batch(v) for v in views]
         chunks.append(np.mean([np.asarray(p, np.float64) for p in probs], axis=0))

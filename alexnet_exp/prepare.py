@@ -139,6 +139,13 @@ def identify(cfg: ExperimentConfig) -> JobIdentity:
     from alexnet_exp.sources import resolve_data_dir
 
     root = resolve_data_dir(cfg.data)
+    if cfg.data.name == "records":  # checked, split and counted when it was packed
+        from alexnet_exp import packed
+
+        manifest = packed.open_pack(root)
+        packed.require_training_pack(root, manifest, cfg.data.val_split,
+                                     cfg.data.max_images_per_class)
+        return JobIdentity(config_hash(cfg), root, packed.fingerprint(root, manifest))
     data = fingerprint_folder(root, cfg.data, cfg.seed)
     require_two_per_class(data.class_counts())
     return JobIdentity(config_hash(cfg), root, data)

@@ -128,7 +128,8 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
         cfg.seed, cache_dir=ctx.output_dir / TFDATA_CACHE, fit_lighting=not cfg.dry_run,
         limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
     )
-    datasets = distribute.shard_datasets(cfg.distribute, datasets)
+    datasets = distribute.shard_datasets(cfg.distribute, datasets,
+                                         distribute.placement(cfg.distribute).workers)
     log.info(datasets.report.to_text())
     if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
         log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"

@@ -45,10 +45,11 @@ def resolve_data_dir(cfg: DataConfig) -> Path:
             )
         return download_flowers(cfg.url, cfg.sha256, target)
     root = Path(cfg.dir).expanduser().resolve()
+    what = "the pack's folder" if cfg.name == "records" else "a folder of class folders"
     if not root.exists():
-        raise DataError(f"data.dir={cfg.dir} does not exist: point it at a folder of class folders")
+        raise DataError(f"data.dir={cfg.dir} does not exist: point it at {what}")
     if not root.is_dir():
-        raise DataError(f"data.dir={cfg.dir} is a file, not a folder of class folders")
+        raise DataError(f"data.dir={cfg.dir} is a file, not a folder: point it at {what}")
     return root
 
 

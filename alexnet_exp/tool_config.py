@@ -1,5 +1,5 @@
-"""The tools that work on a trained model (evaluate, predict, export, report): their schemas
-and the checks run before any model is loaded.
+"""The tools that work on a trained model (evaluate, predict, export, report) and on a data set
+(pack): their schemas and the checks run before any model or TensorFlow is loaded.
 
 They build on the experiment's schema (a tool reads a data folder and a tracking store as
 training does) and its ``require_*`` checks, never the other way round; Hydra's ConfigStore
@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alexnet_exp.config import DataConfig, TrackingConfig
-from alexnet_exp.config_checks import require_at_least, require_choice
+from alexnet_exp.config import SEED, DataConfig, TrackingConfig, parse_bytes
+from alexnet_exp.config_checks import require_at_least, require_choice, require_in_range
 from alexnet_exp.errors import ConfigError
-from alexnet_exp.folders import class_folders
+from alexnet_exp.folders import PACK_MANIFEST, class_folders
 
 TTA_MODES = ("none", "flip", "ten_crop")
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -83,6 +83,38 @@ class ReportConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+@dataclass
+class PackConfig:
+    """``alexnet-exp-pack``: a class-folder data set written as sharded TFRecord files."""
+
+    data: DataConfig = field(default_factory=DataConfig)  # the class folders, split, check
+    output: str | None = None  # the pack's folder: new, empty, or an earlier pack (overwrite)
+    seed: int = SEED  # of the split (and of the shuffle across shards), as training's default
+    shard_size: str = "128MB"  # bytes of images per shard, about
+    overwrite: bool = False  # replace an earlier pack at output
+
+
+def validate_pack(cfg: PackConfig) -> None:
+    if not cfg.output:
+        raise ConfigError("output is required: alexnet-exp-pack data.dir=<class folders>"
+                          " output=<new folder>")
+    if cfg.data.name == "records":
+        raise ConfigError("data=records is a pack already: alexnet-exp-pack reads class folders"
+                          " (data=folder data.dir=..., data=flowers or data=digits)")
+    if cfg.data.name == "folder" and not cfg.data.dir:
+        raise ConfigError("data.dir is required: the class folders to pack")
+    require_in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=True)
+    require_at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
+    require_at_least("data.check_workers", cfg.data.check_workers, 1)
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed} is outside [0, 2**32)")
+    try:
+        if parse_bytes(cfg.shard_size) <= 0:
+            raise ValueError(f"{cfg.shard_size!r} is not more than 0 bytes")
+    except ValueError as exc:
+        raise ConfigError(f"shard_size: {exc}") from None
+
+
 def validate_report(cfg: ReportConfig) -> None:
     if not cfg.experiment_name and not cfg.parent_run_id:
         raise ConfigError("experiment_name or parent_run_id is required: alexnet-exp-report"
@@ -105,9 +137,12 @@ def require_model_file(cfg) -> None:
 
 
 def require_test_folder(cfg: "EvalConfig") -> None:
-    """An evaluation's ``data.dir`` that is not a folder of class folders, refused from the
-    listing, before the model is loaded."""
-    class_folders(Path(cfg.data.dir).expanduser().resolve(), min_classes=1)
+    """An evaluation's ``data.dir`` that is not a folder of class folders (or a pack, which
+    :mod:`alexnet_exp.packed` checks when it reads it), refused from the listing, before the
+    model is loaded."""
+    root = Path(cfg.data.dir).expanduser().resolve()
+    if not (root / PACK_MANIFEST).is_file():
+        class_folders(root, min_classes=1)
 
 
 def validate_eval(cfg: EvalConfig) -> None:
@@ -148,4 +183,5 @@ def validate_tool(cfg) -> None:
 
 
 VALIDATORS = {EvalConfig: validate_eval, PredictConfig: validate_predict,
-              ExportConfig: validate_export, ReportConfig: validate_report}
+              ExportConfig: validate_export, ReportConfig: validate_report,
+              PackConfig: validate_pack}

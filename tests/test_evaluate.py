@@ -27,7 +27,7 @@ from helpers import (
 )
 
 from alexnet_exp.bundle import load_bundle, sidecar_path
-from alexnet_exp.config import TrackingConfig
+from alexnet_exp.config import DataConfig, TrackingConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.evaluate import evaluate_folder
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
@@ -164,6 +164,26 @@ def test_keras_export_evaluates_like_the_logged_model(bundle, trained, tmp_path)
     a = evaluate_folder(reloaded, trained.test, "ten_crop", 2, 8)
     b = evaluate_folder(bundle, trained.test, "ten_crop", 2, 8)
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_packed_test_set_scores_as_its_folder_does(bundle, trained, tmp_path):
+    from alexnet_exp.pack import run_pack
+    from alexnet_exp.tool_config import PackConfig
+
+    cfg = PackConfig(data=DataConfig(name="folder", dir=str(trained.test), val_split=0.0),
+                     output=str(tmp_path / "test-pack"), shard_size="8KB")
+    manifest = run_pack(cfg, tmp_path)
+    assert len(manifest.splits["test"].shards) > 1
+    from_pack = evaluate_folder(bundle, tmp_path / "test-pack", "ten_crop", 2, 8)
+    from_folder = evaluate_folder(bundle, trained.test, "ten_crop", 2, 8)
+    assert from_pack.accuracy == from_folder.accuracy
+    np.testing.assert_array_equal(from_pack.matrix, from_folder.matrix)
+    by_name = dict(zip((str(Path(f).relative_to(trained.test)) for f in from_folder.files),
+                       from_folder.probs, strict=True))
+    assert sorted(from_pack.files) == sorted(by_name)
+    for name, probs in zip(from_pack.files, from_pack.probs, strict=True):
+        np.testing.assert_allclose(probs, by_name[name], atol=1e-6)
 
 
 @pytest.mark.slow
