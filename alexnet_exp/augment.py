@@ -74,32 +74,67 @@ def _rotate_and_zoom(image: tf.Tensor, angle: tf.Tensor, zoom: tf.Tensor) -> tf.
     return warped[0]
 
 
-def _random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: tf.Tensor):
-    """A crop of min_area..1 of the image's area, aspect 3/4..4/3, resized to size (float32)."""
-    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(min_area, 1.0),
-        max_attempts=10, use_image_if_no_bounding_boxes=True)
-    resized = tf.image.resize(tf.slice(image, begin, extent), [size, size])
-    # The slice's dynamic extent loses the channel count, and a model fed (None, h, w, None)
-    # trains 2.5x slower (measured): give the static shape back.
-    return tf.ensure_shape(resized, [size, size, 3])
+def crop_box(aug: AugmentConfig, input_size: int):
+    """``fn(seed, shape) -> (begin, extent)``: the (y, x) corner and (height, width) of the
+    training crop in an image of ``shape`` (default: the stored image, a ``stored_size``
+    square), or None when training does not crop.
+
+    A plain crop is the window ``tf.image.stateless_random_crop`` takes with the same seed
+    (its offset, drawn here without the image); a random-resized crop covers ``min_area``..1
+    of the area, aspect 3/4..4/3 (Szegedy et al. 2015). Being a box and not a cut, it can be
+    cut from the stored image or, in the source's coordinates, decoded alone from the JPEG.
+    """
+    stored = stored_size(aug, input_size)
+    stored_shape = tf.constant([stored, stored, 3])
+    if aug.min_area < 1.0:
+        def box(seed, shape=stored_shape):
+            begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+                shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
+                min_object_covered=0.0, aspect_ratio_range=(3 / 4, 4 / 3),
+                area_range=(aug.min_area, 1.0), max_attempts=10,
+                use_image_if_no_bounding_boxes=True)
+            return begin[:2], extent[:2]
+        return box
+    if stored == input_size:
+        return None
+    size = tf.constant([input_size, input_size, 3])
+
+    def box(seed, shape=stored_shape):
+        offset = tf.random.stateless_uniform([3], seed, maxval=tf.int32.max,
+                                             dtype=tf.int32) % (shape - size + 1)
+        return offset[:2], size[:2]
+    return box
 
 
 def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | None):
     """``fn(uint8 image, seed pair) -> float32 image`` for the training stream."""
-    if aug.pca_std > 0 and basis is None:
-        raise ValueError("augment.pca_std > 0 needs the training set's lighting basis")
-    crop = stored_size(aug, input_size) > input_size
-    max_angle = math.radians(aug.rotation_degrees)
+    box = crop_box(aug, input_size)
+    finish = finishing_transform(aug, basis)
 
     def transform(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         # Crop and flip move bytes: on uint8 they touch a quarter of the memory float32 would.
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
-        if aug.min_area < 1.0:
-            image = _random_resized_crop(image, input_size, aug.min_area, seeds[0])
-        elif crop:
-            image = tf.image.stateless_random_crop(image, [input_size, input_size, 3], seeds[0])
+        if box is not None:
+            begin, extent = box(seeds[0], tf.shape(image))
+            image = tf.slice(image, tf.concat([begin, [0]], 0), tf.concat([extent, [3]], 0))
+            if aug.min_area < 1.0:
+                image = tf.image.resize(image, [input_size, input_size])
+            # The slice's dynamic extent loses the channel count, and a model fed
+            # (None, h, w, None) trains 2.5x slower (measured): give the static shape back.
+            image = tf.ensure_shape(image, [input_size, input_size, 3])
+        return finish(image, seeds)
+
+    return transform
+
+
+def finishing_transform(aug: AugmentConfig, basis: LightingBasis | None):
+    """``fn(cropped image, the five seeds of its pair) -> float32 image``: what training does
+    to an image after the crop (flip, rotation and zoom, PCA lighting)."""
+    if aug.pca_std > 0 and basis is None:
+        raise ValueError("augment.pca_std > 0 needs the training set's lighting basis")
+    max_angle = math.radians(aug.rotation_degrees)
+
+    def finish(image: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         if aug.flip:
             image = tf.image.stateless_random_flip_left_right(image, seeds[1])
         image = tf.cast(image, tf.float32)
@@ -115,7 +150,7 @@ def train_transform(aug: AugmentConfig, input_size: int, basis: LightingBasis | 
             image = tf.clip_by_value(image, 0.0, 255.0)  # only these can leave 0..255
         return image
 
-    return transform
+    return finish
 
 
 def eval_transform(aug: AugmentConfig, input_size: int):

@@ -7,6 +7,7 @@ epoch draws fresh crops from the cache), then augments, batches and prefetches.
 
 import hashlib
 import json
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import require_two_per_class
 from alexnet_exp.scan import DataReport, scan_folder
 
+log = logging.getLogger(__name__)
 SHUFFLE_BUFFER = 2048
 
 
@@ -44,9 +46,9 @@ class Datasets:
     train_steps: int = 0  # batches in one pass over train_files / val_files
     val_steps: int = 0
     cache: CacheChoice | None = None  # where the decoded images are kept, and why
-    # Files the training images are read from, for a multi-worker job to share out: a pack's
-    # shards; 0 for class folders (one list of files in one tensor: sharded by data).
-    train_shards: int = 0
+    # The training images are this worker's own shards of a pack (a multi-worker job deals
+    # them out): tf.distribute must not shard them again.
+    own_shards: bool = False
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int,
@@ -84,6 +86,58 @@ def decoder(size: int, from_bytes: bool = False):
         image = tf.image.resize(image, [size, size])
         image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
         return (tf.ensure_shape(image, [size, size, 3]), *rest)
+
+    return decode
+
+
+def cropping_decoder(aug_cfg: AugmentConfig, input_size: int, from_bytes: bool):
+    """``fn(path or bytes, EXIF orientation, seed pair) -> (cropped image, its five seeds)``:
+    the training crop of a file without decoding all of it, for the stream that caches
+    nothing (every epoch decodes every file). :func:`augment.finishing_transform` does the rest.
+
+    The crop's box is drawn in the stored image's coordinates with the seeds the cached stream
+    uses (:func:`augment.crop_box`), mapped onto the JPEG's own pixels, and only that window is
+    decoded (``tf.image.decode_and_crop_jpeg``: a 227 crop of a 256 resize skips a fifth of the
+    pixels) and resized once, straight to the input size. Same images, same draws, same boxes
+    as the cached stream; the pixels differ only by where the one resampling falls (under half
+    a source pixel). A non-JPEG, a JPEG stored turned (EXIF) or one big enough for a scaled
+    decode is decoded whole as :func:`decoder` does and cut as the cached stream cuts it.
+    """
+    size = augment.stored_size(aug_cfg, input_size)
+    box = augment.crop_box(aug_cfg, input_size)
+    whole = decoder(size, from_bytes=True)
+
+    def window(contents: tf.Tensor, begin: tf.Tensor, extent: tf.Tensor) -> tf.Tensor:
+        # (y, x, height, width) of the stored square's box on the JPEG's height x width
+        shape = tf.io.extract_jpeg_shape(contents)[:2]
+        scale = tf.cast(shape, tf.float32) / size
+        side = tf.cast(tf.round(tf.cast(extent, tf.float32) * scale), tf.int32)
+        side = tf.clip_by_value(side, 1, shape)
+        corner = tf.cast(tf.round(tf.cast(begin, tf.float32) * scale), tf.int32)
+        return tf.concat([tf.minimum(corner, shape - side), side], 0)
+
+    def decode(source: tf.Tensor, orientation: tf.Tensor, pair: tf.Tensor):
+        seeds = tf.random.experimental.stateless_split(tf.cast(pair, tf.int64), num=5)
+        contents = source if from_bytes else tf.io.read_file(source)
+        if box is None:  # training does not crop: the stored image is the input
+            return whole(contents, orientation)[0], seeds
+        begin, extent = box(seeds[0])
+
+        def fused():
+            return tf.image.decode_and_crop_jpeg(contents, window(contents, begin, extent),
+                                                 channels=3)
+
+        def cut():
+            return tf.slice(whole(contents, orientation)[0], tf.concat([begin, [0]], 0),
+                            tf.concat([extent, [3]], 0))
+
+        def unscaled():  # decode_pixels decodes a JPEG of twice the stored side scaled down
+            return tf.reduce_min(tf.io.extract_jpeg_shape(contents)[:2]) < 2 * size
+
+        plain = tf.io.is_jpeg(contents) & (tf.cast(orientation, tf.int32) == 1)
+        image = tf.cond(tf.cond(plain, unscaled, lambda: tf.constant(False)), fused, cut)
+        image = tf.image.resize(image, [input_size, input_size])
+        return tf.ensure_shape(image, [input_size, input_size, 3]), seeds
 
     return decode
 
@@ -148,7 +202,7 @@ class SplitInput:
     labels: np.ndarray
     # names its decoded images at a size in a disk cache (a folder's costs a stat per file)
     cache_key: Callable[[int], str]
-    shards: int = 0  # a pack's files the records come from; 0: class folders
+    own_shards: bool = False  # records of this worker's own shards of a pack, no one else's
 
 
 def _folder_input(files: list[str], labels: np.ndarray, oriented: dict[str, int]) -> SplitInput:
@@ -166,10 +220,12 @@ def _folder_input(files: list[str], labels: np.ndarray, oriented: dict[str, int]
     return SplitInput(records, files, labels, cache_key)
 
 
-def _packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int,
-                   limits) -> tuple[SplitInput, SplitInput, DataReport]:
+def _packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int, limits,
+                   worker: tuple[int, int]) -> tuple[SplitInput, SplitInput, DataReport]:
     """The train and val splits of the pack at ``root``, cut to ``limits`` (the first images
-    by index), and a data report from its manifest."""
+    by index), and a data report from its manifest. ``worker``: (index, workers) of a
+    multi-worker job, whose workers each read their own training shards when there are
+    enough to go round (and no limit, which takes the first images of all)."""
     manifest = packed.open_pack(root)
     packed.require_training_pack(root, manifest, cfg.val_split, cfg.max_images_per_class)
     digest = packed.fingerprint(root, manifest).digest  # the shards' stamps: a few stats
@@ -178,12 +234,19 @@ def _packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int,
         files, labels = packed.read_index(root, split)
         count = limited_count(limit, len(files), batch_size)
         take = count if count < len(files) else None
+        shards = len(manifest.splits[split].shards)
+        own = split == "train" and take is None and 1 < worker[1] <= shards
+        if split == "train" and worker[1] > shards:
+            log.warning(f"alexnet-exp: the pack has {shards} training shards for {worker[1]}"
+                        " workers: every worker reads all of them (pack again with a smaller"
+                        " shard_size for a shard per worker)")
         records = packed.read_split(root, manifest, split, seed, shuffle=split == "train"
-                                    and take is None, take=take)
+                                    and take is None, take=take,
+                                    part=worker if own else (0, 1))
         inputs.append(SplitInput(records, files[:count], np.array(labels[:count], np.int32),
-                                 lambda size, split=split, count=count: _key(
-                                     [digest, split, count, size]),
-                                 len(manifest.splits[split].shards)))
+                                 lambda size, split=split, count=count, own=own: _key(
+                                     [digest, split, count, size, worker if own else 0]),
+                                 own))
     source = manifest.source.get("report", {})
     counts = {c: sum(info.counts.get(c, 0) for info in manifest.splits.values())
               for c in manifest.class_names}
@@ -216,13 +279,14 @@ def _key(identity: list) -> str:
 
 
 def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: CacheChoice,
-                  decode, count: int, seed: int, augment_one) -> tf.data.Dataset:
+                  count: int, seed: int, augment_one, crop_and_augment) -> tf.data.Dataset:
     """The shuffled, augmented training images (one by one), each with its seed pair.
 
     With a cache the decoded images are shuffled. Without one (a set too big to keep) the file
-    records are shuffled instead and each image is decoded and augmented in one map: the same
-    stream (a shuffle's draws do not depend on what it holds, and the same seed pair meets the
-    same image), with one parallel stage instead of two and a buffer of file names instead of
+    records are shuffled instead and only each image's crop is decoded, then augmented, in one
+    map (:func:`cropping_decoder`): the same images in the same order with the same draws (a
+    shuffle's draws do not depend on what it holds, and the same seed pair meets the same
+    image), one parallel stage instead of two, and a buffer of file names instead of
     ``SHUFFLE_BUFFER`` decoded images.
     """
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
@@ -232,12 +296,9 @@ def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: Cac
         return pairs.map(lambda item, pair: augment_one(item[0], item[1], pair),
                          num_parallel_calls=tf.data.AUTOTUNE)
 
-    def decode_and_augment(record, pair):
-        image, label, _ = decode(*record)
-        return augment_one(image, label, pair)
-
     pairs = tf.data.Dataset.zip((records.shuffle(buffer, seed=seed), seeds))
-    stream = pairs.map(decode_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    stream = pairs.map(lambda record, pair: crop_and_augment(*record, pair),
+                       num_parallel_calls=tf.data.AUTOTUNE)
     return stream.ignore_errors(log_warning=True)  # as _decoded: a file broken since the scan
 
 
@@ -303,6 +364,7 @@ def make_datasets(
     cache_dir: Path,
     fit_lighting: bool = True,
     limits: tuple[int | float | None, int | float | None] = (None, None),
+    worker: tuple[int, int] = (0, 1),
 ) -> Datasets:
     """Scan ``root`` and split it (or read the pack there, split when packed), and build the
     train and validation pipelines.
@@ -313,7 +375,8 @@ def make_datasets(
     """
     size = augment.stored_size(aug_cfg, input_size)
     if data_cfg.name == "records":
-        train_in, val_in, report = _packed_inputs(root, data_cfg, seed, batch_size, limits)
+        train_in, val_in, report = _packed_inputs(root, data_cfg, seed, batch_size, limits,
+                                                  worker)
         decode = decoder(size, from_bytes=True)
     else:
         files, labels, report = scan_folder(root, data_cfg)
@@ -332,14 +395,20 @@ def make_datasets(
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
     eval_fn = augment.eval_transform(aug_cfg, input_size)
 
+    crop = cropping_decoder(aug_cfg, input_size, from_bytes=data_cfg.name == "records")
+    finish = augment.finishing_transform(aug_cfg, lighting)
+
     def augment_one(image, label, pair):
         return train_fn(image, pair), tf.one_hot(label, num_classes)
+
+    def crop_and_augment(source, orientation, label, _, pair):
+        return finish(*crop(source, orientation, pair)), tf.one_hot(label, num_classes)
 
     def batched(ds: tf.data.Dataset) -> tf.data.Dataset:  # aligned with val_files, val_labels
         return with_options(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE), data_cfg, True)
 
-    train = _train_stream(train_in.records, train_base, cache, decode, len(train_in.files), seed,
-                          augment_one)
+    train = _train_stream(train_in.records, train_base, cache, len(train_in.files), seed,
+                          augment_one, crop_and_augment)
     val = val_base.map(lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
                        num_parallel_calls=tf.data.AUTOTUNE)
     val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
@@ -359,5 +428,5 @@ def make_datasets(
         report=report,
         lighting=lighting,
         cache=cache,
-        train_shards=train_in.shards,
+        own_shards=train_in.own_shards,
     )

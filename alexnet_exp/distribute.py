@@ -9,15 +9,12 @@ line before anything heavy loads.
 """
 
 import json
-import logging
 import math
 import os
 from dataclasses import dataclass
 
 from alexnet_exp.config import DistributeConfig
 from alexnet_exp.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["host1:2222", "host2:2222"]},'
                      ' "task": {"type": "worker", "index": 0}}')
@@ -28,6 +25,9 @@ class Placement:
     chief: bool = True
     task: str = "chief"  # "worker:1" as TF_CONFIG names it
     workers: int = 1
+    # this process's input pipeline among the workers' (tf.distribute's input_pipeline_id:
+    # the chief first, then the workers in order)
+    index: int = 0
 
 
 def placement(cfg: DistributeConfig, environ: dict | None = None) -> Placement:
@@ -53,7 +53,8 @@ def placement(cfg: DistributeConfig, environ: dict | None = None) -> Placement:
                           f" ({', '.join(f'{k}: {len(v)}' for k, v in members.items())})")
     chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in members)
     workers = len(members.get("chief", [])) + len(members.get("worker", []))
-    return Placement(chief, f"{kind}:{index}", workers)
+    pipeline = 0 if kind == "chief" else index + len(members.get("chief", []))
+    return Placement(chief, f"{kind}:{index}", workers, pipeline)
 
 
 def make_strategy(cfg: DistributeConfig):
@@ -98,10 +99,10 @@ def shard_by_data(dataset):
     return _sharded(dataset, "DATA")
 
 
-def shard_by_file(dataset):
-    """Each worker reads only its own files (a pack's shards, dealt out in turn) and feeds its
-    part of every global batch from them: no worker decodes an image another one uses."""
-    return _sharded(dataset, "FILE")
+def read_whole(dataset):
+    """A pipeline that reads only this worker's part already (a pack's shards dealt out by
+    :func:`alexnet_exp.data.make_datasets`): tf.distribute must not shard it again."""
+    return _sharded(dataset, "OFF")
 
 
 def _sharded(dataset, policy: str):
@@ -113,21 +114,20 @@ def _sharded(dataset, policy: str):
     return dataset.with_options(options)
 
 
-def shard_datasets(cfg: DistributeConfig, datasets, workers: int = 1):
-    """A multi-worker job's pipelines: the training images of a pack with a shard for every
-    worker sharded by file, everything else by data (see :func:`shard_by_data`); the datasets
-    unchanged for one process."""
+def shard_datasets(cfg: DistributeConfig, datasets):
+    """A multi-worker job's pipelines: the training images of a pack this worker reads its own
+    shards of left whole, everything else sharded by data (see :func:`shard_by_data`); the
+    datasets unchanged for one process.
+
+    tf.data's own sharding by file (``AutoShardPolicy.FILE``) cannot be used: it looks for the
+    files by walking the pipeline back to its source and stops at ``ignore_errors``, which
+    the pipeline needs."""
     from dataclasses import replace
 
     if cfg.strategy != "multi_worker":
         return datasets
-    by_file = 0 < workers <= datasets.train_shards
-    if datasets.train_shards and not by_file:
-        log.warning(f"alexnet-exp: the pack has {datasets.train_shards} training shards for"
-                    f" {workers} workers: every worker reads all of them (pack again with a"
-                    " smaller shard_size for a shard per worker)")
     return replace(datasets,
-                   train=(shard_by_file if by_file else shard_by_data)(datasets.train),
+                   train=(read_whole if datasets.own_shards else shard_by_data)(datasets.train),
                    val=shard_by_data(datasets.val),
                    val_indexed=shard_by_data(datasets.val_indexed))
 

@@ -186,7 +186,7 @@ def example_bytes(contents: bytes, label: int, index: int, orientation: int) -> 
 
 
 def read_split(root: Path, manifest: Manifest, split: str, seed: int, shuffle: bool,
-               take: int | None = None):
+               take: int | None = None, part: tuple[int, int] = (0, 1)):
     """``(bytes, orientation, label, index)`` of every image of ``split``: what
     :func:`alexnet_exp.data.decoder` takes with ``from_bytes``.
 
@@ -194,11 +194,13 @@ def read_split(root: Path, manifest: Manifest, split: str, seed: int, shuffle: b
     shards are read at once, their examples taken in turn; the images were shuffled across
     classes when packing, so the pipeline's shuffle buffer mixes a stream that is mixed
     already. Otherwise the shards are read one after the other: index order, so the first
-    ``take`` images are those of index 0 .. take-1.
+    ``take`` images are those of index 0 .. take-1. ``part``: (i, n), only every n-th shard
+    from the i-th (a worker's own share of a multi-worker job).
     """
     import tensorflow as tf
 
     paths = [str(Path(root) / s.file) for s in manifest.splits[split].shards]
+    paths = paths[part[0]::part[1]]
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)

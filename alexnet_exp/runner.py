@@ -123,13 +123,14 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     strategy = distribute.make_strategy(cfg.distribute)
     replicas = strategy.num_replicas_in_sync
     global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
+    where = distribute.placement(cfg.distribute)
     datasets = make_datasets(
         cfg.data, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
         cfg.seed, cache_dir=ctx.output_dir / TFDATA_CACHE, fit_lighting=not cfg.dry_run,
         limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
+        worker=(where.index, where.workers),
     )
-    datasets = distribute.shard_datasets(cfg.distribute, datasets,
-                                         distribute.placement(cfg.distribute).workers)
+    datasets = distribute.shard_datasets(cfg.distribute, datasets)
     log.info(datasets.report.to_text())
     if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
         log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"

@@ -6,7 +6,9 @@ and at the images repeated 4x (a stand-in for a larger set), with ``data.cache=m
 ``make_synthetic_folder.py`` if it is not there (100 classes x 1,000 JPEGs, ~2 GB), and the
 default settings (``data.cache=auto``, ``data.check=auto``) train one epoch of
 ``experiment=flowers_fast`` at 10k, 30k and 100k images, the 100k point twice (the second run
-finds its check results stored), then 100k with ``data.cache=none``. Per point: time from the
+finds its check results stored), then 100k with ``data.cache=none``; then the 100k folder is
+packed (``alexnet-exp-pack``, timed, into DIR-pack beside it, kept) and trained from with
+``data=records``, with the defaults and with ``data.cache=none``. Per point: time from the
 process's start to the first training step, steady images/s (after the first 20 steps), peak
 RSS and the disk the cache took. Targets: peak RSS within 20% from 10k to 100k, the second
 100k run's first step within 2 minutes, images/s within 10% of the 10k figure.
@@ -90,7 +92,8 @@ class StepClock:
 
 
 def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, started: float) -> dict:
-    """One synthetic point in its own process: one epoch with the default data settings."""
+    """One synthetic point in its own process: one epoch with the default data settings; a
+    ``per_class`` of 0: ``root`` is a pack, trained from whole with ``data=records``."""
     import keras
 
     from alexnet_exp import runner
@@ -103,9 +106,10 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
         return fit(model, *args, callbacks=[*(callbacks or []), clock.callback], **kwargs)
 
     keras.Model.fit = timed_fit
+    source = ["data=records"] if not per_class else [f"data.max_images_per_class={per_class}"]
     cfg = benchlib.compose([
-        "experiment=flowers_fast", f"data.dir={root}", f"data.cache={cache}",
-        f"data.max_images_per_class={per_class}", "trainer.epochs=1", "trainer.verbose=0",
+        "experiment=flowers_fast", *source, f"data.dir={root}", f"data.cache={cache}",
+        "trainer.epochs=1", "trainer.verbose=0",
         "trainer.tensorboard=false", "trainer.val_tta=none", "trainer.checkpoint=false",
         "tracking.log_model=false", f"tracking.store_dir={scratch / 'mlruns'}"])
     summary = runner.run(cfg, runner.JobContext(launch_dir=scratch, output_dir=job))
@@ -115,10 +119,33 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
     report = run.data.tags.get("alexnet_exp.data_cache")
     steps = clock.ends[20:]
     rate = cfg.trainer.batch_size * (len(steps) - 1) / (steps[-1] - steps[0])
-    return {"images": per_class * len([p for p in root.iterdir() if p.is_dir()]),
+    images = len(summary_files(root)) if not per_class else per_class * len(
+        [p for p in root.iterdir() if p.is_dir()])
+    return {"images": images,
             "cache_chosen": report, "first_step_seconds": clock.ends[0] - started,
             "images_per_second": rate, "peak_rss_mb": benchlib.peak_rss_mb(),
             "cache_disk_mb": clock.cache_bytes / 1e6}
+
+
+def summary_files(pack: Path) -> list[str]:
+    from alexnet_exp import packed
+
+    return [f for split in packed.TRAINING_SPLITS for f in packed.read_index(pack, split)[0]]
+
+
+def pack_folder(root: Path, pack: Path) -> float:
+    """Seconds ``alexnet-exp-pack`` took to pack ``root`` into ``pack`` (0: packed already)."""
+    from alexnet_exp import packed
+
+    if packed.is_pack(pack):
+        return 0.0
+    started = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("alexnet-exp-pack")),
+                           f"data.dir={root}", f"output={pack}"], capture_output=True, text=True,
+                          env=bench_env())
+    if done.returncode:
+        sys.exit(f"packing {root} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
 
 
 def bench_env() -> dict:
@@ -142,22 +169,31 @@ def synthetic(root: Path, source: Path, out: Path) -> None:
     import make_synthetic_folder
 
     make_synthetic_folder.build(source, root, classes=100, per_class=1000)
+    pack = root.with_name(f"{root.name}-pack")
     points = [("10k", 100, "auto"), ("30k", 300, "auto"), ("100k", 1000, "auto"),
-              ("100k again", 1000, "auto"), ("100k", 1000, "none")]
+              ("100k again", 1000, "auto"), ("100k", 1000, "none"),
+              ("100k packed", 0, "auto"), ("100k packed", 0, "none")]
     table = []
+    pack_seconds = None
     with tempfile.TemporaryDirectory() as tmp:
         # the check store of these runs only: the first 100k run starts without one
         env = {**bench_env(), "ALEXNET_EXP_CACHE_DIR": str(Path(tmp) / "cache")}
         for label, per_class, cache in points:
-            point = run_point(["--synthetic-child", str(root), str(per_class), cache], label,
-                              cache, env)
+            if not per_class and pack_seconds is None:
+                pack_seconds = pack_folder(root, pack)
+                print(f"  packed {root} into {pack} in {pack_seconds:,.0f} s", flush=True)
+            point = run_point(["--synthetic-child", str(pack if not per_class else root),
+                               str(per_class), cache], label, cache, env)
             table.append(point)
             print(f"  {label:>10} data.cache={cache:4} -> {point['cache_chosen']:6}: first step"
                   f" {point['first_step_seconds']:5.0f} s, {point['images_per_second']:5.0f}"
                   f" images/s, peak RSS {point['peak_rss_mb']:,.0f} MB, cache on disk"
                   f" {point['cache_disk_mb']:,.0f} MB", flush=True)
     small, big, again = table[0], table[2], table[3]
-    result = {"points": table,
+    packed_best = max(table[5:], key=lambda p: p["images_per_second"])
+    result = {"points": table, "pack_seconds": pack_seconds,
+              "packed_rate_100k_over_10k": packed_best["images_per_second"]
+              / small["images_per_second"],
               "rss_100k_over_10k": big["peak_rss_mb"] / small["peak_rss_mb"],
               "rate_100k_over_10k": big["images_per_second"] / small["images_per_second"],
               "first_step_100k_second_run_seconds": again["first_step_seconds"],
@@ -168,7 +204,10 @@ def synthetic(root: Path, source: Path, out: Path) -> None:
                f" ({result['rss_100k_over_10k']:.2f}x, target <= 1.2x), images/s"
                f" {small['images_per_second']:,.0f} -> {big['images_per_second']:,.0f}"
                f" ({result['rate_100k_over_10k']:.2f}x, target >= 0.9x), first step of the"
-               f" second 100k run {again['first_step_seconds']:.0f} s (target <= 120 s)")
+               f" second 100k run {again['first_step_seconds']:.0f} s (target <= 120 s);"
+               f" packed: {packed_best['images_per_second']:,.0f} images/s"
+               f" ({result['packed_rate_100k_over_10k']:.2f}x of 10k, data.cache="
+               f"{packed_best['cache']})")
     benchlib.write("scaling_synthetic", result, summary, out)
 
 

@@ -291,9 +291,10 @@ def test_disk_cache_writes_files_and_matches_memory(tmp_path, image_folder):
 def test_without_a_cache_the_training_stream_is_the_cached_one(tmp_path, image_folder,
                                                                monkeypatch, aug):
     """data.cache=none shuffles file names and decodes and augments in one map: the images, in
-    the same order, with the same augmentation draws, every epoch, as from the cache."""
+    the same order, with the same augmentation draws, every epoch, as from the cache. (PNGs are
+    decoded whole, then cut: pixel for pixel the cached stream; JPEGs below.)"""
     monkeypatch.setattr(data, "SHUFFLE_BUFFER", 5)  # smaller than the set, as at scale
-    root = image_folder(tmp_path / "data", classes={"cat": 8, "dog": 8})
+    root = image_folder(tmp_path / "data", classes={"cat": 8, "dog": 8}, fmt="PNG")
     uncached = build(root, tmp_path, aug, cache="none")
     cached = build(root, tmp_path, aug, cache="memory")
     for _ in range(2):  # the second epoch reshuffles and draws afresh: still the same
@@ -301,6 +302,48 @@ def test_without_a_cache_the_training_stream_is_the_cached_one(tmp_path, image_f
             cached.train)
         np.testing.assert_array_equal(images, want_images)
         np.testing.assert_array_equal(labels, want_labels)
+
+
+def smooth_photos(root: Path, count: int, size=(100, 80), turned: int = 1) -> Path:
+    """JPEGs of slow 2-D waves: a crop box off by a few pixels changes them a lot, the half
+    pixel where a resampling falls barely at all. ``turned``: their EXIF orientation."""
+    for name, phase in (("cat", 0.0), ("dog", 2.0)):
+        (root / name).mkdir(parents=True)
+        y, x = np.mgrid[0:size[1], 0:size[0]]
+        for i in range(count):
+            wave = 127 + 60 * np.sin(2 * np.pi * (x / 37 + i / 7) + phase) * np.cos(
+                2 * np.pi * y / 29)
+            pixels = np.stack([wave, 255 - wave, np.full_like(wave, 40 * i)], -1)
+            exif = Image.Exif()
+            exif[0x0112] = turned
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
+                root / name / f"{i}.jpg", quality=95, exif=exif)
+    return root
+
+
+@pytest.mark.parametrize("min_area", [1.0, 0.35])  # the paper's crop, a random-resized one
+def test_without_a_cache_only_the_crop_of_a_jpeg_is_decoded_and_it_is_the_cached_crop(
+        tmp_path, min_area):
+    """A JPEG's training crop is decoded alone (decode_and_crop_jpeg) and resized once: the
+    same box as the cached stream cuts, within the half source pixel where the resampling
+    falls, and far from a box a few pixels off (which the waves would show)."""
+    root = smooth_photos(tmp_path / "data", 6)
+    cfg = augment_cfg("paper", pca_std=0.0, min_area=min_area)
+    uncached = build(root, tmp_path, cfg, cache="none", input_size=64)
+    cached = build(root, tmp_path, cfg, cache="memory", input_size=64)
+    (images, labels), (want, want_labels) = collect(uncached.train), collect(cached.train)
+    np.testing.assert_array_equal(labels, want_labels)
+    off = np.abs(images - want).mean(axis=(1, 2, 3))
+    assert 0 < off.max() < 3.0, off  # of 0..255; 0 would be a whole decode, then a cut
+    shifted = np.abs(images[:, 4:, 4:] - want[:, :-4, :-4]).mean(axis=(1, 2, 3))
+    assert shifted.min() > 3 * off.max(), (shifted, off)
+
+
+def test_without_a_cache_a_turned_jpeg_is_decoded_whole_and_cut_as_the_cache_cuts_it(tmp_path):
+    root = smooth_photos(tmp_path / "data", 4, turned=6)
+    uncached = build(root, tmp_path, "paper", cache="none", input_size=64)
+    cached = build(root, tmp_path, "paper", cache="memory", input_size=64)
+    np.testing.assert_array_equal(collect(uncached.train)[0], collect(cached.train)[0])
 
 
 def test_a_disk_cache_left_locked_by_a_killed_run_is_used_by_the_next(tmp_path, image_folder):

@@ -32,17 +32,19 @@ def tf_config(workers: list[str], kind: str, index: int, chief: str | None = Non
     return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})}
 
 
-@pytest.mark.parametrize("kind, index, chief_task, expected", [
-    ("worker", 0, None, True),
-    ("worker", 1, None, False),
-    ("chief", 0, "h:3", True),
-    ("worker", 0, "h:3", False),  # with a chief task, worker 0 is an ordinary worker
+@pytest.mark.parametrize("kind, index, chief_task, expected, pipeline", [
+    ("worker", 0, None, True, 0),
+    ("worker", 1, None, False, 1),
+    ("chief", 0, "h:3", True, 0),
+    ("worker", 0, "h:3", False, 1),  # with a chief task, worker 0 is an ordinary worker
+    ("worker", 1, "h:3", False, 2),
 ])
-def test_the_chief_is_the_chief_task_else_worker_0(kind, index, chief_task, expected):
+def test_the_chief_is_the_chief_task_else_worker_0(kind, index, chief_task, expected, pipeline):
     where = placement(MULTI, tf_config(["h:1", "h:2"], kind, index, chief_task))
     assert where.chief is expected
     assert where.task == f"{kind}:{index}"
     assert where.workers == (3 if chief_task else 2)
+    assert where.index == pipeline  # which shards of a pack it reads: one each
 
 
 def test_single_process_strategies_are_always_the_chief():

@@ -20,8 +20,7 @@ def test_pack_refuses_a_mistake_in_one_line(tmp_path):
     assert result.stderr.strip() == ("alexnet-exp-pack: error: output is required:"
                                      " alexnet-exp-pack data.dir=<class folders>"
                                      " output=<new folder>")
-    result = cli(tmp_path, "data.name=records", "data.dir=.", "output=p",
-                 program="alexnet-exp-pack")
+    result = cli(tmp_path, "data=records", "data.dir=.", "output=p", program="alexnet-exp-pack")
     assert result.returncode == 2 and "is a pack already" in result.stderr
 
 

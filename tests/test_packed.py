@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers.configs import folder_cfg
-from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
 
 from alexnet_exp import data, distribute, pack, packed
 from alexnet_exp.config import AugmentConfig, DataConfig, DistributeConfig
@@ -147,11 +146,12 @@ def test_the_fingerprint_of_a_pack_changes_with_any_of_its_files(folder, tmp_pat
 # ----------------------------------------------------------------- the pipeline on a pack
 
 
-def build(root: Path, tmp_path: Path, name: str, limits=(None, None), **data_kw):
+def build(root: Path, tmp_path: Path, name: str, limits=(None, None), worker=(0, 1),
+          **data_kw):
     cfg = DataConfig(name=name, dir=str(root), val_split=0.25, **data_kw)
     return data.make_datasets(cfg, AugmentConfig(name="none", flip=False, crop_scale=1.0,
                                                  pca_std=0.0), root, 32, 4, 42,
-                              tmp_path / "cache", limits=limits)
+                              tmp_path / "cache", limits=limits, worker=worker)
 
 
 def decoded_val(datasets) -> dict[str, np.ndarray]:
@@ -168,7 +168,6 @@ def test_training_from_a_pack_sees_the_images_and_split_of_the_folder(folder, tm
     from_pack = build(tmp_path / "pack", tmp_path, "records", cache=cache)
     from_folder = build(folder, tmp_path, "folder", cache=cache)
     assert from_pack.cache.mode == cache
-    assert from_pack.train_shards == 1 and from_folder.train_shards == 0
     relative = [Path(f).relative_to(folder).as_posix() for f in from_folder.val_files]
     assert sorted(from_pack.val_files) == sorted(relative)
     assert sorted(from_pack.train_files) == sorted(
@@ -201,23 +200,37 @@ def test_limited_batches_of_a_pack_are_its_first_images(folder, tmp_path):
 
 
 def test_a_multi_worker_job_deals_out_the_shards_of_a_pack(folder, tmp_path):
+    """Each worker reads its own shards (every other one of two), so no image is decoded
+    twice, and tf.distribute is told not to shard them again; validation, and a pack with
+    fewer shards than workers, are sharded by data as class folders are."""
     write_pack(folder, tmp_path / "pack", shard_size="10KB")
-    datasets = build(tmp_path / "pack", tmp_path, "records", cache="none")
     multi = DistributeConfig(strategy="multi_worker")
-    shared = distribute.shard_datasets(multi, datasets, workers=2)
     policy = tf.data.experimental.AutoShardPolicy
-    assert shared.train.options().experimental_distribute.auto_shard_policy == policy.FILE
-    assert shared.val.options().experimental_distribute.auto_shard_policy == policy.DATA
-    # what tf.distribute does to each worker's copy: the workers' images are disjoint, and
-    # together they are the whole training split
-    raw = packed.read_split(tmp_path / "pack", packed.open_pack(tmp_path / "pack"), "train", 0,
-                            shuffle=True)
-    seen = [sorted(int(i) for *_, i in _AutoShardDataset(raw, 2, w).as_numpy_iterator())
-            for w in (0, 1)]
-    assert not set(seen[0]) & set(seen[1])
-    assert sorted(seen[0] + seen[1]) == list(range(len(datasets.train_files)))
-    few = distribute.shard_datasets(multi, datasets, workers=datasets.train_shards + 1)
-    assert few.train.options().experimental_distribute.auto_shard_policy == policy.DATA
-    folder_sets = build(folder, tmp_path, "folder")
-    assert distribute.shard_datasets(multi, folder_sets, workers=2).train.options(
+    seen = []
+    for index in (0, 1):
+        datasets = build(tmp_path / "pack", tmp_path, "records", cache="none",
+                         worker=(index, 2))
+        shared = distribute.shard_datasets(multi, datasets)
+        assert shared.train.options().experimental_distribute.auto_shard_policy == policy.OFF
+        assert shared.val.options().experimental_distribute.auto_shard_policy == policy.DATA
+        labels = [np.argmax(y, 1) for _, y in shared.train]
+        seen.append(sum(len(y) for y in labels))
+        assert len(datasets.train_files) == 22  # the split's files; the worker reads its part
+    shards = packed.open_pack(tmp_path / "pack").splits["train"].shards
+    assert seen == [sum(s.images for s in shards[0::2]), sum(s.images for s in shards[1::2])]
+    crowded = build(tmp_path / "pack", tmp_path, "records", worker=(0, len(shards) + 1))
+    assert not crowded.own_shards
+    assert distribute.shard_datasets(multi, crowded).train.options(
     ).experimental_distribute.auto_shard_policy == policy.DATA
+    folder_sets = build(folder, tmp_path, "folder", worker=(0, 2))
+    assert distribute.shard_datasets(multi, folder_sets).train.options(
+    ).experimental_distribute.auto_shard_policy == policy.DATA
+
+
+def test_read_split_reads_a_workers_own_shards_in_turn(folder, tmp_path):
+    manifest = write_pack(folder, tmp_path / "pack", shard_size="10KB")
+    parts = [sorted(int(i) for *_, i in packed.read_split(
+        tmp_path / "pack", manifest, "train", 0, shuffle=True, part=(w, 2)).as_numpy_iterator())
+        for w in (0, 1)]
+    assert not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == list(range(manifest.splits["train"].images))
