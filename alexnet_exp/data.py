@@ -231,7 +231,7 @@ def _packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int, limi
     digest = packed.fingerprint(root, manifest).digest  # the shards' stamps: a few stats
     inputs = []
     for split, limit in zip(packed.TRAINING_SPLITS, limits, strict=True):
-        files, labels = packed.read_index(root, split)
+        files, labels = packed.read_index(root, manifest, split)
         count = limited_count(limit, len(files), batch_size)
         take = count if count < len(files) else None
         shards = len(manifest.splits[split].shards)

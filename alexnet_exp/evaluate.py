@@ -102,7 +102,7 @@ def _predict_pack(bundle: ModelBundle, root: Path, tta: str, batch_size: int):
     if not manifest.is_test_set:
         raise DataError(f"the pack at {root} is a train/val split for training, not a test set:"
                         " pack the test folder with alexnet-exp-pack data.val_split=0")
-    files, labels = packed.read_index(root, packed.TEST_SPLIT)
+    files, labels = packed.read_index(root, manifest, packed.TEST_SPLIT)
     records = packed.read_split(root, manifest, packed.TEST_SPLIT, seed=0, shuffle=False).map(
         lambda contents, orientation, *_: (contents, orientation))
     import tensorflow as tf

@@ -36,13 +36,12 @@ def run_pack(cfg: PackConfig, launch_dir: Path) -> packed.Manifest:
     output = (launch_dir / Path(cfg.output).expanduser()).resolve()
     root = resolve_data_dir(cfg.data)
     _refuse_output(output, root, cfg.overwrite)
-    source = fingerprint_folder(root, cfg.data, cfg.seed)
-    files, labels, report = scan_folder(root, cfg.data, min_classes=1 if _test(cfg) else 2)
-    log.info(report.to_text())
-    splits = _splits(labels, report, cfg)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+    scratch = _scratch_beside(output)  # before the check pass: a folder it cannot write is news
     try:
+        source = fingerprint_folder(root, cfg.data, cfg.seed)
+        files, labels, report = scan_folder(root, cfg.data, min_classes=1 if _test(cfg) else 2)
+        splits = _splits(labels, report, cfg)
+        log.info(report.to_text())
         shuffle = np.random.default_rng(cfg.seed)
         written = {}
         for name, indices in splits.items():
@@ -64,7 +63,7 @@ def run_pack(cfg: PackConfig, launch_dir: Path) -> packed.Manifest:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     shards = sum(len(info.shards) for info in manifest.splits.values())
-    size = sum(s.bytes for info in manifest.splits.values() for s in info.shards)
+    size = sum(s.size for info in manifest.splits.values() for s in info.shards)
     parts = ", ".join(f"{name} {info.images:,}" for name, info in manifest.splits.items())
     log.info(f"alexnet-exp-pack: {output}: {sum(i.images for i in manifest.splits.values()):,}"
              f" images ({parts}) in {shards} shards, {size / 1e6:,.1f} MB; train on it with"
@@ -76,27 +75,56 @@ def run_pack(cfg: PackConfig, launch_dir: Path) -> packed.Manifest:
     return manifest
 
 
+def _scratch_beside(output: Path) -> Path:
+    """The folder the pack is written in, beside ``output`` (renamed to it when complete),
+    readable as a folder made with the user's umask would be (mkdtemp makes it 0700)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+    except OSError as exc:
+        raise DataError(f"cannot write beside output={output} ({exc.strerror or exc}): name a"
+                        " folder in a place you can write") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    scratch.chmod(0o777 & ~umask)
+    return scratch
+
+
 def _test(cfg: PackConfig) -> bool:
     return cfg.data.val_split == 0
 
 
 def _refuse_output(output: Path, root: Path, overwrite: bool) -> None:
-    """Only a new or empty folder, or an earlier pack with ``overwrite=true``, is ours to fill;
-    never the data's own folder or one inside it."""
-    if output == root or root in output.parents:
-        raise DataError(f"output={output} is inside the data folder {root}: the pack would be"
-                        " read as a class folder next time; put it elsewhere")
+    """Only a new or empty folder, or an earlier pack with ``overwrite=true`` that holds nothing
+    but the pack's own files, is ours to fill; never the data's folder, one inside it or one
+    that holds it."""
+    if output == root or root in output.parents or output in root.parents:
+        raise DataError(f"output={output} and the data folder {root} are one inside the other:"
+                        " the pack would be read as a class folder, or replacing it would"
+                        " delete the images; put it elsewhere")
     if not output.exists():
         return
     if not output.is_dir():
         raise DataError(f"output={output} is a file: name a new folder")
-    if any(output.iterdir()):
-        if not packed.is_pack(output):
-            raise DataError(f"output={output} is a folder with files in it, not a pack: name a"
-                            " new or empty folder")
-        if not overwrite:
-            raise DataError(f"output={output} holds a pack already: pass overwrite=true to"
-                            " replace it, or name a new folder")
+    present = {p.name for p in output.iterdir()}
+    if not present:
+        return
+    if not packed.is_pack(output):
+        raise DataError(f"output={output} is a folder with files in it, not a pack: name a"
+                        " new or empty folder")
+    if not overwrite:
+        raise DataError(f"output={output} holds a pack already: pass overwrite=true to"
+                        " replace it, or name a new folder")
+    try:
+        others = present - set(packed.open_pack(output).files())
+    except DataError:  # a damaged pack: replaced only if nothing else looks like user files
+        others = {n for n in present if n != packed.MANIFEST and not n.endswith(
+            (".tfrecord", ".files.json"))}
+    if others:
+        named = ", ".join(sorted(others)[:3]) + (" ..." if len(others) > 3 else "")
+        raise DataError(f"output={output} holds a pack and other things ({named}):"
+                        " overwrite=true replaces a pack folder whole, so move them out first,"
+                        " or name a new folder")
 
 
 def _splits(labels: np.ndarray, report: DataReport, cfg: PackConfig) -> dict[str, np.ndarray]:
@@ -140,7 +168,8 @@ def _write_split(folder: Path, split: str, root: Path, files: list[str], labels:
                                                   report.oriented.get(files[i], 1)))
                 written += len(contents)
         log.info(f"alexnet-exp-pack: {names[k]}: {bounds[k + 1] - bounds[k]:,} images")
-        return packed.Shard(names[k], int(bounds[k + 1] - bounds[k]), written)
+        return packed.Shard(names[k], int(bounds[k + 1] - bounds[k]), written,
+                            (folder / names[k]).stat().st_size)
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
         shards = list(pool.map(write, range(count)))

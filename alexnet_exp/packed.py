@@ -43,7 +43,8 @@ READ_BUFFER = 8 << 20  # bytes of read-ahead per open shard
 class Shard:
     file: str  # name in the pack folder
     images: int
-    bytes: int
+    bytes: int  # of the images in it
+    size: int  # of the file: a shard cut short (a copy stopped half-way) is refused by it
 
 
 @dataclass
@@ -75,11 +76,23 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Manifest":
-        splits = {name: SplitInfo(info["images"], dict(info["counts"]),
-                                  [Shard(**s) for s in info["shards"]])
-                  for name, info in data["splits"].items()}
-        return cls(list(data["class_names"]), splits, dict(data["split"]), dict(data["source"]),
+        names = data["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"class_names is {names!r}, not a list of names")
+        splits = {}
+        for name, info in data["splits"].items():
+            shards = [Shard(str(s["file"]), int(s["images"]), int(s["bytes"]), int(s["size"]))
+                      for s in info["shards"]]
+            if not shards or "/" in "".join(s.file for s in shards):
+                raise ValueError(f"split {name} names no shard, or one outside the pack")
+            splits[name] = SplitInfo(int(info["images"]), dict(info["counts"]), shards)
+        return cls(list(names), splits, dict(data["split"]), dict(data["source"]),
                    data["format"], data["version"], dict(data.get("created_by", {})))
+
+    def files(self) -> list[str]:
+        """Every file of the pack, by name: its manifest, and each split's shards and index."""
+        return [MANIFEST] + [name for split, info in self.splits.items()
+                             for name in [self.index_file(split), *(s.file for s in info.shards)]]
 
     @property
     def is_test_set(self) -> bool:
@@ -114,10 +127,19 @@ def open_pack(root: Path) -> Manifest:
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a readable pack manifest ({type(exc).__name__}: {exc});"
                         " pack the folder again") from None
+    if set(manifest.splits) not in ({TEST_SPLIT}, set(TRAINING_SPLITS)):
+        raise DataError(f"{path} holds the splits {', '.join(manifest.splits)}, not train and"
+                        " val (or test): pack the folder again")
     for name, info in manifest.splits.items():
         missing = [s.file for s in info.shards if not (root / s.file).is_file()]
         missing += [] if (root / manifest.index_file(name)).is_file() else [
             manifest.index_file(name)]
+        cut = [s.file for s in info.shards if s.file not in missing
+               and (root / s.file).stat().st_size != s.size]
+        if cut:
+            raise DataError(f"the pack at {root} is damaged: {', '.join(cut[:3])}"
+                            f"{' ...' if len(cut) > 3 else ''} not the size it was written at"
+                            " (a copy cut short?); copy it again, or pack it again")
         if missing:
             raise DataError(f"the pack at {root} is incomplete: {', '.join(missing[:3])}"
                             f"{' ...' if len(missing) > 3 else ''} missing; pack it again")
@@ -142,10 +164,21 @@ def require_training_pack(root: Path, manifest: Manifest, val_split: float,
                         " data.max_images_per_class=...), not to a pack: drop it here")
 
 
-def read_index(root: Path, split: str) -> tuple[list[str], list[int]]:
+def read_index(root: Path, manifest: Manifest, split: str) -> tuple[list[str], list[int]]:
     """The source path (``<class>/<file>``) and label of each image of ``split``, by index."""
-    data = json.loads((Path(root) / Manifest.index_file(split)).read_text())
-    return list(data["files"]), list(data["labels"])
+    path = Path(root) / Manifest.index_file(split)
+    try:
+        data = json.loads(path.read_text())
+        files, labels = list(data["files"]), [int(y) for y in data["labels"]]
+        if len(files) != len(labels) or len(files) != manifest.splits[split].images:
+            raise ValueError(f"{len(files)} files and {len(labels)} labels for the"
+                             f" {manifest.splits[split].images} images of the manifest")
+        if not all(0 <= y < len(manifest.class_names) for y in labels):
+            raise ValueError("a label that is no class of the manifest")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a readable index of the pack ({type(exc).__name__}:"
+                        f" {exc}); pack the folder again") from None
+    return files, labels
 
 
 def fingerprint(root: Path, manifest: Manifest) -> DataFingerprint:
@@ -153,11 +186,8 @@ def fingerprint(root: Path, manifest: Manifest) -> DataFingerprint:
     its classes, and the split it was packed with together with the fingerprint of the folder
     it was packed from. A pack written again from changed images is other data."""
     root = Path(root)
-    names = [MANIFEST] + [
-        n for split, info in manifest.splits.items()
-        for n in [Manifest.index_file(split), *(s.file for s in info.shards)]]
     files = {}
-    for name in names:
+    for name in manifest.files():
         st = os.stat(root / name)
         files[name] = (st.st_size, st.st_mtime_ns)
     split = {**manifest.split, "packed_from": manifest.source.get("fingerprint")}

@@ -14,7 +14,7 @@ from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
 
-from alexnet_exp.errors import UserError
+from alexnet_exp.errors import DataError, UserError
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT
 from alexnet_exp.outcome import RunSummary
 from alexnet_exp.paths import PACKAGE_DIR
@@ -62,7 +62,7 @@ def dropped_images(cfg, tracker, datasets) -> None:
     the run's data report, which was logged before they changed."""
     from alexnet_exp.scan import changed_since_scan
 
-    if cfg.data.name == "records":  # a pack's images are its shards' bytes: they cannot change
+    if cfg.data.name == "records":  # a pack's images change only with it: pack_unchanged
         return
     dropped = changed_since_scan(datasets.train_files + datasets.val_files,
                                  Path(datasets.report.root), cfg.data,
@@ -76,6 +76,24 @@ def dropped_images(cfg, tracker, datasets) -> None:
     tracker.set_tags({"alexnet_exp.dropped_images": str(len(dropped))})
     tracker.log_text(datasets.report.to_text(), "data/report.txt")
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
+
+
+def pack_unchanged(datasets, digest: str) -> None:
+    """A pack rewritten while the run read it (packed again with ``overwrite=true``, cut
+    short, a shard replaced): the run trained on two data sets and its record names one, so it
+    ends FAILED saying so, never FINISHED (a sweep would reuse it). Every epoch reopens the
+    shards by name, and a shard missing for a moment is skipped as an unreadable image is."""
+    from alexnet_exp import packed
+
+    root = Path(datasets.report.root)
+    try:
+        now = packed.fingerprint(root, packed.open_pack(root)).digest
+    except (DataError, OSError) as exc:
+        now = f"unreadable: {exc}"
+    if now != digest:
+        raise DataError(f"the pack at {root} changed while this run read it (fingerprint"
+                        f" {digest} -> {now}): the run trained on what was there at each"
+                        " epoch; run it again on the pack as it is now")
 
 
 def check_finite(tracker, result) -> None:

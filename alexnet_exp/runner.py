@@ -239,6 +239,8 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps),
                        image_sizes=built.image_sizes)
     record.dropped_images(cfg, tracker, datasets)
+    if cfg.data.name == "records":
+        record.pack_unchanged(datasets, prepared.identity.data.digest)
     record.check_finite(tracker, result)
     model = at_input_size(built.model, cfg.model)  # progressive resizing trained any size
     # A sweep registers its best trial when it ends (sweep.py), not every job's model.

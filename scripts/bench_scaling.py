@@ -130,7 +130,9 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
 def summary_files(pack: Path) -> list[str]:
     from alexnet_exp import packed
 
-    return [f for split in packed.TRAINING_SPLITS for f in packed.read_index(pack, split)[0]]
+    manifest = packed.open_pack(pack)
+    return [f for split in packed.TRAINING_SPLITS
+            for f in packed.read_index(pack, manifest, split)[0]]
 
 
 def pack_folder(root: Path, pack: Path) -> float:

@@ -44,7 +44,7 @@ def test_a_pack_holds_each_image_as_it_was_stored_with_the_folders_own_split(fol
     files, labels, report = data.scan_folder(folder, folder_cfg(folder))
     train_idx, val_idx = data.stratified_split(labels, 0.25, 42, report.class_names)
     for split, idx in (("train", train_idx), ("val", val_idx)):
-        names, split_labels = packed.read_index(pack_dir, split)
+        names, split_labels = packed.read_index(pack_dir, manifest, split)
         want = {Path(files[i]).relative_to(folder).as_posix(): int(labels[i]) for i in idx}
         assert dict(zip(names, split_labels, strict=True)) == want
         got = examples(pack_dir, manifest, split)
@@ -60,7 +60,7 @@ def test_a_pack_holds_each_image_as_it_was_stored_with_the_folders_own_split(fol
     shards = manifest.splits["train"].shards
     assert len(shards) > 2 and max(s.images for s in shards) - min(
         s.images for s in shards) <= 1
-    first = packed.read_index(pack_dir, "train")[1][:shards[0].images]
+    first = packed.read_index(pack_dir, manifest, "train")[1][:shards[0].images]
     assert len(set(first)) > 1
     assert manifest.source["fingerprint"] == pack.fingerprint_folder(
         folder, folder_cfg(folder), 42).digest
@@ -94,26 +94,73 @@ def test_what_is_not_a_readable_pack_is_refused_saying_what_to_do(folder, tmp_pa
     manifest_file.write_text(saved[:40])
     with pytest.raises(DataError, match="not a readable pack manifest"):
         packed.open_pack(tmp_path / "pack")
+    manifest_file.write_text(saved.replace('"class_names": [', '"class_names": "cat", "x": ['))
+    with pytest.raises(DataError, match="class_names is 'cat', not a list"):
+        packed.open_pack(tmp_path / "pack")
+    without_val = json.loads(saved)
+    del without_val["splits"]["val"]
+    manifest_file.write_text(json.dumps(without_val))
+    with pytest.raises(DataError, match="holds the splits train, not train and val"):
+        packed.open_pack(tmp_path / "pack")
     manifest_file.write_text(saved)
+    manifest = packed.open_pack(tmp_path / "pack")
+    index = tmp_path / "pack" / "train.files.json"
+    kept = index.read_text()
+    index.write_text("{")
+    with pytest.raises(DataError, match="train.files.json is not a readable index"):
+        packed.read_index(tmp_path / "pack", manifest, "train")
+    index.write_text(json.dumps({"files": ["a/1.jpg"], "labels": [0]}))
+    with pytest.raises(DataError, match="1 files and 1 labels for the 22 images"):
+        packed.read_index(tmp_path / "pack", manifest, "train")
+    index.write_text(kept)
+    shard = tmp_path / "pack" / json.loads(saved)["splits"]["train"]["shards"][0]["file"]
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-100])  # a copy cut short: TFRecord reads it short, silently
+    with pytest.raises(DataError, match="damaged: train-00000.* not the size it was written"):
+        packed.open_pack(tmp_path / "pack")
+    shard.write_bytes(whole)
     (tmp_path / "pack" / json.loads(saved)["splits"]["val"]["shards"][0]["file"]).unlink()
     with pytest.raises(DataError, match="incomplete: val-00000"):
         packed.open_pack(tmp_path / "pack")
 
 
 def test_pack_writes_only_a_new_folder_or_over_an_earlier_pack(folder, tmp_path):
-    with pytest.raises(DataError, match="inside the data folder"):
+    with pytest.raises(DataError, match="one inside the other"):
         write_pack(folder, folder / "pack")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match="not a pack"):
         write_pack(folder, busy)
+    with pytest.raises(DataError, match="one inside the other"):  # replacing it: data lost
+        write_pack(folder, tmp_path)
     first = write_pack(folder, tmp_path / "pack")
     with pytest.raises(DataError, match="overwrite=true"):
         write_pack(folder, tmp_path / "pack")
     second = write_pack(folder, tmp_path / "pack", overwrite=True, seed=3)
     assert second.split["seed"] == 3 != first.split["seed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "data", "pack"]
+    # a pack folder a user launched training from holds their runs: never replaced with it
+    (tmp_path / "pack" / "mlruns").mkdir()
+    (tmp_path / "pack" / "mlruns" / "mlflow.db").write_text("runs")
+    with pytest.raises(DataError, match=r"holds a pack and other things \(mlruns\)"):
+        write_pack(folder, tmp_path / "pack", overwrite=True)
+    assert (tmp_path / "pack" / "mlruns" / "mlflow.db").read_text() == "runs"
+
+
+def test_a_pack_is_readable_as_the_umask_says_and_an_unwritable_place_is_one_line(
+        folder, tmp_path):
+    import os
+
+    manifest = write_pack(folder, tmp_path / "pack")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "pack").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert manifest.splits["train"].shards[0].size == (
+        tmp_path / "pack" / manifest.splits["train"].shards[0].file).stat().st_size
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataError, match="cannot write beside output=.*a-file/pack"):
+        write_pack(folder, tmp_path / "a-file" / "pack")
 
 
 def test_a_pack_stopped_half_way_leaves_nothing_where_the_pack_goes(folder, tmp_path,
@@ -191,9 +238,9 @@ def test_a_pack_too_big_for_the_memory_budget_is_cached_on_disk(folder, tmp_path
 
 
 def test_limited_batches_of_a_pack_are_its_first_images(folder, tmp_path):
-    write_pack(folder, tmp_path / "pack", shard_size="10KB")
+    manifest = write_pack(folder, tmp_path / "pack", shard_size="10KB")
     datasets = build(tmp_path / "pack", tmp_path, "records", limits=(2, 1))
-    names, _ = packed.read_index(tmp_path / "pack", "train")
+    names, _ = packed.read_index(tmp_path / "pack", manifest, "train")
     assert datasets.train_files == names[:8] and len(datasets.val_files) == 4
     indices = sorted(int(i) for _, batch in datasets.val_indexed for i in batch)
     assert indices == [0, 1, 2, 3]

@@ -168,3 +168,36 @@ def test_two_jobs_in_one_process_each_record_in_the_store_their_config_names(tmp
         client = MlflowClient(uri)
         (run,) = client.search_runs([client.get_experiment_by_name("alexnet-exp").experiment_id])
         assert run.info.run_id == summary.run_id and run.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_pack_rewritten_during_the_run_ends_it_failed_saying_so(tmp_path, tiny_data,
+                                                                  monkeypatch):
+    """Packed again with overwrite=true while the run read it: the run trained on two data
+    sets and its record names the first, so it must not end FINISHED."""
+    from alexnet_exp import pack
+    from alexnet_exp.config import DataConfig
+    from alexnet_exp.errors import DataError
+    from alexnet_exp.tool_config import PackConfig
+
+    def packed_with(seed):
+        return PackConfig(DataConfig(name="folder", dir=str(tiny_data)), str(tmp_path / "pack"),
+                          seed=seed, overwrite=True)
+
+    pack.run_pack(packed_with(1), tmp_path)
+    cfg, ctx, prepared = tiny_job(tmp_path, tmp_path / "pack")
+    cfg.data.name = "records"
+    prepared = Prepared(identify(cfg), prepared.tracker, None, prepared.point)
+    built = runner.build(cfg, ctx, prepared)
+    fit = train.fit
+
+    def fit_then_pack_again(*args, **kwargs):
+        result = fit(*args, **kwargs)
+        pack.run_pack(packed_with(2), tmp_path)
+        return result
+
+    monkeypatch.setattr(train, "fit", fit_then_pack_again)
+    with pytest.raises(DataError, match="changed while this run read it"):
+        runner.fit_and_record(cfg, ctx, prepared, built)
+    (args, _), = prepared.tracker.named("end")
+    assert args[0] == "FAILED" and "changed while this run read it" in args[1]
