@@ -20,22 +20,23 @@ def children_of(runs):
 
 
 @pytest.mark.slow
-def test_joblib_sweep_of_four_parallel_jobs_loses_no_run_or_metric(tmp_path, tiny_data):
+def test_joblib_sweep_of_parallel_jobs_loses_no_run_or_metric(tmp_path, tiny_data):
+    # three jobs at once on two cores: more writers to one store than cores
     client = store(tmp_path)
-    result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+    result = cli(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3",
                  "data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=2",
-                 "tracking.log_model=false", "seed=1,2,3,4")
+                 "tracking.log_model=false", "seed=1,2,3")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, children = children_of(runs_of(client))
     assert parent.info.status == "FINISHED"
-    assert sorted(r.data.params["seed"] for r in children) == ["1", "2", "3", "4"]
+    assert sorted(r.data.params["seed"] for r in children) == ["1", "2", "3"]
     assert {r.info.status for r in children} == {"FINISHED"}
     for run in children:
         for metric in ("loss", "val_accuracy", "val_loss", "epoch_seconds"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
             assert steps == [1, 2], (run.info.run_name, metric)
-        # four jobs on this machine's cores: each job gets its share, never all of them
-        assert run.data.tags["intra_op_threads"] == str(max(1, os.cpu_count() // 4))
+        # three jobs on this machine's cores: each job gets its share, never all of them
+        assert run.data.tags["intra_op_threads"] == str(max(1, os.cpu_count() // 3))
 
 
 @pytest.mark.slow
