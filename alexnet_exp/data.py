@@ -1,8 +1,11 @@
-"""Split the scanned images and build the tf.data pipeline of a training run.
+"""Split the scanned images (or take a pack's split) and build the tf.data pipeline of a
+training run.
 
-:mod:`alexnet_exp.scan` finds and checks the images first. The pipeline decodes in parallel,
-turns each image upright, caches the resized uint8 images before any random op (so every
-epoch draws fresh crops from the cache), then augments, batches and prefetches.
+:mod:`alexnet_exp.scan` finds and checks a folder's images first; a pack
+(:mod:`alexnet_exp.packed`) was checked and split when it was written. The pipeline decodes
+in parallel, turns each image upright, caches the resized uint8 images before any random op
+(so every epoch draws fresh crops from the cache), then augments, batches and prefetches.
+Without a cache only each training crop is decoded (:func:`cropping_decoder`).
 """
 
 import hashlib

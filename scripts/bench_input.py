@@ -25,7 +25,6 @@ import benchlib
 BATCH, SIZE, CROP_SCALE = 32, 227, 1.1278
 STORED = round(SIZE * CROP_SCALE)  # 256
 CEILING = "decode_jpeg + resize ceiling"
-TURNS = 5
 
 
 def generator_rate(root: Path, images: int) -> float:
@@ -99,7 +98,10 @@ def pipeline_rate(root: Path, cache: str, ordered: bool, threads: int, epochs: i
 
 
 def main() -> None:
-    args = benchlib.parser(__doc__.splitlines()[0]).parse_args()
+    parser = benchlib.parser(__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=5,
+                        help="rounds of the ceiling, folder and pack timings (default 5)")
+    args = parser.parse_args()
     root = benchlib.require_data(args.data)
     from alexnet_exp.scan import scan_folder  # noqa: F401  (checks run once, outside timing)
 
@@ -112,7 +114,7 @@ def main() -> None:
         pack = Path(scratch) / "pack"
         subprocess.run([str(Path(sys.executable).with_name("alexnet-exp-pack")),
                         f"data.dir={root}", f"output={pack}"], check=True, capture_output=True)
-        for _ in range(TURNS):  # in turns: the ratio of each to the ceiling is the target
+        for _ in range(args.turns):  # in turns: the ratio of each to the ceiling is the target
             turns[CEILING].append(ceiling_rate(root, 2496))
             turns[default_key].append(pipeline_rate(root, "none", True, 0, 2))
             turns[records_key].append(pipeline_rate(pack, "none", True, 0, 2, "records"))
@@ -155,7 +157,7 @@ def main() -> None:
                f" {default_plain:,.0f} img/s ({default_plain / base:.1f}x, target 10x),"
                f" cached {default_cached:,.0f} img/s ({default_cached / base:.1f}x, target 30x);"
                f" uncached at {to_ceiling[default_key]:.0%} of the decode-and-resize"
-               f" ceiling {rates[CEILING]:,.0f} img/s (median of {TURNS} turns; target 90%);"
+               f" ceiling {rates[CEILING]:,.0f} img/s (median of {args.turns} turns; target 90%);"
                f" from a pack {rates[records_key]:,.0f} img/s"
                f" ({to_ceiling[records_key]:.0%})")
     benchlib.write("input", result, summary, args.out)
