@@ -148,8 +148,7 @@ def _write_split(folder: Path, split: str, root: Path, files: list[str], labels:
                  report: DataReport, shard_bytes: int) -> packed.SplitInfo:
     """The shards of one split, of about ``shard_bytes`` each (equal image counts, so the
     workers of a multi-worker job that each read some shards take the same number of steps)."""
-    sizes = np.array([os.path.getsize(f) for f in files], dtype=np.int64)
-    count = max(1, min(len(files), -(-int(sizes.sum()) // shard_bytes)))
+    count = max(1, min(len(files), -(-sum(map(_size_since_checked, files)) // shard_bytes)))
     bounds = np.linspace(0, len(files), count + 1).round().astype(int)
     names = [f"{split}-{k:05d}-of-{count:05d}.tfrecord" for k in range(count)]
 
@@ -162,8 +161,7 @@ def _write_split(folder: Path, split: str, root: Path, files: list[str], labels:
                 try:
                     contents = Path(files[i]).read_bytes()
                 except OSError as exc:
-                    raise DataError(f"{files[i]} cannot be read any more ({exc.strerror or exc})"
-                                    " since it was checked: pack again") from None
+                    raise _gone(files[i], exc) from None
                 writer.write(packed.example_bytes(contents, int(labels[i]), i,
                                                   report.oriented.get(files[i], 1)))
                 written += len(contents)
@@ -179,6 +177,19 @@ def _write_split(folder: Path, split: str, root: Path, files: list[str], labels:
     counts = np.bincount(labels, minlength=len(report.class_names))
     return packed.SplitInfo(len(files), dict(zip(report.class_names, counts.tolist(),
                                                  strict=True)), shards)
+
+
+def _size_since_checked(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise _gone(path, exc) from None
+
+
+def _gone(path: str, exc: OSError) -> DataError:
+    """A file the check pass read that cannot be read now (deleted, made unreadable)."""
+    return DataError(f"{path} cannot be read any more ({exc.strerror or exc}) since it was"
+                     " checked: pack again")
 
 
 def _move_into_place(scratch: Path, output: Path) -> None:

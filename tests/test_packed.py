@@ -179,6 +179,21 @@ def test_a_pack_stopped_half_way_leaves_nothing_where_the_pack_goes(folder, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no partial folder either
 
 
+def test_a_file_gone_between_the_check_and_the_write_is_one_line(folder, tmp_path,
+                                                                    monkeypatch):
+    scan = pack.scan_folder
+
+    def scan_then_delete(*args, **kwargs):
+        found = scan(*args, **kwargs)
+        Path(found[0][3]).unlink()
+        return found
+
+    monkeypatch.setattr(pack, "scan_folder", scan_then_delete)
+    with pytest.raises(DataError, match="cannot be read any more .* since it was checked"):
+        write_pack(folder, tmp_path / "pack")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
 def test_the_fingerprint_of_a_pack_changes_with_any_of_its_files(folder, tmp_path):
     manifest = write_pack(folder, tmp_path / "pack")
     before = packed.fingerprint(tmp_path / "pack", manifest)
