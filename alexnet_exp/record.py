@@ -56,14 +56,21 @@ def data_cache(tracker, datasets) -> None:
         tracker.set_tags({"alexnet_exp.data_cache": datasets.cache.mode})
 
 
-def dropped_images(cfg, tracker, datasets) -> None:
+def data_changed_during_run(cfg, tracker, datasets, digest: str) -> None:
+    """What changed in the data while the run read it: a pack changes whole
+    (:func:`_pack_unchanged`), a folder's images one by one (:func:`_dropped_images`)."""
+    if cfg.data.name == "records":
+        _pack_unchanged(datasets, digest)
+    else:
+        _dropped_images(cfg, tracker, datasets)
+
+
+def _dropped_images(cfg, tracker, datasets) -> None:
     """Name the images that stopped decoding during the run (the pipeline drops them when it
     reads them; an epoch served from the cache still has the old pixels), in the output and in
     the run's data report, which was logged before they changed."""
     from alexnet_exp.scan import changed_since_scan
 
-    if cfg.data.name == "records":  # a pack's images change only with it: pack_unchanged
-        return
     dropped = changed_since_scan(datasets.train_files + datasets.val_files,
                                  Path(datasets.report.root), cfg.data,
                                  datasets.report.check_level)
@@ -78,7 +85,7 @@ def dropped_images(cfg, tracker, datasets) -> None:
     tracker.log_dict(datasets.report.to_dict(), "data/report.json")
 
 
-def pack_unchanged(datasets, digest: str) -> None:
+def _pack_unchanged(datasets, digest: str) -> None:
     """A pack rewritten while the run read it (packed again with ``overwrite=true``, cut
     short, a shard replaced): the run trained on two data sets and its record names one, so it
     ends FAILED saying so, never FINISHED (a sweep would reuse it). Every epoch reopens the

@@ -238,9 +238,7 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps),
                        image_sizes=built.image_sizes)
-    record.dropped_images(cfg, tracker, datasets)
-    if cfg.data.name == "records":
-        record.pack_unchanged(datasets, prepared.identity.data.digest)
+    record.data_changed_during_run(cfg, tracker, datasets, prepared.identity.data.digest)
     record.check_finite(tracker, result)
     model = at_input_size(built.model, cfg.model)  # progressive resizing trained any size
     # A sweep registers its best trial when it ends (sweep.py), not every job's model.

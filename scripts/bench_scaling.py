@@ -127,7 +127,7 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
     report = run.data.tags.get("alexnet_exp.data_cache")
     steps = clock.ends[clock.epoch_starts[-1] + 20:]
     rate = cfg.trainer.batch_size * (len(steps) - 1) / (steps[-1] - steps[0])
-    images = len(summary_files(root)) if not per_class else per_class * len(
+    images = len(pack_files(root)) if not per_class else per_class * len(
         [p for p in root.iterdir() if p.is_dir()])
     return {"images": images,
             "cache_chosen": report, "first_step_seconds": clock.ends[0] - started,
@@ -135,7 +135,7 @@ def synthetic_child(root: Path, per_class: int, cache: str, scratch: Path, start
             "cache_disk_mb": clock.cache_bytes / 1e6}
 
 
-def summary_files(pack: Path) -> list[str]:
+def pack_files(pack: Path) -> list[str]:
     from alexnet_exp import packed
 
     manifest = packed.open_pack(pack)
