@@ -77,6 +77,17 @@ def stratified_split(labels: np.ndarray, val_split: float, seed: int,
         ) from exc
 
 
+def mapped(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
+    """``ds.map(fn)`` in parallel, ``fn`` traced as written, without AutoGraph.
+
+    Our pipeline functions branch with ``tf.cond`` / ``tf.switch_case``, never with a Python
+    ``if`` on a tensor, so AutoGraph's rewrite of them (parsing and recompiling their source)
+    buys nothing and cost 0.7 s of every run's start (measured on a tiny run; a test whose
+    function did need it would fail at tracing, not silently)."""
+    return ds.map(tf.autograph.experimental.do_not_convert(fn),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def decoder(size: int, from_bytes: bool = False):
     """``fn(path, EXIF orientation, *rest) -> (uint8 image, *rest)``: every decode of a file
     (training, validation, evaluation, prediction, export) goes through it, so the pixels a
@@ -268,7 +279,7 @@ def _decoded(split: SplitInput, decode, size: int, cache: CacheChoice, folder: P
              name: str) -> tf.data.Dataset:
     """(uint8 image, label, index into ``files``) of every image of ``split`` that decodes,
     in order."""
-    ds = split.records.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = mapped(split.records, decode)
     # Every file passed the same decoder in scan_folder; one rewritten or deleted since then is
     # dropped rather than ending the run with a traceback naming no file, in both splits. The
     # index says which files came through; changed_since_scan names the others.
@@ -296,12 +307,10 @@ def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: Cac
     buffer = min(count, SHUFFLE_BUFFER)
     if cache.mode != "none":
         pairs = tf.data.Dataset.zip((decoded.shuffle(buffer, seed=seed), seeds))
-        return pairs.map(lambda item, pair: augment_one(item[0], item[1], pair),
-                         num_parallel_calls=tf.data.AUTOTUNE)
+        return mapped(pairs, lambda item, pair: augment_one(item[0], item[1], pair))
 
     pairs = tf.data.Dataset.zip((records.shuffle(buffer, seed=seed), seeds))
-    stream = pairs.map(lambda record, pair: crop_and_augment(*record, pair),
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    stream = mapped(pairs, lambda record, pair: crop_and_augment(*record, pair))
     return stream.ignore_errors(log_warning=True)  # as _decoded: a file broken since the scan
 
 
@@ -353,8 +362,7 @@ def _mixed_batches(batches: tf.data.Dataset, aug_cfg: AugmentConfig, seed: int) 
     if mix is None:
         return batches
     seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip((batches, seeds)).map(lambda batch, pair: mix(*batch, pair),
-                                                     num_parallel_calls=tf.data.AUTOTUNE)
+    return mapped(tf.data.Dataset.zip((batches, seeds)), lambda batch, pair: mix(*batch, pair))
 
 
 def make_datasets(
@@ -412,10 +420,8 @@ def make_datasets(
 
     train = _train_stream(train_in.records, train_base, cache, len(train_in.files), seed,
                           augment_one, crop_and_augment)
-    val = val_base.map(lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)),
-                       num_parallel_calls=tf.data.AUTOTUNE)
-    val_indexed = val_base.map(lambda image, _, index: (eval_fn(image), index),
-                               num_parallel_calls=tf.data.AUTOTUNE)
+    val = mapped(val_base, lambda image, label, _: (eval_fn(image), tf.one_hot(label, num_classes)))
+    val_indexed = mapped(val_base, lambda image, _, index: (eval_fn(image), index))
     train = _mixed_batches(train.batch(batch_size), aug_cfg, seed)
     return Datasets(
         train=with_options(train.prefetch(tf.data.AUTOTUNE), data_cfg, ordered=data_cfg.ordered),

@@ -47,9 +47,9 @@ def checkpoint_state(run) -> dict:
 
 
 @pytest.mark.slow
-def test_three_commands_started_at_once_keep_their_own_folders_and_histories(
-        tmp_path, tiny_data):
-    rates = ["0.01", "0.002", "0.005"]
+def test_commands_started_at_once_keep_their_own_folders_and_histories(tmp_path, tiny_data):
+    # two commands in the same second meet the same race as three did, with two processes fewer
+    rates = ["0.01", "0.002"]
     commands = [[*RUN, f"data.dir={tiny_data}", "trainer.epochs=8",
                  "trainer.early_stopping_patience=null", f"optimizer.learning_rate={rate}"]
                 for rate in rates]
@@ -86,7 +86,7 @@ def test_three_commands_started_at_once_keep_their_own_folders_and_histories(
     assert sorted(killed) == sorted(rates)
     assert all(r.info.status == "RUNNING" for r in killed.values())  # killed mid-training
     folders = {r.data.tags["checkpoint_dir"] for r in killed.values()}
-    assert len(folders) == 3, folders  # same second, same folder on main
+    assert len(folders) == len(rates), folders  # same second, same folder on main
     assert all(Path(f).parent.parent.parent == tmp_path / "outputs" for f in folders)
     before = {rate: checkpoint_state(run)["history"] for rate, run in killed.items()}
     assert all(2 <= len(history) < 8 for history in before.values()), before
@@ -96,7 +96,7 @@ def test_three_commands_started_at_once_keep_their_own_folders_and_histories(
         assert f"resuming MLflow run {killed[rate].info.run_id} after epoch" in output, output
     runs = {r.data.params["optimizer.learning_rate"]: r for r in runs_of(client)}
     assert {rate: r.info.run_id for rate, r in runs.items()} == {
-        rate: r.info.run_id for rate, r in killed.items()}  # the same 3 runs, no new ones
+        rate: r.info.run_id for rate, r in killed.items()}  # the same runs, no new ones
     for rate, run in runs.items():
         assert run.info.status == "FINISHED"
         history = checkpoint_state(run)["history"]

@@ -145,12 +145,10 @@ def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_name
     job = ["data=folder", f"data.dir={data}", *TINY_MODEL, "trainer.epochs=1",
            "tracking.log_model=false"]
     client = store(tmp_path)
-    alone = cli(tmp_path, *job, "norm=lrn", "dropout=off")  # the same config as the lrn job
-    assert alone.returncode == 0, alone.stderr[-3000:]
-    (standalone,) = runs_of(client)
-
+    # (reuse=sweep, the default, not letting another command's run stand in for a job:
+    # test_prepare's test_sweep_reuse_decides_which_finished_run_stands_in, against a real store.)
     sweep = ["-m", *job, "norm=bn,lrn", "dropout=off"]
-    first = cli(tmp_path, *sweep)  # reuse=sweep: another command's run does not stand in
+    first = cli(tmp_path, *sweep)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "skipping" not in first.stdout
     parent, children = children_of(runs_of(client))
@@ -179,7 +177,8 @@ def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_name
                        == "sweep" and r.info.run_id != parent.info.run_id]
     reused = [k.rsplit(".", 1)[1] for k in other_parent.data.tags
               if k.startswith("alexnet_exp.sweep_member.")]
-    assert len(reused) == 1  # the newest of the two lrn runs (standalone, first sweep)
+    (lrn,) = [r.info.run_id for r in children if r.data.params["model.norm"] == "lrn"]
+    assert reused == [lrn]  # the first sweep's lrn job, not trained again
     assert other_parent.data.tags["best_run_id"] == reused[0]
     assert other_parent.info.status == "FINISHED"
     assert report_runs(tmp_path, other_parent.info.run_id) == set(reused)
