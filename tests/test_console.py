@@ -92,3 +92,20 @@ def test_a_run_into_a_file_is_one_line_per_epoch_quiet_and_logged(tmp_path, tiny
     assert "[alexnet_exp.cli][INFO] - alexnet-exp: 2 epochs in" in log
     assert "best val_accuracy" in log and "usable images" in log  # summary, data report
     assert not (job / "cli.log").exists()
+
+
+def test_the_collector_is_paused_for_the_block_and_restored_after_it_even_on_an_error():
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), console.collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("an import that fails")
+    assert gc.isenabled()
+    gc.disable()  # a caller that turned it off itself keeps it off
+    try:
+        with console.collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -72,6 +72,16 @@ def as_multiset(images: np.ndarray) -> Counter:
 # ----------------------------------------------------------------------------- scan_folder
 
 
+def test_pipeline_functions_are_traced_as_written_without_autograph():
+    """data.mapped skips AutoGraph's rewrite (0.7 s of every run's start): a Python ``if`` on a
+    tensor fails at tracing instead of becoming a tf.cond, and tf.cond works as written."""
+    numbers = tf.data.Dataset.range(4)
+    as_written = data.mapped(numbers, lambda x: tf.cond(x % 2 == 0, lambda: x, lambda: -x))
+    assert list(as_written.as_numpy_iterator()) == [0, -1, 2, -3]
+    with pytest.raises(TypeError, match="tf.Tensor"):
+        data.mapped(numbers, lambda x: x if x % 2 == 0 else -x)
+
+
 def test_training_data_excludes_unreadable_images(tmp_path, image_folder):
     root = image_folder(tmp_path / "data", classes={"cat": 6, "dog": 6})
     bad = {str(p) for p in write_bad_images(root / "dog").values()}
