@@ -116,6 +116,7 @@ def test_same_config_twice_gives_the_same_metrics(recorded, tmp_path):
     assert first.data.metrics["val_accuracy"] == second.data.metrics["val_accuracy"]
 
 
+@pytest.mark.slow  # a command that loads TensorFlow and builds the paper's network: ~10 s
 def test_dry_run_prints_parameter_count_and_logs_nothing(tmp_path, image_folder):
     data = image_folder(tmp_path / "five", classes={c: 3 for c in "abcde"}, size=(32, 32))
     result = cli(tmp_path, f"data.dir={data}", "dry_run=true", "data.val_split=0.4")

@@ -126,6 +126,7 @@ def test_a_limited_run_is_another_job_than_the_full_one():
     assert len(hashes) == 3
 
 
+@pytest.mark.slow  # a Python process that imports MLflow and Hydra: ~6 s
 def test_the_prepare_stage_loads_no_tensorflow(tmp_path):
     """Store, data identity and resume point are settled before TensorFlow loads (a dead store
     or a skipped job costs seconds, not TensorFlow's start-up): checked in a fresh process."""

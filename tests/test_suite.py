@@ -5,9 +5,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 HELPERS = Path(__file__).parent
 
 
+@pytest.mark.slow  # a pytest of its own with two xdist workers: ~9 s
 def test_tests_sharing_a_module_fixture_build_it_once_on_one_worker(tmp_path):
     """``make test`` runs 2 xdist workers with ``--dist loadgroup``: a module's trained model is
     built once only if its tests land on one worker. pytest 9.2 drops the group xdist 3.8 adds
