@@ -115,6 +115,25 @@ class CheckStore:
         except sqlite3.Error:
             pass  # the next run checks these files again
 
+    def forget_all_but(self, listed: set[str]) -> int:
+        """Delete the rows of files not in ``listed`` (every image the root holds now: files
+        deleted or renamed since they were checked); returns how many. Without it a root
+        whose files come and go grows its store by a row per file it ever held. Only a full
+        listing may ask: a row forgotten wrongly costs one check again, never a wrong answer.
+        """
+        if self._db is None:
+            return 0
+        try:
+            gone = [(path,) for (path,) in self._db.execute("SELECT path FROM checked")
+                    if path not in listed]
+            if gone:
+                with self._db:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._db.executemany("DELETE FROM checked WHERE path = ?", gone)
+        except sqlite3.Error:
+            return 0  # kept for now: the next listing tries again
+        return len(gone)
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()

@@ -130,8 +130,10 @@ def _inspect(path: str, level: str) -> Result:
 
 
 def check_files(paths: list[str], root: Path, workers: int,
-                level: str = "full") -> dict[str, Result]:
+                level: str = "full", listing: bool = False) -> dict[str, Result]:
     """``(reason, digest, orientation)`` per file, checking only files not seen before.
+    ``listing``: ``paths`` are every image under ``root`` now, so the stored rows of any
+    other file (deleted or renamed since) are dropped.
 
     The store is keyed by size, mtime, ctime and inode. Size and mtime alone miss a file
     rewritten in place with its old mtime put back (``rsync --times``, a restore from backup,
@@ -165,6 +167,8 @@ def check_files(paths: list[str], root: Path, workers: int,
                 store.save({p: (stamps[p], level, r) for p, r in done.items()})
                 done.clear()
     store.save({p: (stamps[p], level, r) for p, r in done.items()})
+    if listing:
+        store.forget_all_but(set(paths))
     store.close()
     return result
 
@@ -188,7 +192,8 @@ def scan_folder(
         candidates += [(str(f), label) for f in images]
     ignored += [str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
     level = check_level(cfg, len(candidates))
-    checked = check_files([p for p, _ in candidates], root, cfg.check_workers, level)
+    checked = check_files([p for p, _ in candidates], root, cfg.check_workers, level,
+                          listing=True)
     skipped = problems + [(p, checked[p][0]) for p, _ in candidates if checked[p][0]]
     usable = [(p, label) for p, label in candidates if not checked[p][0]]
     usable, duplicates = _without_cross_class_copies(usable, checked)

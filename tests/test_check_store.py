@@ -81,3 +81,12 @@ def test_a_store_with_torn_pages_is_started_afresh(tmp_path):
     again.save({"/1.jpg": (STAMPS, "full", GOOD)})  # and what is checked now is kept
     again.close()
     assert CheckStore(tmp_path / "c.sqlite").known(stamps, "full") == {"/1.jpg": GOOD}
+
+
+def test_forgetting_all_but_a_listing_drops_only_the_rows_of_files_gone(tmp_path):
+    store = CheckStore(tmp_path / "c.sqlite")
+    store.save({f"/{i}.jpg": (STAMPS, "full", GOOD) for i in range(5)})
+    assert store.forget_all_but({"/0.jpg", "/1.jpg", "/2.jpg", "/new.jpg"}) == 2
+    stamps = {f"/{i}.jpg": STAMPS for i in range(5)}
+    assert set(store.known(stamps, "full")) == {"/0.jpg", "/1.jpg", "/2.jpg"}
+    assert store.forget_all_but(set(stamps)) == 0  # nothing else to forget

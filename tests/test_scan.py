@@ -139,3 +139,24 @@ def test_class_names_are_nfc_and_sorted_the_same_on_macos_and_linux(tmp_path, im
     if len(list(both.iterdir())) == 2:  # a file system that keeps both spellings apart
         with pytest.raises(DataError, match="two class folders named Café"):
             scan.scan_folder(both, folder_cfg(both))
+
+
+def test_a_scan_forgets_the_checks_of_files_deleted_since_and_a_recheck_of_a_few_does_not(
+        tmp_path, image_folder, alexnet_cache):
+    import sqlite3
+
+    root = image_folder(tmp_path / "data", classes={"a": 4, "b": 4})
+    files, _, _ = scan.scan_folder(root, folder_cfg(root))
+    (store,) = (alexnet_cache / "checks").glob("*.sqlite")
+
+    def stored() -> set[str]:
+        with sqlite3.connect(store) as db:
+            return {path for (path,) in db.execute("SELECT path FROM checked")}
+
+    assert stored() == set(files)
+    Path(files[0]).unlink()
+    again, _, _ = scan.scan_folder(root, folder_cfg(root))
+    assert stored() == set(again) == set(files[1:])  # the deleted file's row is gone
+    # the end of a run re-checks the files it trained on, not the whole root: nothing dropped
+    assert scan.changed_since_scan(again[:2], root, folder_cfg(root)) == []
+    assert stored() == set(again)
