@@ -8,6 +8,7 @@ lets several sweep jobs check the same root at once (WAL, a busy timeout) withou
 """
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 # The meaning of a row: one of another version is never trusted (a row from before orientation
@@ -28,6 +29,7 @@ class CheckStore:
     def __init__(self, path: Path):
         self.path = path
         self._db = None
+        self._stored: list[str] | None = None  # every row's path, as known() last read them
         try:
             self._db = self._open(path)
         except sqlite3.DatabaseError as exc:
@@ -86,6 +88,7 @@ class CheckStore:
             if type(exc) is sqlite3.DatabaseError:  # "malformed": torn pages
                 self._start_afresh()
             return {}
+        self._stored = [row[0] for row in rows]  # for forget_all_but
         wanted, known = LEVELS[level], {}
         for path, *row_stamps, row_level, reason, digest, orientation in rows:
             if stamps.get(path) != tuple(row_stamps) or row_level < wanted:
@@ -115,17 +118,21 @@ class CheckStore:
         except sqlite3.Error:
             pass  # the next run checks these files again
 
-    def forget_all_but(self, listed: set[str]) -> int:
-        """Delete the rows of files not in ``listed`` (every image the root holds now: files
-        deleted or renamed since they were checked); returns how many. Without it a root
-        whose files come and go grows its store by a row per file it ever held. Only a full
-        listing may ask: a row forgotten wrongly costs one check again, never a wrong answer.
+    def forget_all_but(self, listed: Callable[[str], bool]) -> int:
+        """Delete the rows of files that are not ``listed`` (every image the root holds now:
+        the others were deleted or renamed since they were checked); returns how many. Without
+        it a root whose files come and go grows its store by a row per file it ever held. Only
+        a whole listing may ask: a row forgotten wrongly costs one check again, never a wrong
+        answer. The paths :meth:`known` has just read are reused: a second read of every row
+        cost 1.2 s at 1.28 M files.
         """
         if self._db is None:
             return 0
         try:
-            gone = [(path,) for (path,) in self._db.execute("SELECT path FROM checked")
-                    if path not in listed]
+            stored = self._stored
+            if stored is None:
+                stored = [path for (path,) in self._db.execute("SELECT path FROM checked")]
+            gone = [(path,) for path in stored if not listed(path)]
             if gone:
                 with self._db:
                     self._db.execute("BEGIN IMMEDIATE")

@@ -33,7 +33,7 @@ def list_files(folder: Path, others: set[Path]) -> tuple[list[Path], list[tuple[
             with os.scandir(directory) as listing:
                 entries = sorted(listing, key=lambda e: e.name)
         except OSError as exc:
-            problems.append((str(directory), f"cannot list folder: {exc.strerror or exc}"))
+            problems.append((str(directory), f"{UNLISTABLE}: {exc.strerror or exc}"))
             return
         for item in entries:
             entry = directory / item.name
@@ -91,6 +91,8 @@ def class_name(folder_name: str) -> str:
 # The file that makes a folder a pack (alexnet_exp.packed): here, where a data root is first
 # looked at, so a pack given as class folders is told apart from an empty folder.
 PACK_MANIFEST = "manifest.json"
+# Why a folder's files are missing from a listing (a listing with it is not the whole tree)
+UNLISTABLE = "cannot list folder"
 
 
 def class_folders(root: Path, min_classes: int) -> tuple[list[Path], list[str]]:

@@ -28,7 +28,7 @@ from alexnet_exp.checks import (
 )
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.folders import class_folders, list_files
+from alexnet_exp.folders import UNLISTABLE, class_folders, list_files
 from alexnet_exp.paths import cache_root
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
@@ -167,8 +167,8 @@ def check_files(paths: list[str], root: Path, workers: int,
                 store.save({p: (stamps[p], level, r) for p, r in done.items()})
                 done.clear()
     store.save({p: (stamps[p], level, r) for p, r in done.items()})
-    if listing:
-        store.forget_all_but(set(paths))
+    if listing:  # every path is in stamps (stat'ed and readable) or in result (not)
+        store.forget_all_but(lambda p: p in stamps or p in result)
     store.close()
     return result
 
@@ -192,8 +192,11 @@ def scan_folder(
         candidates += [(str(f), label) for f in images]
     ignored += [str(f) for f in root.iterdir() if f.is_file() and not f.name.startswith(".")]
     level = check_level(cfg, len(candidates))
+    # Rows of files gone are dropped only when every folder could be listed: a folder that
+    # failed to list (an I/O error, a half-done rsync) keeps its files' checks for next time.
+    whole = not any(why.startswith(UNLISTABLE) for _, why in problems)
     checked = check_files([p for p, _ in candidates], root, cfg.check_workers, level,
-                          listing=True)
+                          listing=whole)
     skipped = problems + [(p, checked[p][0]) for p, _ in candidates if checked[p][0]]
     usable = [(p, label) for p, label in candidates if not checked[p][0]]
     usable, duplicates = _without_cross_class_copies(usable, checked)

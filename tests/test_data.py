@@ -587,11 +587,14 @@ def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_p
     assert len(collect(limited.val)[0]) == 2
 
 
-def test_mixup_mixes_training_batches_only_and_keeps_their_shapes(tmp_path, image_folder):
+@pytest.mark.parametrize("mix", ["mixup", "cutmix", "both"])
+def test_mixup_mixes_training_batches_only_and_keeps_their_shapes(tmp_path, image_folder, mix):
+    # through the real pipeline (data.mapped, traced without AutoGraph) for each mix
     from alexnet_exp.config import MixConfig
 
     root = image_folder(tmp_path / "data", classes={"a": 6, "b": 6, "c": 6})
-    ds = build(root, tmp_path, augment_cfg("none", mixup=MixConfig(alpha=0.4)), batch_size=8)
+    mixes = {name: MixConfig(alpha=0.4) for name in ("mixup", "cutmix") if mix in (name, "both")}
+    ds = build(root, tmp_path, augment_cfg("none", **mixes), batch_size=8)
     images, labels = collect(ds.train)
     assert images.shape == (len(ds.train_files), INPUT, INPUT, 3)
     np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-5)

@@ -160,3 +160,27 @@ def test_a_scan_forgets_the_checks_of_files_deleted_since_and_a_recheck_of_a_few
     # the end of a run re-checks the files it trained on, not the whole root: nothing dropped
     assert scan.changed_since_scan(again[:2], root, folder_cfg(root)) == []
     assert stored() == set(again)
+
+
+def test_a_folder_that_fails_to_list_keeps_its_files_checks(tmp_path, image_folder,
+                                                            alexnet_cache, monkeypatch):
+    import os
+    import sqlite3
+
+    from alexnet_exp import folders
+
+    root = image_folder(tmp_path / "data", classes={"a": 3, "b": 3, "c": 3})
+    files, _, _ = scan.scan_folder(root, folder_cfg(root))
+    real_scandir = os.scandir
+
+    def flaky(path):  # an I/O error on one class folder, as a half-done rsync or NFS gives
+        if Path(path).name == "b":
+            raise OSError(5, "Input/output error")
+        return real_scandir(path)
+
+    monkeypatch.setattr(folders.os, "scandir", flaky)
+    with pytest.raises(DataError):  # class b has no images now
+        scan.scan_folder(root, folder_cfg(root))
+    (store,) = (alexnet_cache / "checks").glob("*.sqlite")
+    with sqlite3.connect(store) as db:
+        assert {path for (path,) in db.execute("SELECT path FROM checked")} == set(files)
