@@ -137,6 +137,7 @@ class CheckStore:
                 with self._db:
                     self._db.execute("BEGIN IMMEDIATE")
                     self._db.executemany("DELETE FROM checked WHERE path = ?", gone)
+                self._stored = None  # those rows are gone: a later call reads the rest afresh
         except sqlite3.Error:
             return 0  # kept for now: the next listing tries again
         return len(gone)

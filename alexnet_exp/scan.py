@@ -167,8 +167,8 @@ def check_files(paths: list[str], root: Path, workers: int,
                 store.save({p: (stamps[p], level, r) for p, r in done.items()})
                 done.clear()
     store.save({p: (stamps[p], level, r) for p, r in done.items()})
-    if listing:  # every path is in stamps (stat'ed and readable) or in result (not)
-        store.forget_all_but(lambda p: p in stamps or p in result)
+    if listing:  # result holds every path: known, checked now, or unreadable
+        store.forget_all_but(result.__contains__)
     store.close()
     return result
 

@@ -91,5 +91,6 @@ def test_forgetting_all_but_a_listing_drops_only_the_rows_of_files_gone(tmp_path
     assert set(store.known(stamps, "full")) == {"/0.jpg", "/1.jpg", "/2.jpg"}
     assert store.forget_all_but(stamps.__contains__) == 0  # the rows known() read: all listed
     assert store.forget_all_but({"/0.jpg"}.__contains__) == 2  # from known()'s read, as stored
+    assert store.forget_all_but({"/0.jpg"}.__contains__) == 0  # and not counted twice
     store.close()
     assert set(CheckStore(tmp_path / "c.sqlite").known(stamps, "full")) == {"/0.jpg"}

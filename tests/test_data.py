@@ -69,9 +69,6 @@ def as_multiset(images: np.ndarray) -> Counter:
     return Counter(image.tobytes() for image in images)
 
 
-# ----------------------------------------------------------------------------- scan_folder
-
-
 def test_pipeline_functions_are_traced_as_written_without_autograph():
     """data.mapped skips AutoGraph's rewrite (0.7 s of every run's start): a Python ``if`` on a
     tensor fails at tracing instead of becoming a tf.cond, and tf.cond works as written."""
@@ -80,6 +77,9 @@ def test_pipeline_functions_are_traced_as_written_without_autograph():
     assert list(as_written.as_numpy_iterator()) == [0, -1, 2, -3]
     with pytest.raises(TypeError, match="tf.Tensor"):
         data.mapped(numbers, lambda x: x if x % 2 == 0 else -x)
+
+
+# ----------------------------------------------------------------------------- scan_folder
 
 
 def test_training_data_excludes_unreadable_images(tmp_path, image_folder):
