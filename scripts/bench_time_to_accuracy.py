@@ -10,7 +10,9 @@ normalised minutes: the best val accuracy reached within the experiment's budget
 flowers_fast, target 85%; 60 for flowers_best, target 90%), as mean ± std over the seeds.
 
 Writes ``bench/<name>.json`` and ``bench/<name>.png`` (val accuracy against normalised
-minutes, one curve per seed, the target and the budget drawn in). Extra arguments are
+minutes, one curve per seed, the target and the budget drawn in); each run's own output, a
+line per epoch, goes to ``bench/<name>_seed<seed>.log`` as it trains (an hour-long run
+is followed with ``tail -f``). Extra arguments are
 overrides for trying variants, e.g. ``scripts/bench_time_to_accuracy.py optimizer.ema=0.999``.
 """
 
@@ -37,13 +39,19 @@ def main() -> None:
                         " the spread includes the validation set's")
     parser.add_argument("--name", help="file name in bench/ (default time_to_accuracy for"
                         " flowers_fast, time_to_accuracy_best for flowers_best)")
-    args = parser.parse_args()
+    # Overrides first: after --seeds (nargs="+") argparse would take them for seeds, and
+    # `--seeds 1 2 3 model.head=gap` is the natural way to type a comparison.
+    argv = sys.argv[1:]
+    overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
+    args = parser.parse_args(overrides + [arg for arg in argv if arg not in overrides])
     root = benchlib.require_data(args.data)
     budget, target = TARGETS[args.experiment]
     name = args.name or ("time_to_accuracy" if args.experiment == "flowers_fast"
                          else "time_to_accuracy_best")
-    runs = [one_run(args.experiment, root, seed, args.overrides, budget, target)
-            for seed in args.seeds]
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [one_run(args.experiment, root, seed, args.overrides, budget, target,
+                    out / f"{name}_seed{seed}.log") for seed in args.seeds]
     within = [r["best_within_budget"] for r in runs]
     mean = statistics.mean(within)
     spread = statistics.stdev(within) if len(within) > 1 else 0.0
@@ -52,8 +60,6 @@ def main() -> None:
               "budget_normalised_minutes": budget, "target_val_accuracy": target,
               "reference_gflops": REFERENCE_GFLOPS, "best_within_budget_mean": mean,
               "best_within_budget_std": spread, "met": mean >= target, "runs": runs}
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
     plot(runs, budget, target, args.experiment, out / f"{name}.png")
     extra = f" {' '.join(args.overrides)}" if args.overrides else ""
     walls = ", ".join(f"{r['wall_minutes']:.1f}" for r in runs)
@@ -67,21 +73,25 @@ def main() -> None:
 
 
 def one_run(experiment: str, root: Path, seed: int, overrides: list[str], budget: float,
-            target: float) -> dict:
-    """One training run from launch to exit, with the machine's speed before and after."""
+            target: float, log: Path) -> dict:
+    """One training run from launch to exit, with the machine's speed before and after; its
+    output (a line per epoch) in ``log``."""
     exe = Path(sys.executable).with_name("alexnet-exp")
     before = benchlib.matmul_flops_per_second() / 1e9
     with tempfile.TemporaryDirectory() as tmp:
         command = [str(exe), f"experiment={experiment}", f"data.dir={root}", f"seed={seed}",
-                   "trainer.verbose=0", "tracking.log_model=false",
+                   "trainer.verbose=2", "tracking.log_model=false",
                    f"tracking.store_dir={tmp}/mlruns", f"hydra.run.dir={tmp}/run", *overrides]
         # a server in the shell would outrank the scratch store: never send it bench runs
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        print(f"seed {seed}: training, a line per epoch in {log}", flush=True)
         launched = time.time()
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        with log.open("w") as output:
+            done = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
         wall = time.time() - launched
         if done.returncode:
-            sys.exit(f"alexnet-exp failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            sys.exit(f"alexnet-exp failed (exit {done.returncode}):\n"
+                     f"{log.read_text()[-3000:]}")
         import mlflow
 
         client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")

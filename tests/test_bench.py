@@ -74,3 +74,23 @@ def test_bench_input_writes_json_and_ends_with_its_summary(tmp_path, tiny_data):
             (turns[key][0] / ceiling[0] + turns[key][1] / ceiling[1]) / 2)
     assert result["ratio_cached_default"] == pytest.approx(
         rates["tf.data cache=memory ordered=True threads=0"] / rates["image_data_generator"])
+
+
+@pytest.mark.slow
+def test_bench_time_to_accuracy_logs_each_epoch_and_writes_the_curve(tmp_path, tiny_data):
+    done = subprocess.run([sys.executable, str(SCRIPTS / "bench_time_to_accuracy.py"),
+                           "--data", str(tiny_data), "--out", str(tmp_path), "--seeds", "7",
+                           "trainer.epochs=2", "model.input_size=64", "trainer.batch_size=8",
+                           "optimizer.learning_rate=0.001"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "time_to_accuracy.json").read_text())
+    assert done.stdout.strip().splitlines()[-1] == result["summary"]
+    log = tmp_path / "time_to_accuracy_seed7.log"
+    assert f"seed 7: training, a line per epoch in {log}" in done.stdout
+    epochs = [line for line in log.read_text().splitlines() if line.startswith("Epoch ")]
+    assert [line.split(" - ")[0] for line in epochs] == ["Epoch 1/2", "Epoch 2/2"]
+    (run,) = result["runs"]
+    assert [point["epoch"] for point in run["curve"]] == [1, 2]
+    assert run["run_params"]["seed"] == "7" and not result["met"]
+    assert (tmp_path / "time_to_accuracy.png").stat().st_size > 0
