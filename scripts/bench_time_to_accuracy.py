@@ -11,9 +11,9 @@ flowers_fast, target 85%; 60 for flowers_best, target 90%), as mean ± std over 
 
 Writes ``bench/<name>.json`` and ``bench/<name>.png`` (val accuracy against normalised
 minutes, one curve per seed, the target and the budget drawn in); each run's own output, a
-line per epoch, goes to ``bench/<name>_seed<seed>.log`` as it trains (an hour-long run
-is followed with ``tail -f``). Extra arguments are
-overrides for trying variants, e.g. ``scripts/bench_time_to_accuracy.py optimizer.ema=0.999``.
+line per epoch, goes to ``bench/<name>_seed<seed>.log`` as it trains (an hour-long run is
+followed with ``tail -f``). Extra arguments are overrides for trying variants, e.g.
+``scripts/bench_time_to_accuracy.py --seeds 1 2 3 optimizer.ema=0.999``.
 """
 
 import os
