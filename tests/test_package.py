@@ -63,7 +63,8 @@ def test_preflight_composes_the_users_experiment_and_names_it_among_the_choices(
     my_conf(tmp_path)
     preflight(["--config-dir", "my_conf", "experiment=my_study", "dry_run=true"])
     preflight(["-cd", "my_conf", "-m", "experiment=my_study", "model=tiny,small"])
-    with pytest.raises(UserError, match=r"choose one of demo, flowers_best, flowers_fast, my_study"):
+    with pytest.raises(UserError,
+                       match=r"choose one of demo, flowers_best, flowers_fast, my_study"):
         preflight(["--config-dir", "my_conf", "experiment=my_stduy"])
     with pytest.raises(UserError, match="model=tinny is not an option of model"):
         preflight(["--config-dir", "my_conf", "-m", "experiment=my_study", "model=tiny,tinny"])
