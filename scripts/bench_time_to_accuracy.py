@@ -16,6 +16,7 @@ followed with ``tail -f``). Extra arguments are overrides for trying variants, e
 ``scripts/bench_time_to_accuracy.py --seeds 1 2 3 optimizer.ema=0.999``.
 """
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ REFERENCE_GFLOPS = 480.0  # the 4096² float32 matmul of this machine on a fast 
 TARGETS = {"flowers_fast": (10.0, 0.85), "flowers_best": (60.0, 0.90)}  # budget, target
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = benchlib.parser(__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="extra alexnet-exp overrides")
     parser.add_argument("--experiment", choices=sorted(TARGETS), default="flowers_fast")
@@ -39,11 +40,12 @@ def main() -> None:
                         " the spread includes the validation set's")
     parser.add_argument("--name", help="file name in bench/ (default time_to_accuracy for"
                         " flowers_fast, time_to_accuracy_best for flowers_best)")
-    # Overrides first: after --seeds (nargs="+") argparse would take them for seeds, and
-    # `--seeds 1 2 3 model.head=gap` is the natural way to type a comparison.
-    argv = sys.argv[1:]
-    overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
-    args = parser.parse_args(overrides + [arg for arg in argv if arg not in overrides])
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parser.parse_args(overrides_first(parser, sys.argv[1:]))
     root = benchlib.require_data(args.data)
     budget, target = TARGETS[args.experiment]
     name = args.name or ("time_to_accuracy" if args.experiment == "flowers_fast"
@@ -70,6 +72,21 @@ def main() -> None:
                f" {sum(m is not None for m in reached)}/{len(runs)}; wall"
                f" {walls} min at {speeds} GFLOP/s{extra}")
     benchlib.write(name, result, summary, out)
+
+
+def overrides_first(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``argv`` with the overrides moved to the front: after ``--seeds`` (nargs="+") argparse
+    would take them for seeds, and ``--seeds 1 2 3 model.head=gap`` is the natural way to type a
+    comparison. An override is a word with ``=`` that is not an option's own value, so
+    ``--data /photos/a=b`` stays the data folder."""
+    takes_one_value = {option for action in parser._actions if action.nargs is None
+                       and action.option_strings for option in action.option_strings}
+    overrides, rest = [], []
+    for index, arg in enumerate(argv):
+        is_value = index > 0 and argv[index - 1] in takes_one_value
+        (overrides if "=" in arg and not arg.startswith("-") and not is_value
+         else rest).append(arg)
+    return overrides + rest
 
 
 def one_run(experiment: str, root: Path, seed: int, overrides: list[str], budget: float,

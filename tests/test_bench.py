@@ -13,6 +13,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import bench_scaling  # noqa: E402
+import bench_time_to_accuracy  # noqa: E402
 import bench_train  # noqa: E402
 import make_synthetic_folder  # noqa: E402
 
@@ -74,6 +75,16 @@ def test_bench_input_writes_json_and_ends_with_its_summary(tmp_path, tiny_data):
             (turns[key][0] / ceiling[0] + turns[key][1] / ceiling[1]) / 2)
     assert result["ratio_cached_default"] == pytest.approx(
         rates["tf.data cache=memory ordered=True threads=0"] / rates["image_data_generator"])
+
+
+def test_bench_time_to_accuracy_takes_overrides_after_seeds_but_not_an_options_value():
+    parser = bench_time_to_accuracy.build_parser()
+    argv = ["--data", "/photos/a=b", "--seeds", "1", "2", "model.head=gap", "--name", "x=y",
+            "trainer.epochs=3"]
+    args = parser.parse_args(bench_time_to_accuracy.overrides_first(parser, argv))
+    assert args.data == Path("/photos/a=b") and args.name == "x=y"
+    assert args.seeds == [1, 2]
+    assert args.overrides == ["model.head=gap", "trainer.epochs=3"]
 
 
 @pytest.mark.slow
