@@ -20,10 +20,12 @@ class DataError(UserError):
 
 def exit_with(message: str, program: str = "alexnet-exp", code: int = 2) -> None:
     """The one-line ending of every entry point (and of the sweep callback, which runs before
-    any job): ``<program>: error: <message>`` on stderr, then exit ``code``."""
+    any job): ``<program>: error: <message>`` on stderr (logged, so a training job's log file
+    keeps it too), then exit ``code``."""
+    import logging
     import sys
 
-    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    logging.getLogger(__name__).error(f"{program}: error: {message}")
     sys.exit(code)
 
 

@@ -165,11 +165,11 @@ def run_evaluation(cfg, launch_dir: Path) -> EvalResult:
         result = evaluate_folder(bundle, root, cfg.tta, cfg.top_k, cfg.batch_size)
     for warning in caught:
         log.warning(f"warning: {warning.message}")
-    print(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
-    print(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
-          f" {result.top_k_accuracy:.4f}\n")
-    print(result.report_text)
-    print(confusion_text(result.matrix, bundle.class_names))
+    log.info(f"model {bundle.source} on {root} ({len(result.files)} images, tta={cfg.tta})")
+    log.info(f"accuracy {result.accuracy:.4f}   top-{result.top_k} accuracy"
+             f" {result.top_k_accuracy:.4f}\n")
+    log.info(result.report_text)
+    log.info(confusion_text(result.matrix, bundle.class_names))
     csv_path = None
     if cfg.output:
         csv_path = Path(cfg.output).expanduser()

@@ -116,9 +116,9 @@ def run_prediction(cfg, launch_dir: Path) -> list:
     probs = predict_files(bundle, files, cfg.tta, cfg.batch_size)
     rows = top_k_table(files, probs, bundle.class_names, cfg.top_k)
     if cfg.format == "json":
-        print(json.dumps(rows, indent=2))
+        log.info(json.dumps(rows, indent=2))
     else:
         for row in rows:
             tops = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in row["top"])
-            print(f"{row['path']}\t{tops}")
+            log.info(f"{row['path']}\t{tops}")
     return rows

@@ -161,7 +161,7 @@ def run_report(cfg, launch_dir: Path) -> Report:
     (out / "report.md").write_text(markdown)
     write_csv(out / "report.csv", groups, cfg.metric)
     files = [out / "report.md", out / "report.csv", *plots]
-    print(markdown.split("\n![")[0].rstrip())  # the tables, without the image links
+    log.info(markdown.split("\n![")[0].rstrip())  # the tables, without the image links
     log.info("\nwritten: " + ", ".join(str(f) for f in files))
     report = Report(groups, keys, out, files, markdown)
     if cfg.log:

@@ -5,7 +5,6 @@ The outbox (:mod:`alexnet_exp.tracking.outbox`) holds records and files; a buffe
 tracking and the model and hands the one to the other, so tracking stays a sink.
 """
 
-import sys
 from pathlib import Path
 
 from alexnet_exp.paths import outbox_dir as default_dir  # noqa: F401  (the command's default)
@@ -18,6 +17,6 @@ def _load_model(path: Path):
     return model.load(path)
 
 
-def sync(folder: Path, uri: str | None = None, out=sys.stdout) -> int:
+def sync(folder: Path, uri: str | None = None) -> int:
     """Replay every outbox in ``folder``: 0 when all are sent, 2 while a server is away."""
-    return replay.sync(folder, uri, out, load_model=_load_model)
+    return replay.sync(folder, uri, load_model=_load_model)

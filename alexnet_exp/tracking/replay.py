@@ -3,12 +3,14 @@
 """
 
 import json
-import sys
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp.tracking.outbox import PREFIX, ModelLoader, NoModelLoader, Outbox
 from alexnet_exp.tracking.records import dataset_input, log_tf_model, redact
+
+log = logging.getLogger(__name__)
 
 NAMES = {"params": "param batch(es)", "tags": "tag batch(es)", "artifact": "artifact(s)",
          "artifacts": "artifact folder(s)", "dataset": "data set", "model": "model"}
@@ -128,27 +130,26 @@ def pending(folder: Path) -> list[Outbox]:
     return [Outbox(p) for p in sorted(Path(folder).expanduser().glob(f"{PREFIX}*.jsonl"))]
 
 
-def sync(folder: Path, uri: str | None = None, out=sys.stdout,
-         load_model: ModelLoader | None = None) -> int:
+def sync(folder: Path, uri: str | None = None, load_model: ModelLoader | None = None) -> int:
     """``alexnet-exp-sync``: replay every outbox in ``folder``; 0 when all are sent (or there
     was nothing to send), 2 with one line when a server is still unreachable."""
     from alexnet_exp.tracking.outage import probe
 
     boxes = pending(folder)
     if not boxes:
-        print(f"alexnet-exp-sync: nothing to sync in {folder}", file=out)
+        log.info(f"alexnet-exp-sync: nothing to sync in {folder}")
         return 0
     reasons: dict[str, str | None] = {}
     waiting: dict[str, int] = {}
     for box in boxes:
         records = box.records()
         if not records or records[0].get("op") != "run":
-            print(f"alexnet-exp-sync: skipping {box.path}: not an outbox file", file=out)
+            log.info(f"alexnet-exp-sync: skipping {box.path}: not an outbox file")
             continue
         writer = box.writer_alive()
         if writer:
-            print(f"alexnet-exp-sync: skipping run {records[0]['run_id']}: process {writer} is"
-                  " still training it (it replays its own outbox)", file=out)
+            log.info(f"alexnet-exp-sync: skipping run {records[0]['run_id']}: process {writer}"
+                     " is still training it (it replays its own outbox)")
             continue
         target = uri or records[0]["uri"]
         if "***@" in target:
@@ -158,10 +159,9 @@ def sync(folder: Path, uri: str | None = None, out=sys.stdout,
         if reasons[target]:
             waiting[target] = waiting.get(target, 0) + 1
             continue
-        print(f"alexnet-exp-sync: {replay(box, target, load_model=load_model).line()}",
-              file=out, flush=True)
+        log.info(f"alexnet-exp-sync: {replay(box, target, load_model=load_model).line()}")
     for target, count in waiting.items():
-        print(f"alexnet-exp-sync: error: tracking server {redact(target)} is not reachable"
-              f" ({reasons[target]}); {count} run(s) wait in {folder}: run alexnet-exp-sync"
-              " again when it is up", file=sys.stderr, flush=True)
+        log.error(f"alexnet-exp-sync: error: tracking server {redact(target)} is not reachable"
+                  f" ({reasons[target]}); {count} run(s) wait in {folder}: run"
+                  " alexnet-exp-sync again when it is up")
     return 2 if waiting else 0
