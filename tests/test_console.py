@@ -94,6 +94,20 @@ def test_a_run_into_a_file_is_one_line_per_epoch_quiet_and_logged(tmp_path, tiny
     assert not (job / "cli.log").exists()
 
 
+def test_a_job_that_fails_keeps_its_one_error_line_in_its_log_file_too(tmp_path):
+    """The entry points' error line is logged: on stderr as one bare line, and in the job's
+    alexnet-exp.log, which is where a sweep's failed job is read afterwards."""
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        (tmp_path / "data" / name / "only.jpg").write_bytes(b"not a photo")
+    result = cli(tmp_path, "data=folder", f"data.dir={tmp_path / 'data'}")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("alexnet-exp: error: cannot split into train/val")
+    log = (tmp_path / "outputs" / "run" / "alexnet-exp.log").read_text()
+    assert f"[alexnet_exp.errors][ERROR] - {line}" in log
+
+
 def test_the_collector_is_paused_for_the_block_and_restored_after_it_even_on_an_error():
     import gc
 
