@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_exp.config import DataConfig, parse_bytes
+from alexnet_exp.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +151,49 @@ def human_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+def disk_cache_folder(cfg: DataConfig, cache_dir: Path) -> Path:
+    """Where ``data.cache=disk`` writes: ``data.cache_path`` when set, else ``cache_dir``."""
+    return Path(cfg.cache_path).expanduser() if cfg.cache_path else cache_dir
+
+
+def cached(ds, mode: str, folder: Path, key: str):
+    """``ds`` (a tf.data.Dataset) kept in ``mode``'s cache; a disk cache is named ``key`` in
+    ``folder``, and its lock files from a run killed mid-epoch are cleared first."""
+    if mode == "memory":
+        return ds.cache()
+    if mode == "disk":
+        problem = writable_problem(folder)
+        if problem:  # before TensorFlow's own error, which names a lock file mid-epoch
+            raise DataError(f"data.cache=disk: {problem}; set data.cache_path to a writable"
+                            " folder, or data.cache=memory|none")
+        _clear_stale_locks(folder, key)
+        return ds.cache(str(folder / key))
+    return ds
+
+
+_held_cache_locks: list = []  # open for the life of the process: the flock is held until exit
+
+
+def _clear_stale_locks(folder: Path, key: str) -> None:
+    """Remove the lock files tf.data left for ``key`` if no live run of ours is using it.
+
+    tf.data writes ``<key>_<shard>.lockfile`` while it fills a disk cache and refuses to
+    start when one exists, so a run killed mid-epoch (kill -9, a node lost) left a cache path
+    no later run could use. Each run holds an flock on ``<key>.alexnet-exp.lock`` (released by
+    the kernel however the process ends): when this run gets it, no live run is writing the
+    cache and any lock file there is stale. When another run holds it, its lock files are live
+    and stay (tf.data then says another iterator is caching, as before).
+    """
+    import fcntl
+
+    guard = open(folder / f"{key}.alexnet-exp.lock", "a")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        guard.close()
+        return
+    _held_cache_locks.append(guard)
+    for stale in folder.glob(f"{key}_*.lockfile"):
+        stale.unlink(missing_ok=True)

@@ -130,7 +130,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
 
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
-    from alexnet_exp.data import decoder, orientations_of
+    from alexnet_exp.decode import decoder, orientations_of
     from alexnet_exp.predict import tta_views, view_size
 
     expected = predict_files(bundle, files, "none", batch_size=len(files))

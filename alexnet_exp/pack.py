@@ -21,9 +21,9 @@ import numpy as np
 
 from alexnet_exp import packed
 from alexnet_exp.config import parse_bytes
-from alexnet_exp.data import stratified_split
 from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import fingerprint_folder
+from alexnet_exp.inputs import stratified_split
 from alexnet_exp.scan import DataReport, scan_folder
 from alexnet_exp.sources import resolve_data_dir
 from alexnet_exp.tool_config import PackConfig

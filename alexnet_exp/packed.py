@@ -218,7 +218,7 @@ def example_bytes(contents: bytes, label: int, index: int, orientation: int) -> 
 def read_split(root: Path, manifest: Manifest, split: str, seed: int, shuffle: bool,
                take: int | None = None, part: tuple[int, int] = (0, 1)):
     """``(bytes, orientation, label, index)`` of every image of ``split``: what
-    :func:`alexnet_exp.data.decoder` takes with ``from_bytes``.
+    :func:`alexnet_exp.decode.decoder` takes with ``from_bytes``.
 
     ``shuffle``: the shard order is drawn afresh each epoch (seeded) and :data:`INTERLEAVE`
     shards are read at once, their examples taken in turn; the images were shuffled across

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from alexnet_exp.augment import eval_resize
 from alexnet_exp.bundle import ModelBundle, load_bundle
-from alexnet_exp.data import decoder, orientations_of
+from alexnet_exp.decode import decoder, orientations_of
 from alexnet_exp.errors import DataError
 from alexnet_exp.sources import IMAGE_SUFFIXES
 

@@ -61,7 +61,7 @@ def child(root: Path, fraction: float, cache: str, scratch: Path) -> dict:
     client = mlflow.tracking.MlflowClient(summary.tracking_uri)
     history = client.get_metric_history(summary.run_id, "epoch_seconds")
     seconds = [m.value for m in sorted(history, key=lambda m: m.step)]
-    from alexnet_exp.data import stratified_split
+    from alexnet_exp.inputs import stratified_split
     from alexnet_exp.scan import scan_folder
 
     _, labels, _ = scan_folder(root, cfg.data)

@@ -75,7 +75,7 @@ def experiment_config(model: str, root: Path, precision: str, epochs: int, per_c
 
 
 def train_images(cfg) -> int:
-    from alexnet_exp.data import stratified_split
+    from alexnet_exp.inputs import stratified_split
     from alexnet_exp.scan import scan_folder
 
     _, labels, _ = scan_folder(Path(cfg.data.dir), cfg.data)

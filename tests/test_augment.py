@@ -8,7 +8,7 @@ from helpers import make_image_folder, model_config
 from helpers.configs import augment_config
 
 from alexnet_exp import augment
-from alexnet_exp.data import decoder
+from alexnet_exp.decode import decoder
 
 AUGMENTS = ("none", "flip", "paper", "seed")
 INPUT = 32

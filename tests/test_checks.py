@@ -12,7 +12,7 @@ import tensorflow as tf
 from helpers import augment_config
 from PIL import Image, ImageOps
 
-from alexnet_exp import checks, data, scan
+from alexnet_exp import checks, data, decode, scan
 
 # 4 x 2 blocks of 8x8 flat colours: JPEG keeps them nearly exact, and every one of the eight
 # orientations puts a different colour in each corner.
@@ -51,7 +51,7 @@ def test_decode_turns_each_exif_orientation_upright_as_pillow_does(tmp_path, ori
 
     # The pipeline's decoder (training, evaluation, prediction, export) sees the same pixels.
     size = 32
-    image, label = data.decoder(size)(tf.constant(str(path)), tf.constant(orientation),
+    image, label = decode.decoder(size)(tf.constant(str(path)), tf.constant(orientation),
                                       tf.constant(0))
     resized = tf.image.resize(expected.astype(np.float32), [size, size]).numpy()
     assert np.abs(image.numpy().astype(float) - resized).mean() < 4
