@@ -14,8 +14,11 @@ import posixpath
 
 from alexnet_exp.config import (
     POOL_WINDOWS,
+    AugmentConfig,
+    DataConfig,
     ExperimentConfig,
     ModelConfig,
+    OptimizerConfig,
     ProgressiveConfig,
     TrackingConfig,
     TrainerConfig,
@@ -161,50 +164,10 @@ def validate(cfg: ExperimentConfig) -> None:
     """Raise :class:`ConfigError` on the first out-of-range value; imports nothing heavy."""
     if not 0 <= cfg.seed < 2**32:
         raise ConfigError(f"seed={cfg.seed} is outside [0, 2**32)")
-    require_choice("data", cfg.data.name, DATA_NAMES)
-    require_in_range("data.val_split", cfg.data.val_split, 0.0, 1.0, high_open=False)
-    require_choice("data.cache", cfg.data.cache, CACHE_MODES)
-    if cfg.data.cache_max_memory is not None:
-        try:
-            limit = parse_bytes(cfg.data.cache_max_memory)
-        except ValueError as exc:
-            raise ConfigError(f"data.cache_max_memory: {exc}") from None
-        if limit <= 0:
-            raise ConfigError(f"data.cache_max_memory={cfg.data.cache_max_memory} must be more"
-                              " than 0 (data.cache=disk or none not to cache in memory)")
-    require_at_least("data.max_images_per_class", cfg.data.max_images_per_class, 2)
-    require_at_least("data.check_workers", cfg.data.check_workers, 1)
-    require_choice("data.check", cfg.data.check, DATA_CHECKS)
-    require_at_least("data.threads", cfg.data.threads, 0)
-    if cfg.data.name == "folder" and not cfg.data.dir:
-        raise ConfigError(
-            "data=folder needs data.dir: pass data.dir=/path/to/class_folders"
-            " (or data=digits for the built-in demo set)"
-        )
-    if cfg.data.name == "records" and not cfg.data.dir:
-        raise ConfigError("data=records needs data.dir: the folder alexnet-exp-pack wrote"
-                          " (alexnet-exp-pack data.dir=<class folders> output=<pack folder>)")
+    validate_data(cfg.data)
     validate_model(cfg.model)
-    require_choice("augment", cfg.augment.name, AUGMENTS)
-    require_at_least("augment.crop_scale", cfg.augment.crop_scale, 1.0)
-    require_at_least("augment.pca_std", cfg.augment.pca_std, 0.0)
-    require_at_least("augment.rotation_degrees", cfg.augment.rotation_degrees, 0.0)
-    require_in_range("augment.zoom", cfg.augment.zoom, 0.0, 1.0, high_open=True)
-    for mix in ("mixup", "cutmix"):
-        require_at_least(f"augment.{mix}.alpha", getattr(cfg.augment, mix).alpha, 0.0)
-        prob = getattr(cfg.augment, mix).prob
-        if not 0.0 <= prob <= 1.0:
-            raise ConfigError(f"augment.{mix}.prob={prob} is outside [0.0, 1.0]")
-    if not 0.0 < cfg.augment.min_area <= 1.0:
-        raise ConfigError(f"augment.min_area={cfg.augment.min_area} is outside (0.0, 1.0]")
-    require_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
-    if cfg.optimizer.learning_rate <= 0:
-        raise ConfigError(f"optimizer.learning_rate={cfg.optimizer.learning_rate} must be > 0")
-    require_in_range("optimizer.momentum", cfg.optimizer.momentum, 0.0, 1.0, high_open=True)
-    require_choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
-    require_at_least("optimizer.warmup_epochs", cfg.optimizer.warmup_epochs, 0.0)
-    require_at_least("optimizer.weight_decay", cfg.optimizer.weight_decay, 0.0)
-    require_in_range("optimizer.ema", cfg.optimizer.ema, 0.0, 1.0, high_open=True)
+    validate_augment(cfg.augment)
+    validate_optimizer(cfg.optimizer)
     validate_trainer(cfg.trainer)
     require_choice("tracking", cfg.tracking.backend, TRACKING_BACKENDS)
     require_choice("distribute", cfg.distribute.strategy, STRATEGIES)
@@ -226,6 +189,58 @@ def validate(cfg: ExperimentConfig) -> None:
             "tracking=server needs tracking.uri=http://host:port (or set MLFLOW_TRACKING_URI)"
         )
     validate_tracking_extras(cfg.tracking)
+
+
+def validate_data(data: DataConfig) -> None:
+    require_choice("data", data.name, DATA_NAMES)
+    require_in_range("data.val_split", data.val_split, 0.0, 1.0, high_open=False)
+    require_choice("data.cache", data.cache, CACHE_MODES)
+    if data.cache_max_memory is not None:
+        try:
+            limit = parse_bytes(data.cache_max_memory)
+        except ValueError as exc:
+            raise ConfigError(f"data.cache_max_memory: {exc}") from None
+        if limit <= 0:
+            raise ConfigError(f"data.cache_max_memory={data.cache_max_memory} must be more"
+                              " than 0 (data.cache=disk or none not to cache in memory)")
+    require_at_least("data.max_images_per_class", data.max_images_per_class, 2)
+    require_at_least("data.check_workers", data.check_workers, 1)
+    require_choice("data.check", data.check, DATA_CHECKS)
+    require_at_least("data.threads", data.threads, 0)
+    if data.name == "folder" and not data.dir:
+        raise ConfigError(
+            "data=folder needs data.dir: pass data.dir=/path/to/class_folders"
+            " (or data=digits for the built-in demo set)"
+        )
+    if data.name == "records" and not data.dir:
+        raise ConfigError("data=records needs data.dir: the folder alexnet-exp-pack wrote"
+                          " (alexnet-exp-pack data.dir=<class folders> output=<pack folder>)")
+
+
+def validate_augment(augment: AugmentConfig) -> None:
+    require_choice("augment", augment.name, AUGMENTS)
+    require_at_least("augment.crop_scale", augment.crop_scale, 1.0)
+    require_at_least("augment.pca_std", augment.pca_std, 0.0)
+    require_at_least("augment.rotation_degrees", augment.rotation_degrees, 0.0)
+    require_in_range("augment.zoom", augment.zoom, 0.0, 1.0, high_open=True)
+    for mix in ("mixup", "cutmix"):
+        require_at_least(f"augment.{mix}.alpha", getattr(augment, mix).alpha, 0.0)
+        prob = getattr(augment, mix).prob
+        if not 0.0 <= prob <= 1.0:
+            raise ConfigError(f"augment.{mix}.prob={prob} is outside [0.0, 1.0]")
+    if not 0.0 < augment.min_area <= 1.0:
+        raise ConfigError(f"augment.min_area={augment.min_area} is outside (0.0, 1.0]")
+
+
+def validate_optimizer(optimizer: OptimizerConfig) -> None:
+    require_choice("optimizer", optimizer.name, OPTIMIZERS)
+    if optimizer.learning_rate <= 0:
+        raise ConfigError(f"optimizer.learning_rate={optimizer.learning_rate} must be > 0")
+    require_in_range("optimizer.momentum", optimizer.momentum, 0.0, 1.0, high_open=True)
+    require_choice("optimizer.schedule", optimizer.schedule, SCHEDULES)
+    require_at_least("optimizer.warmup_epochs", optimizer.warmup_epochs, 0.0)
+    require_at_least("optimizer.weight_decay", optimizer.weight_decay, 0.0)
+    require_in_range("optimizer.ema", optimizer.ema, 0.0, 1.0, high_open=True)
 
 
 def validate_trainer(t: TrainerConfig) -> None:

@@ -156,15 +156,9 @@ def fit(
     guard, interrupt = StopOnNonFiniteLoss(), InterruptBetweenBatches()
     callbacks, checkpoint = _callbacks(model, trainer, schedule, output_dir, point,
                                        [interrupt, guard], reporter)
-    train_steps = val_steps = None
-    if steps is not None:
-        train_steps, val_steps = steps
-        train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
     first_epoch = point.epoch if point else 0
-    if image_sizes is not None:
-        if train_steps is None:
-            raise ValueError("image_sizes needs steps: the batches in one epoch")
-        train_ds = augment.resized_by_epoch(train_ds, image_sizes, train_steps, first_epoch)
+    train_ds, val_ds = _epoch_streams(train_ds, val_ds, steps, image_sizes, first_epoch)
+    train_steps, val_steps = steps if steps is not None else (None, None)
     if trainer.val_tta == "flip":  # validated by the callback, not by Keras
         average = next((c for c in callbacks if isinstance(c, AveragedWeights)), None)
         callbacks.insert(0, FlipValidation(val_ds, val_steps, average))
@@ -183,6 +177,20 @@ def fit(
         if getattr(model.optimizer, "use_ema", False):  # the last epoch's average, then
             model.optimizer.finalize_variable_values(model.trainable_variables)
     return _result(reporter.history, seconds, trainer.epochs, checkpoint, guard.where)
+
+
+def _epoch_streams(train_ds: tf.data.Dataset, val_ds: tf.data.Dataset,
+                   steps: tuple[int, int] | None, image_sizes: list[int] | None,
+                   first_epoch: int) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The two streams as fit reads them: repeated when ``steps`` says how many batches make an
+    epoch, and the training images resized epoch by epoch (progressive resizing)."""
+    if steps is not None:
+        train_ds, val_ds = train_ds.repeat(), val_ds.repeat()
+    if image_sizes is not None:
+        if steps is None:
+            raise ValueError("image_sizes needs steps: the batches in one epoch")
+        train_ds = augment.resized_by_epoch(train_ds, image_sizes, steps[0], first_epoch)
+    return train_ds, val_ds
 
 
 def _callbacks(model: keras.Model, trainer: TrainerConfig, schedule: StepSchedule | None,
