@@ -71,7 +71,7 @@ def _decoded(split: SplitInput, decode, size: int, cache: CacheChoice, folder: P
     # index says which files came through; changed_since_scan names the others.
     ds = ds.ignore_errors(log_warning=True)
     return cached(ds, cache.mode, folder,
-                   f"{name}-{split.cache_key(size)}" if cache.mode == "disk" else name)
+                  f"{name}-{split.cache_key(size)}" if cache.mode == "disk" else name)
 
 
 def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: CacheChoice,
@@ -92,8 +92,7 @@ def _train_stream(records: tf.data.Dataset, decoded: tf.data.Dataset, cache: Cac
         return mapped(pairs, lambda item, pair: augment_one(item[0], item[1], pair))
 
     pairs = tf.data.Dataset.zip((records.shuffle(buffer, seed=seed), seeds))
-    stream = mapped(pairs, lambda record, pair: crop_and_augment(*record, pair))
-    return stream.ignore_errors(log_warning=True)  # as _decoded: a file broken since the scan
+    return mapped(pairs, lambda record, pair: crop_and_augment(*record, pair))
 
 
 def _sample_lighting(decoded: tf.data.Dataset, count: int, limit: int) -> augment.LightingBasis:
@@ -156,7 +155,14 @@ def _training_batches(train_in: SplitInput, decoded: tf.data.Dataset, cache: Cac
 
     train = _train_stream(train_in.records, decoded, cache, len(train_in.files), seed,
                           augment_one, crop_and_augment)
-    return _mixed_batches(train.batch(batch_size), aug_cfg, seed)
+    batches = train.batch(batch_size)
+    if cache.mode == "none":
+        # As in _decoded, a file broken since the scan is dropped instead of ending the run,
+        # here with the rest of its batch: errors ignored after the batch, not between it and
+        # the map, let tf.data fuse the two (the pipeline's CPU per image: 0.735 ms against
+        # 0.775, measured). A file changed mid-run costs one batch of each epoch.
+        batches = batches.ignore_errors(log_warning=True)
+    return _mixed_batches(batches, aug_cfg, seed)
 
 
 def _read_inputs(data_cfg: DataConfig, root: Path, seed: int, batch_size: int, limits,
