@@ -19,9 +19,23 @@ from alexnet_exp.config import DataConfig, limited_count
 from alexnet_exp.decode import orientations_of
 from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import require_two_per_class
-from alexnet_exp.scan import DataReport
+from alexnet_exp.scan import DataReport, scan_folder
 
 log = logging.getLogger(__name__)
+
+
+def read_inputs(data_cfg: DataConfig, root: Path, seed: int, batch_size: int, limits,
+                worker: tuple[int, int]) -> tuple["SplitInput", "SplitInput", DataReport]:
+    """The two splits' records and the data report: a pack's own split, or the folder scanned
+    (every image checked) and split here, each cut to ``limits``."""
+    if data_cfg.name == "records":
+        return packed_inputs(root, data_cfg, seed, batch_size, limits, worker)
+    files, labels, report = scan_folder(root, data_cfg)
+    train_idx, val_idx = split_indices(labels, report, data_cfg.val_split, seed, batch_size,
+                                       limits)
+    train_in, val_in = (folder_input([files[i] for i in idx], labels[idx], report.oriented)
+                        for idx in (train_idx, val_idx))
+    return train_in, val_in, report
 
 
 def stratified_split(labels: np.ndarray, val_split: float, seed: int,

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from helpers.configs import folder_cfg
 
-from alexnet_exp import data, distribute, inputs, pack, packed
+from alexnet_exp import data, distribute, inputs, pack, packed, scan
 from alexnet_exp.config import AugmentConfig, DataConfig, DistributeConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.tool_config import PackConfig
@@ -41,7 +41,7 @@ def test_a_pack_holds_each_image_as_it_was_stored_with_the_folders_own_split(fol
     manifest = write_pack(folder, tmp_path / "pack", shard_size="10KB")
     pack_dir = tmp_path / "pack"
     # the split is the one training on the folder makes with the same seed
-    files, labels, report = data.scan_folder(folder, folder_cfg(folder))
+    files, labels, report = scan.scan_folder(folder, folder_cfg(folder))
     train_idx, val_idx = inputs.stratified_split(labels, 0.25, 42, report.class_names)
     for split, idx in (("train", train_idx), ("val", val_idx)):
         names, split_labels = packed.read_index(pack_dir, manifest, split)
