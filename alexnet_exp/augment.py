@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_exp.config import AugmentConfig
+from alexnet_exp.graphs import mapped
 
 PAPER_RESIZE = 256 / 227  # the paper's 256 px resize for 224/227 px crops
 
@@ -182,7 +183,7 @@ def resized_by_epoch(batches: tf.data.Dataset, sizes: list[int], steps: int,
             images, tf.stack([side, side]), antialias=True))
         return (images, *rest)
 
-    return batches.enumerate().map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+    return mapped(batches.enumerate(), resize)
 
 
 def batch_mix(aug: AugmentConfig):

@@ -21,6 +21,7 @@ from alexnet_exp import augment
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.data_cache import CacheChoice, cached, choose_cache, disk_cache_folder
 from alexnet_exp.decode import cropping_decoder, decoder
+from alexnet_exp.graphs import mapped
 from alexnet_exp.inputs import SplitInput, read_inputs
 from alexnet_exp.scan import DataReport
 
@@ -48,17 +49,6 @@ class Datasets:
     # The training images are this worker's own shards of a pack (a multi-worker job deals
     # them out): tf.distribute must not shard them again.
     own_shards: bool = False
-
-
-def mapped(ds: tf.data.Dataset, fn) -> tf.data.Dataset:
-    """``ds.map(fn)`` in parallel, ``fn`` traced as written, without AutoGraph.
-
-    Our pipeline functions branch with ``tf.cond`` / ``tf.switch_case``, never with a Python
-    ``if`` on a tensor, so AutoGraph's rewrite of them (parsing and recompiling their source)
-    buys nothing and cost 0.7 s of every run's start (measured on a tiny run; a test whose
-    function did need it would fail at tracing, not silently)."""
-    return ds.map(tf.autograph.experimental.do_not_convert(fn),
-                  num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _decoded(split: SplitInput, decode, size: int, cache: CacheChoice, folder: Path,

@@ -103,9 +103,12 @@ def _predict_pack(bundle: ModelBundle, root: Path, tta: str, batch_size: int):
         raise DataError(f"the pack at {root} is a train/val split for training, not a test set:"
                         " pack the test folder with alexnet-exp-pack data.val_split=0")
     files, labels = packed.read_index(root, manifest, packed.TEST_SPLIT)
-    records = packed.read_split(root, manifest, packed.TEST_SPLIT, seed=0, shuffle=False).map(
-        lambda contents, orientation, *_: (contents, orientation))
     import tensorflow as tf
+
+    from alexnet_exp.graphs import mapped
+
+    records = mapped(packed.read_split(root, manifest, packed.TEST_SPLIT, seed=0, shuffle=False),
+                     lambda contents, orientation, *_: (contents, orientation))
 
     try:
         probs = predict_records(bundle, records, tta, batch_size, from_bytes=True)

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from alexnet_exp.bundle import ModelBundle, load_bundle, sidecar_path
 from alexnet_exp.errors import UserError
+from alexnet_exp.graphs import mapped
 from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.paths import atomic_write_text
 from alexnet_exp.predict import collect_images, predict_files
@@ -137,7 +138,7 @@ def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Pa
     size = view_size(bundle, "none")
     ds = tf.data.Dataset.from_tensor_slices(
         (files, orientations_of(files), np.zeros(len(files), np.int32)))
-    images = next(iter(ds.map(decoder(size)).batch(len(files))))[0]
+    images = next(iter(mapped(ds, decoder(size)).batch(len(files))))[0]
     batch = tta_views(tf.cast(images, tf.float32), bundle.input_size, "none")[0].numpy()
     got = predict(batch)
     return Parity(

@@ -21,6 +21,7 @@ import tensorflow as tf
 from alexnet_exp import stopping
 from alexnet_exp.checkpoint import EpochCheckpoint
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
+from alexnet_exp.graphs import traced
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class FlipValidation(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        self.views = tf.function(lambda x: (model(x, training=False) + model(
+        self.views = traced(lambda x: (model(x, training=False) + model(
             tf.reverse(x, axis=[2]), training=False)) / 2)
 
     def on_epoch_end(self, epoch, logs=None):

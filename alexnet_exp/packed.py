@@ -229,15 +229,16 @@ def read_split(root: Path, manifest: Manifest, split: str, seed: int, shuffle: b
     """
     import tensorflow as tf
 
+    from alexnet_exp.graphs import interleaved, mapped
+
     paths = [str(Path(root) / s.file) for s in manifest.splits[split].shards]
     paths = paths[part[0]::part[1]]
     files = tf.data.Dataset.from_tensor_slices(paths)
     if shuffle:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-        examples = files.interleave(
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER),
-            cycle_length=min(INTERLEAVE, len(paths)), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True)
+        examples = interleaved(
+            files, lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER),
+            cycle_length=min(INTERLEAVE, len(paths)))
     else:
         examples = tf.data.TFRecordDataset(files, buffer_size=READ_BUFFER)
     if take is not None:
@@ -249,4 +250,4 @@ def read_split(root: Path, manifest: Manifest, split: str, seed: int, shuffle: b
         ex = tf.io.parse_single_example(serialised, spec)
         return ex["image"], ex["orientation"], tf.cast(ex["label"], tf.int32), ex["index"]
 
-    return examples.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return mapped(examples, parse)

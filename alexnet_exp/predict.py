@@ -16,6 +16,7 @@ from alexnet_exp.augment import eval_resize
 from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.decode import decoder, orientations_of
 from alexnet_exp.errors import DataError
+from alexnet_exp.graphs import mapped
 from alexnet_exp.sources import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -61,8 +62,7 @@ def predict_records(bundle: ModelBundle, records: tf.data.Dataset, tta: str, bat
                     from_bytes: bool = False) -> np.ndarray:
     """:func:`predict_files` of ``records`` of (path, EXIF orientation), or of (bytes, EXIF
     orientation) with ``from_bytes`` (a pack's examples), in their order."""
-    ds = records.map(decoder(view_size(bundle, tta), from_bytes),
-                     num_parallel_calls=tf.data.AUTOTUNE)
+    ds = mapped(records, decoder(view_size(bundle, tta), from_bytes))
     chunks = []
     for (images,) in ds.batch(batch_size).prefetch(tf.data.AUTOTUNE):
         views = tta_views(tf.cast(images, tf.float32), bundle.input_size, tta)

@@ -32,6 +32,7 @@ from alexnet_exp.fit_callbacks import (
     StopOnNonFiniteLoss,
     watchers,
 )
+from alexnet_exp.graphs import mapped
 from alexnet_exp.resume import COUNTERS, ResumePoint
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -240,15 +241,15 @@ def predict_labels(model: keras.Model, ds: tf.data.Dataset,
     A file that stopped decoding during the run is missing from ``ds``: the keys say which
     images the predictions belong to.
     """
-    keys = [k for k in ds.map(lambda x, k: k).as_numpy_iterator()]
+    keys = [k for k in mapped(ds, lambda x, k: k).as_numpy_iterator()]
     keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     with warnings.catch_warnings():
         # A dataset that can drop files has no known length: running out of data is how its
         # end is found here, and Keras warns about it all the same.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        probs = model.predict(ds.map(lambda x, k: x), verbose=0)
+        probs = model.predict(mapped(ds, lambda x, k: x), verbose=0)
         if flip:
-            mirrored = model.predict(ds.map(lambda x, k: tf.reverse(x, axis=[2])), verbose=0)
+            mirrored = model.predict(mapped(ds, lambda x, k: tf.reverse(x, axis=[2])), verbose=0)
             probs = (probs + mirrored) / 2
     if len(probs) != len(keys):
         raise DataError("validation images changed while their predictions were made"

@@ -66,6 +66,26 @@ def stop_signals_restored():
         stopping.reset()
 
 
+@pytest.fixture(autouse=True)
+def no_autograph_of_our_code(request):
+    """AutoGraph converts none of our functions in a test that runs them in-process: it would
+    read their source from disk again when they are traced, hours into a real run
+    (:mod:`alexnet_exp.graphs`). Spies only once TensorFlow is imported (by the test module)."""
+    if "tensorflow" not in sys.modules or request.node.get_closest_marker("autograph"):
+        yield
+        return
+    from helpers.autograph import install
+
+    converted: list[str] = []
+    uninstall = install(converted.append)
+    try:
+        yield
+    finally:
+        uninstall()
+    assert not converted, f"AutoGraph converted our code: {sorted(set(converted))}; map and" \
+        " trace through alexnet_exp.graphs"
+
+
 @pytest.fixture
 def image_folder():
     """The :func:`make_image_folder` factory:

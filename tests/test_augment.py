@@ -7,7 +7,7 @@ import tensorflow as tf
 from helpers import make_image_folder, model_config
 from helpers.configs import augment_config
 
-from alexnet_exp import augment
+from alexnet_exp import augment, graphs
 from alexnet_exp.decode import decoder
 
 AUGMENTS = ("none", "flip", "paper", "seed")
@@ -58,7 +58,7 @@ def test_train_transform_gives_float_pixels_at_the_input_size_reproducibly(photo
     assert distinct == 1 if name == "none" else distinct > 1
     # The pipeline's images have a static shape; the model must see one too (a dynamic one
     # trains 2.5x slower).
-    traced = tf.function(transform).get_concrete_function(
+    traced = graphs.traced(transform).get_concrete_function(
         tf.TensorSpec([stored, stored, 3], tf.uint8), tf.TensorSpec([2], tf.int64))
     assert traced.output_shapes == tf.TensorShape([INPUT, INPUT, 3])
 

@@ -14,7 +14,7 @@ from helpers.images import write_bad_images
 from omegaconf import OmegaConf
 from PIL import Image
 
-from alexnet_exp import augment, data, paths, scan, sources
+from alexnet_exp import augment, data, graphs, paths, scan, sources
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 
@@ -67,16 +67,6 @@ def pil_pixels(path) -> np.ndarray:
 
 def as_multiset(images: np.ndarray) -> Counter:
     return Counter(image.tobytes() for image in images)
-
-
-def test_pipeline_functions_are_traced_as_written_without_autograph():
-    """data.mapped skips AutoGraph's rewrite (0.7 s of every run's start): a Python ``if`` on a
-    tensor fails at tracing instead of becoming a tf.cond, and tf.cond works as written."""
-    numbers = tf.data.Dataset.range(4)
-    as_written = data.mapped(numbers, lambda x: tf.cond(x % 2 == 0, lambda: x, lambda: -x))
-    assert list(as_written.as_numpy_iterator()) == [0, -1, 2, -3]
-    with pytest.raises(TypeError, match="tf.Tensor"):
-        data.mapped(numbers, lambda x: x if x % 2 == 0 else -x)
 
 
 # ----------------------------------------------------------------------------- scan_folder
@@ -463,7 +453,7 @@ def test_random_resized_crop_zooms_into_seeded_crops_of_a_quarter_to_all_of_the_
     image = tf.constant(np.broadcast_to(columns[None, :, None], (64, 64, 3)).copy())
     transform = augment.train_transform(augment_cfg("none", min_area=0.25), 32, None)
     outputs = [transform(image, tf.constant([seed, 0])).numpy() for seed in range(20)]
-    traced = tf.function(transform).get_concrete_function(
+    traced = graphs.traced(transform).get_concrete_function(
         tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32))
     assert traced.output_shapes == tf.TensorShape([32, 32, 3])  # static, as the model needs
     assert all(o.shape == (32, 32, 3) and o.dtype == np.float32 for o in outputs)
@@ -583,7 +573,7 @@ def test_batch_limits_take_the_same_first_images_of_each_split_every_epoch(tmp_p
 
 @pytest.mark.parametrize("mix", ["mixup", "cutmix", "both"])
 def test_mixup_mixes_training_batches_only_and_keeps_their_shapes(tmp_path, image_folder, mix):
-    # through the real pipeline (data.mapped, traced without AutoGraph) for each mix
+    # through the real pipeline (graphs.mapped, traced without AutoGraph) for each mix
     from alexnet_exp.config import MixConfig
 
     root = image_folder(tmp_path / "data", classes={"a": 6, "b": 6, "c": 6})
