@@ -80,8 +80,9 @@ SIX_IDEAS = {  # ablation option -> the only settings it may change against the 
 }
 
 
-def test_six_ideas_changes_one_idea_per_variant_against_the_paper_baseline():
-    base = compose_config("experiment=six_ideas", "ablation=baseline")
+@pytest.mark.parametrize("study", ["six_ideas", "six_ideas_long"])
+def test_six_ideas_changes_one_idea_per_variant_against_the_paper_baseline(study):
+    base = compose_config(f"experiment={study}", "ablation=baseline")
     assert (base.model.activation, base.model.norm, base.model.pool, base.augment.name,
             base.model.dropout_rate, base.model.conv_groups) == (
         "relu", "lrn", "overlapping", "paper", 0.5, 1)
@@ -89,20 +90,33 @@ def test_six_ideas_changes_one_idea_per_variant_against_the_paper_baseline():
     assert group_options("ablation") == sorted(["baseline", *SIX_IDEAS])
     baseline = flat(base)
     for option, allowed in SIX_IDEAS.items():
-        variant = compose_config("experiment=six_ideas", f"ablation={option}")
+        variant = compose_config(f"experiment={study}", f"ablation={option}")
         validate(variant)
         changed = {k for k, v in flat(variant).items() if baseline[k] != v}
         assert changed and changed <= allowed, (option, changed)
         assert variant.variant == option
 
 
-def test_six_ideas_sweeps_every_variant_times_the_seeds():
+@pytest.mark.parametrize("study", ["six_ideas", "six_ideas_long"])
+def test_six_ideas_sweeps_every_variant_times_the_seeds(study):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=six_ideas", "sweep.seeds=5"],
+        cfg = compose(config_name="config", overrides=[f"experiment={study}", "sweep.seeds=5"],
                       return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert params.ablation.split(",") == ["baseline", *SIX_IDEAS]
     assert params.seed == "range(0,5)"
+
+
+@pytest.mark.parametrize("option", ["baseline", *SIX_IDEAS])
+def test_the_long_study_is_the_short_one_at_flowers_fasts_length(option):
+    """six_ideas_long changes how long and on what schedule each variant trains, nothing else,
+    and trains as long as the flowers_fast recipe (the length the issue asks for)."""
+    short = flat(compose_config("experiment=six_ideas", f"ablation={option}"))
+    long = compose_config("experiment=six_ideas_long", f"ablation={option}")
+    changed = {k for k, v in flat(long).items() if short[k] != v}
+    assert changed == {"optimizer.schedule", "trainer.epochs", "trainer.reduce_lr_patience"}
+    assert long.tracking.experiment_name == "six_ideas_long"  # its own report
+    assert long.trainer.epochs == compose_config("experiment=flowers_fast").trainer.epochs
 
 
 def test_pool_names_the_window_and_explicit_sizes_win():
