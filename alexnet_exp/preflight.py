@@ -23,6 +23,10 @@ from alexnet_exp.user_configs import user_config_dir, with_search_path
 
 TARGET_KEY = "_target_"
 MULTIRUN_FLAGS = ("-m", "--multirun")
+# Hydra's modes, each a flag and its short form: one per command (two make Hydra raise a
+# ValueError, a traceback)
+MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info",
+         "-sc": "--shell-completion"}
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
@@ -133,6 +137,7 @@ def preflight(args: list[str]) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     args, folder = user_config_dir(args)
+    refuse_two_modes(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     overrides = [a for a in args if a not in MULTIRUN_FLAGS]
     if any(a.startswith("-") for a in overrides):  # --cfg, --help, ...: Hydra's own business
@@ -161,6 +166,19 @@ def preflight(args: list[str]) -> None:
         if problem:
             raise UserError(f"hydra.run.dir={cfg.hydra.run.dir} {problem}: pass"
                             " hydra.run.dir=<a writable folder>")
+
+
+def refuse_two_modes(args: list[str]) -> None:
+    """One of Hydra's modes per command: ``-m`` with ``--cfg`` is the likely pair (to see a
+    sweep's config), and its answer is to drop ``-m``: ``--cfg`` shows one job's config, with
+    the sweep's ``hydra.sweeper.params`` under ``--cfg hydra``."""
+    modes = list(dict.fromkeys(MODES.get(flag, flag) for flag in (a.split("=")[0] for a in args)
+                               if flag in MODES or flag in MODES.values()))
+    if len(modes) > 1:
+        hint = ("drop -m; --cfg job shows the first job's config and --cfg hydra the sweep's"
+                " params (hydra.sweeper.params)" if "--multirun" in modes else "choose one")
+        raise UserError(f"{' and '.join(modes)} cannot be used together (Hydra runs one mode"
+                        f" per command): {hint}")
 
 
 def _without_hydra(cfg: DictConfig) -> DictConfig:

@@ -196,6 +196,22 @@ def test_every_value_of_a_sweep_is_checked_before_its_parent_run_exists(tmp_path
     assert not (tmp_path / "mlruns").exists()  # no parent run left RUNNING: no store at all
 
 
+@pytest.mark.parametrize(("flags", "modes"), [
+    (["-m", "--cfg", "hydra"], "--multirun and --cfg"),
+    (["--info", "-c", "job"], "--info and --cfg"),
+    (["--cfg=job", "--multirun"], "--cfg and --multirun"),
+])
+def test_two_of_hydras_modes_in_one_command_are_one_line_not_a_traceback(tmp_path, flags,
+                                                                          modes):
+    """``-m`` with ``--cfg`` (to see a sweep's config) made Hydra raise a ValueError: a
+    traceback ending in "Only one of --run, --multirun, --cfg, --info and --shell_completion
+    can be specified"."""
+    result = cli(tmp_path, "experiment=six_ideas", *flags)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"alexnet-exp: error: {modes} cannot be used together"), line
+
+
 def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
     helped = cli(tmp_path, "--help")
     assert helped.returncode == 0
