@@ -7,6 +7,8 @@ Hydra's multi-line errors into one line, and refuse a ``_target_`` from the comm
 raise :class:`~alexnet_exp.errors.UserError`; the entry point owns how a process ends.
 """
 
+import contextlib
+import io
 import re
 import tempfile
 from dataclasses import fields, is_dataclass
@@ -23,10 +25,6 @@ from alexnet_exp.user_configs import user_config_dir, with_search_path
 
 TARGET_KEY = "_target_"
 MULTIRUN_FLAGS = ("-m", "--multirun")
-# Hydra's modes, each a flag and its short form: one per command (two make Hydra raise a
-# ValueError, a traceback)
-MODES = {"-r": "--run", "-m": "--multirun", "-c": "--cfg", "-i": "--info",
-         "-sc": "--shell-completion"}
 
 
 def to_experiment_config(cfg: DictConfig) -> ExperimentConfig:
@@ -169,16 +167,31 @@ def preflight(args: list[str]) -> None:
 
 
 def refuse_two_modes(args: list[str]) -> None:
-    """One of Hydra's modes per command: ``-m`` with ``--cfg`` is the likely pair (to see a
-    sweep's config), and its answer is to drop ``-m``: ``--cfg`` shows one job's config, with
-    the sweep's ``hydra.sweeper.params`` under ``--cfg hydra``."""
-    modes = list(dict.fromkeys(MODES.get(flag, flag) for flag in (a.split("=")[0] for a in args)
-                               if flag in MODES or flag in MODES.values()))
-    if len(modes) > 1:
-        hint = ("drop -m; --cfg job shows the first job's config and --cfg hydra the sweep's"
-                " params (hydra.sweeper.params)" if "--multirun" in modes else "choose one")
-        raise UserError(f"{' and '.join(modes)} cannot be used together (Hydra runs one mode"
-                        f" per command): {hint}")
+    """One of Hydra's modes per command (two make Hydra raise a ValueError, a traceback).
+    Read with Hydra's own parser, as Hydra reads them (``--multi``, ``-mc job``), and let
+    through what Hydra answers first (``--help``) or refuses itself (an unknown ``--cfg``).
+    ``-m`` with ``--cfg`` is the likely pair, to see a sweep's config."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # Hydra says it again, its own way
+            parsed, _ = get_args_parser().parse_known_args(args)
+    except SystemExit:
+        return
+    if parsed.help or parsed.hydra_help:
+        return
+    modes = [mode for mode, given in (
+        ("--run", parsed.run), ("--multirun", parsed.multirun), ("--cfg", parsed.cfg),
+        ("--info", parsed.info), ("--shell-completion", parsed.shell_completion)) if given]
+    if len(modes) < 2:
+        return
+    hint = "choose one"
+    if modes == ["--multirun", "--cfg"]:
+        hint = ("drop -m and give one job's values instead of the sweep's (e.g. ablation=bn"
+                " seed=0): --cfg job shows that job's config, --cfg hydra the sweep's params"
+                " (hydra.sweeper.params)")
+    raise UserError(f"{' and '.join(modes)} cannot be used together (Hydra runs one mode per"
+                    f" command): {hint}")
 
 
 def _without_hydra(cfg: DictConfig) -> DictConfig:

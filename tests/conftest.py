@@ -70,7 +70,10 @@ def stop_signals_restored():
 def no_autograph_of_our_code(request):
     """AutoGraph converts none of our functions in a test that runs them in-process: it would
     read their source from disk again when they are traced, hours into a real run
-    (:mod:`alexnet_exp.graphs`). Spies only once TensorFlow is imported (by the test module)."""
+    (:mod:`alexnet_exp.graphs`). Spies once TensorFlow is imported: in a suite run, before the
+    first test (collection imports every test module, and most import TensorFlow); a module run
+    alone that imports it lazily is not watched (test_distribute's TensorFlow work is in its
+    subprocesses)."""
     if "tensorflow" not in sys.modules or request.node.get_closest_marker("autograph"):
         yield
         return

@@ -198,8 +198,9 @@ def test_every_value_of_a_sweep_is_checked_before_its_parent_run_exists(tmp_path
 
 @pytest.mark.parametrize(("flags", "modes"), [
     (["-m", "--cfg", "hydra"], "--multirun and --cfg"),
-    (["--info", "-c", "job"], "--info and --cfg"),
-    (["--cfg=job", "--multirun"], "--cfg and --multirun"),
+    (["--info", "-c", "job"], "--cfg and --info"),
+    (["--cfg=job", "--multi"], "--multirun and --cfg"),  # argparse takes a prefix, as Hydra
+    (["-mc", "job"], "--multirun and --cfg"),
 ])
 def test_two_of_hydras_modes_in_one_command_are_one_line_not_a_traceback(tmp_path, flags,
                                                                           modes):
@@ -210,6 +211,14 @@ def test_two_of_hydras_modes_in_one_command_are_one_line_not_a_traceback(tmp_pat
     assert result.returncode == 2, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith(f"alexnet-exp: error: {modes} cannot be used together"), line
+    assert ("drop -m" in line) == (modes == "--multirun and --cfg")
+
+
+def test_help_with_two_modes_is_still_help(tmp_path):
+    """Hydra answers --help before it counts modes: so does the check."""
+    helped = cli(tmp_path, "-m", "experiment=six_ideas", "--cfg", "job", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "norm: bn, lrn, none" in helped.stdout
 
 
 def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
