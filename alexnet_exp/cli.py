@@ -32,6 +32,7 @@ from alexnet_exp.paths import CONFIG_DIR  # noqa: E402
 from alexnet_exp.preflight import (  # noqa: E402
     preflight,
     refuse_target_overrides,
+    refuse_two_modes,
     to_experiment_config,
 )
 from alexnet_exp.tool_config import (  # noqa: E402
@@ -183,6 +184,7 @@ def _tool(program: str, config_name: str, job: str):
     def main() -> None:
         try:
             refuse_target_overrides(sys.argv[1:])
+            refuse_two_modes(sys.argv[1:])
         except UserError as exc:
             fail(str(exc), program)
         stopping.install(anywhere=True)  # SIGTERM as Ctrl-C: an evaluation's run ends KILLED

@@ -187,8 +187,8 @@ def refuse_two_modes(args: list[str]) -> None:
         return
     hint = "choose one"
     if modes == ["--multirun", "--cfg"]:
-        hint = ("drop -m and give one job's values instead of the sweep's (e.g. ablation=bn"
-                " seed=0): --cfg job shows that job's config, --cfg hydra the sweep's params"
+        hint = ("drop -m and give one job's values in place of the sweep's lists: --cfg job"
+                " shows that job's config, --cfg hydra the sweep's params"
                 " (hydra.sweeper.params)")
     raise UserError(f"{' and '.join(modes)} cannot be used together (Hydra runs one mode per"
                     f" command): {hint}")

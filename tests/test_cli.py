@@ -214,6 +214,15 @@ def test_two_of_hydras_modes_in_one_command_are_one_line_not_a_traceback(tmp_pat
     assert ("drop -m" in line) == (modes == "--multirun and --cfg")
 
 
+@pytest.mark.parametrize("program", ["alexnet-exp-eval", "alexnet-exp-report"])
+def test_a_tool_given_two_of_hydras_modes_says_so_in_one_line(tmp_path, program):
+    result = cli(tmp_path, "--cfg", "job", "--info", program=program)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line == (f"{program}: error: --cfg and --info cannot be used together (Hydra runs"
+                    " one mode per command): choose one")
+
+
 def test_help_with_two_modes_is_still_help(tmp_path):
     """Hydra answers --help before it counts modes: so does the check."""
     helped = cli(tmp_path, "-m", "experiment=six_ideas", "--cfg", "job", "--help")
