@@ -8,7 +8,10 @@ of 32. ImageDataGenerator cannot crop, so it resizes straight to 227 and flips: 
 ours, which only favours it. Targets: tf.data >= 10x its images/s; with the cache >= 30x; the
 uncached pipeline (the path of every set too big to cache) >= 90% of the ceiling. The ceiling
 and the uncached pipeline are timed in turns, five times each, and the median ratio of a turn
-is reported: the machine's speed drifts within a run. The same uncached pipeline reading the
+is reported: the machine's speed drifts within a run. Beside images/s, each turn measures the
+process's CPU time per image, which another job on the cores barely moves (images/s halves):
+the ceiling's over the pipeline's is what the pipeline spends beyond the bare decode and resize.
+The same uncached pipeline reading the
 images from a pack (``alexnet-exp-pack``, ``data=records``) is timed in the same turns: the
 rate per core it gives is what docs/scaling.md sizes a GPU machine's CPUs by.
 """
@@ -18,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import benchlib
@@ -25,6 +29,18 @@ import benchlib
 BATCH, SIZE, CROP_SCALE = 32, 227, 1.1278
 STORED = round(SIZE * CROP_SCALE)  # 256
 CEILING = "decode_jpeg + resize ceiling"
+
+
+@dataclass
+class Timing:
+    per_second: float  # images
+    cpu_ms: float  # this process's CPU (all threads) per image
+
+
+def timing(run, images) -> Timing:
+    wall, cpu = benchlib.cpu_timed(run)
+    count = images()
+    return Timing(count / wall, 1e3 * cpu / count)
 
 
 def generator_rate(root: Path, images: int) -> float:
@@ -45,7 +61,7 @@ def generator_rate(root: Path, images: int) -> float:
     return seen / seconds
 
 
-def ceiling_rate(root: Path, images: int) -> float:
+def ceiling_rate(root: Path, images: int) -> Timing:
     """Images/s of the least a pipeline of these files does: read, decode, resize, batch."""
     import tensorflow as tf
 
@@ -68,12 +84,11 @@ def ceiling_rate(root: Path, images: int) -> float:
             seen += int(batch.shape[0])
 
     run()  # as the pipeline's: its second pass is timed, start-up (tracing, threads) aside
-    seconds = benchlib.timed(run)
-    return seen / seconds
+    return timing(run, lambda: seen)
 
 
 def pipeline_rate(root: Path, cache: str, ordered: bool, threads: int, epochs: int,
-                  source: str = "folder") -> float:
+                  source: str = "folder") -> Timing:
     """Images/s of the training pipeline's last epoch (earlier epochs fill the cache);
     ``source`` records: ``root`` is a pack."""
     from alexnet_exp.config import AugmentConfig, DataConfig
@@ -84,17 +99,17 @@ def pipeline_rate(root: Path, cache: str, ordered: bool, threads: int, epochs: i
     augment = AugmentConfig(name="flip", flip=True, crop_scale=CROP_SCALE, pca_std=0.0)
     with tempfile.TemporaryDirectory() as scratch:
         datasets = make_datasets(data, augment, root, SIZE, BATCH, 0, Path(scratch))
-        seconds = images = 0
-        for _ in range(epochs):
+        images = 0
+
+        def run():
+            nonlocal images
             images = 0
+            for batch, _ in datasets.train:
+                images += int(batch.shape[0])
 
-            def run():
-                nonlocal images
-                for batch, _ in datasets.train:
-                    images += int(batch.shape[0])
-
-            seconds = benchlib.timed(run)
-    return images / seconds
+        for _ in range(epochs):
+            last = timing(run, lambda: images)
+    return last
 
 
 def main() -> None:
@@ -118,12 +133,17 @@ def main() -> None:
             turns[CEILING].append(ceiling_rate(root, 2496))
             turns[default_key].append(pipeline_rate(root, "none", True, 0, 2))
             turns[records_key].append(pipeline_rate(pack, "none", True, 0, 2, "records"))
-    rates.update({key: max(values) for key, values in turns.items()})
+    rates.update({key: max(t.per_second for t in values) for key, values in turns.items()})
     # The median of each turn's ratio: a turn's two timings are seconds apart, so a drift of
-    # the machine's speed (10% within a minute here) cancels out of it.
-    to_ceiling = {key: statistics.median(v / c for v, c in zip(turns[key], turns[CEILING],
-                                                                  strict=True))
-                  for key in (default_key, records_key)}
+    # the machine's speed (10% within a minute here) cancels out of it. The same of the CPU
+    # per image (the ceiling's over the pipeline's): what the pipeline spends beyond the bare
+    # decode and resize, which another job on the cores barely moves.
+    to_ceiling, cpu_to_ceiling = {}, {}
+    for key in (default_key, records_key):
+        pairs = list(zip(turns[key], turns[CEILING], strict=True))
+        to_ceiling[key] = statistics.median(t.per_second / c.per_second for t, c in pairs)
+        cpu_to_ceiling[key] = statistics.median(c.cpu_ms / t.cpu_ms for t, c in pairs)
+    cpu_ms = {key: statistics.median(t.cpu_ms for t in values) for key, values in turns.items()}
     print(f"  {CEILING}: {rates[CEILING]:,.0f} images/s", flush=True)
     print(f"  {records_key}: {rates[records_key]:,.0f} images/s", flush=True)
     for cache in ("none", "memory"):
@@ -134,7 +154,7 @@ def main() -> None:
                     print(f"  {key}: {rates[key]:,.0f} images/s", flush=True)
                     continue
                 rates[key] = pipeline_rate(root, cache, ordered, threads,
-                                           epochs=1 if cache == "none" else 2)
+                                           epochs=1 if cache == "none" else 2).per_second
                 print(f"  {key}: {rates[key]:,.0f} images/s", flush=True)
     base = rates["image_data_generator"]
     best_plain = max(v for k, v in rates.items() if "cache=none" in k)
@@ -149,7 +169,10 @@ def main() -> None:
         "ratio_cached_best": best_cached / base,
         "ratio_uncached_to_ceiling": to_ceiling[default_key],
         "ratio_records_to_ceiling": to_ceiling[records_key],
-        "turns": turns,
+        "cpu_ms_per_image": cpu_ms,
+        "cpu_ratio_uncached_to_ceiling": cpu_to_ceiling[default_key],
+        "cpu_ratio_records_to_ceiling": cpu_to_ceiling[records_key],
+        "turns": {key: [vars(t) for t in values] for key, values in turns.items()},
         "records_images_per_second_per_core": rates[records_key] / (os.cpu_count() or 1),
         "targets": {"uncached": 10, "cached": 30, "uncached_to_ceiling": 0.9},
     }
@@ -157,7 +180,9 @@ def main() -> None:
                f" {default_plain:,.0f} img/s ({default_plain / base:.1f}x, target 10x),"
                f" cached {default_cached:,.0f} img/s ({default_cached / base:.1f}x, target 30x);"
                f" uncached at {to_ceiling[default_key]:.0%} of the decode-and-resize"
-               f" ceiling {rates[CEILING]:,.0f} img/s (median of {args.turns} turns; target 90%);"
+               f" ceiling {rates[CEILING]:,.0f} img/s (median of {args.turns} turns; target 90%),"
+               f" CPU per image {cpu_ms[default_key]:.3f} ms against its"
+               f" {cpu_ms[CEILING]:.3f} ({cpu_to_ceiling[default_key]:.0%});"
                f" from a pack {rates[records_key]:,.0f} img/s"
                f" ({to_ceiling[records_key]:.0%})")
     benchlib.write("input", result, summary, args.out)

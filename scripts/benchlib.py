@@ -52,6 +52,14 @@ def timed(work) -> float:
     return time.perf_counter() - started
 
 
+def cpu_timed(work) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, every thread) of ``work()``. CPU per unit
+    of work barely moves when another job shares the cores, where wall time halves."""
+    cpu = time.process_time()
+    wall = timed(work)
+    return wall, time.process_time() - cpu
+
+
 def matmul_flops_per_second(dtype: str = "float32", n: int = 4096, repeats: int = 5) -> float:
     """FLOP/s of an n x n matmul in ``dtype`` (the best of ``repeats``, after a warm-up): the
     machine's speed at this moment, measured beside what it is compared with."""
