@@ -63,6 +63,22 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
+class KerasStepRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about Keras's own step
+    functions (``make_train_function``, ``make_test_function``, ``make_predict_function``).
+
+    TensorFlow counts traces by a function's code, and every model a process builds gets a
+    step function of the same code: in a sweep whose jobs share one process (Hydra's basic
+    launcher, the default), each new model's first traces counted as retraces of the last
+    model's, and the warning (ten lines of advice) came from the third job on, about nothing.
+    A retracing of any other function, ours included, still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message
+                    and "TensorFlowTrainer.make_" in message)
+
+
 def install_default_handler() -> None:
     """Show the library's lines as before, until an application (Hydra's job logging, a
     notebook) configures the ``alexnet_exp`` logger itself. It does not propagate to the root
@@ -134,3 +150,5 @@ def load_tensorflow() -> None:
 
 
 install_default_handler()
+# TensorFlow logs through this logger (tf_logging.get_logger): a filter set on it now stays
+logging.getLogger("tensorflow").addFilter(KerasStepRetracing())
