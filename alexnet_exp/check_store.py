@@ -12,14 +12,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 # The meaning of a row: one of another version is never trusted (a row from before orientation
-# was recorded would otherwise say "upright" for every photo). Version 3 added the level.
-VERSION = 3
+# was recorded would otherwise say "upright" for every photo). Version 3 added the level,
+# 4 the JPEG's side.
+VERSION = 4
 # How thoroughly a file was checked: a row satisfies a request for its own level or a lower one.
 LEVELS = {"header": 1, "full": 2}
 _BUSY_MS = 60_000  # how long a job waits for another job's write before giving up on the store
 
 Stamps = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode
-Result = tuple[str | None, str | None, int]  # why unusable (None: usable), digest, orientation
+# Why unusable (None: usable), digest of the bytes, EXIF orientation, and the shorter side of a
+# JPEG (0: another format; None: not opened, data.check=none): what the pipeline decodes with.
+Result = tuple[str | None, str | None, int, int | None]
 
 
 class CheckStore:
@@ -70,7 +73,8 @@ class CheckStore:
             db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             db.execute("CREATE TABLE IF NOT EXISTS checked (path TEXT PRIMARY KEY, size INTEGER,"
                        " mtime_ns INTEGER, ctime_ns INTEGER, inode INTEGER, level INTEGER,"
-                       " reason TEXT, digest TEXT, orientation INTEGER) WITHOUT ROWID")
+                       " reason TEXT, digest TEXT, orientation INTEGER, jpeg_side INTEGER)"
+                       " WITHOUT ROWID")
         except BaseException:
             db.close()
             raise
@@ -82,25 +86,25 @@ class CheckStore:
         if self._db is None:
             return {}
         try:
-            rows = self._db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, level,"
-                                    " reason, digest, orientation FROM checked").fetchall()
+            rows = self._db.execute("SELECT path, size, mtime_ns, ctime_ns, inode, level, reason,"
+                                    " digest, orientation, jpeg_side FROM checked").fetchall()
         except sqlite3.Error as exc:
             if type(exc) is sqlite3.DatabaseError:  # "malformed": torn pages
                 self._start_afresh()
             return {}
         self._stored = [row[0] for row in rows]  # for forget_all_but
         wanted, known = LEVELS[level], {}
-        for path, *row_stamps, row_level, reason, digest, orientation in rows:
+        for path, *row_stamps, row_level, reason, digest, orientation, side in rows:
             if stamps.get(path) != tuple(row_stamps) or row_level < wanted:
                 continue
             if row_level == wanted:
-                known[path] = (reason, digest, orientation)
+                known[path] = (reason, digest, orientation, side)
             elif reason is None:
                 # A file a full check passed passes a header check, but the header check finds
                 # no copies: the digest stays out, so what a level keeps never depends on which
                 # checks ran before. A file the full check refused is checked again at the
                 # lesser level (its header may be fine).
-                known[path] = (None, None, orientation)
+                known[path] = (None, None, orientation, side)
         return known
 
     def save(self, results: dict[str, tuple[Stamps, str, Result]]) -> None:
@@ -114,7 +118,7 @@ class CheckStore:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("INSERT OR REPLACE INTO checked VALUES"
-                                     " (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                                     " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         except sqlite3.Error:
             pass  # the next run checks these files again
 

@@ -62,13 +62,21 @@ def upright(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 
 def read_orientation(path: str) -> int:
     """The file's EXIF orientation (1..8), 1 when it has none or cannot be read."""
+    return read_header(path)[0]
+
+
+def read_header(path: str) -> tuple[int, int]:
+    """(EXIF orientation, the shorter side if the file is a JPEG, else 0), from the header:
+    ``(1, 0)`` when it cannot be read. The side says whether a training crop of the file can be
+    decoded alone (:func:`alexnet_exp.decode.cropping_decoder`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:  # the header only
-                return _orientation(image)
+                side = min(image.size) if image.format == "JPEG" else 0
+                return _orientation(image), side
     except Exception:  # check_image names the unreadable files; upright is all this says
-        return 1
+        return 1, 0
 
 
 def _orientation(image: Image.Image) -> int:

@@ -23,7 +23,7 @@ from alexnet_exp.data_cache import CacheChoice, cached, choose_cache, disk_cache
 from alexnet_exp.decode import cropping_decoder, decoder
 from alexnet_exp.graphs import mapped
 from alexnet_exp.inputs import SplitInput, read_inputs
-from alexnet_exp.scan import DataReport
+from alexnet_exp.scan import DataReport, JpegSides
 
 log = logging.getLogger(__name__)
 SHUFFLE_BUFFER = 2048
@@ -137,11 +137,11 @@ def _mixed_batches(batches: tf.data.Dataset, aug_cfg: AugmentConfig, seed: int) 
 def _training_batches(train_in: SplitInput, decoded: tf.data.Dataset, cache: CacheChoice,
                       aug_cfg: AugmentConfig, input_size: int,
                       lighting: augment.LightingBasis | None, num_classes: int, batch_size: int,
-                      seed: int, from_bytes: bool) -> tf.data.Dataset:
+                      seed: int, from_bytes: bool, sides: JpegSides | None) -> tf.data.Dataset:
     """The augmented, one-hot training batches: crops of the cached images, or each file's crop
     decoded alone when nothing is cached; then mixup / cutmix."""
     train_fn = augment.train_transform(aug_cfg, input_size, lighting)
-    crop = cropping_decoder(aug_cfg, input_size, from_bytes=from_bytes)
+    crop = cropping_decoder(aug_cfg, input_size, from_bytes, sides)
     finish = augment.finishing_transform(aug_cfg, lighting)
 
     def augment_one(image, label, pair):
@@ -186,7 +186,8 @@ def make_datasets(
 
     lighting = _lighting(aug_cfg, train_base, len(train_in.files), fit_lighting)
     train = _training_batches(train_in, train_base, cache, aug_cfg, input_size, lighting,
-                              num_classes, batch_size, seed, data_cfg.name == "records")
+                              num_classes, batch_size, seed, data_cfg.name == "records",
+                              report.jpeg_sides)
     eval_fn = augment.eval_transform(aug_cfg, input_size)
 
     def batched(ds: tf.data.Dataset) -> tf.data.Dataset:  # aligned with val_files, val_labels

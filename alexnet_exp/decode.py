@@ -10,6 +10,7 @@ import tensorflow as tf
 from alexnet_exp import augment
 from alexnet_exp.checks import decode_pixels, read_orientation, upright
 from alexnet_exp.config import AugmentConfig
+from alexnet_exp.scan import JpegSides
 
 
 def decoder(size: int, from_bytes: bool = False):
@@ -28,7 +29,24 @@ def decoder(size: int, from_bytes: bool = False):
     return decode
 
 
-def cropping_decoder(aug_cfg: AugmentConfig, input_size: int, from_bytes: bool):
+def crop_decode_for(sides: JpegSides | None, size: int) -> str:
+    """How the uncached training crop decodes the images of a set whose images are ``sides``,
+    stored at ``size``: ``fused`` (each crop alone: every image is an upright JPEG small enough
+    to need no scaled decode), ``whole`` (each decoded whole, then cut: none is), or ``either``
+    (a branch per image picks; also when the set is not known). Chosen once for the set: a
+    ``tf.cond`` in a tf.data map is a function call per image, 6% of the pipeline's CPU
+    (measured)."""
+    # decode_pixels decodes a JPEG of twice the stored side scaled down: cut as it does
+    if sides is not None:
+        if not sides.others and sides.jpegs and sides.largest < 2 * size:
+            return "fused"
+        if not sides.jpegs or sides.smallest >= 2 * size:
+            return "whole"
+    return "either"
+
+
+def cropping_decoder(aug_cfg: AugmentConfig, input_size: int, from_bytes: bool,
+                     sides: JpegSides | None = None):
     """``fn(path or bytes, EXIF orientation, seed pair) -> (cropped image, its five seeds)``:
     the training crop of a file without decoding all of it, for the stream that caches
     nothing (every epoch decodes every file). :func:`augment.finishing_transform` does the rest.
@@ -40,14 +58,16 @@ def cropping_decoder(aug_cfg: AugmentConfig, input_size: int, from_bytes: bool):
     as the cached stream; the pixels differ only by where the one resampling falls (under half
     a source pixel). A non-JPEG, a JPEG stored turned (EXIF) or one big enough for a scaled
     decode is decoded whole as :func:`decoder` does and cut as the cached stream cuts it.
+    ``sides`` (the scan's :class:`JpegSides`) says which of the two a set's images need, when
+    they all need the same (:func:`crop_decode_for`).
     """
     size = augment.stored_size(aug_cfg, input_size)
     box = augment.crop_box(aug_cfg, input_size)
     whole = decoder(size, from_bytes=True)
+    way = crop_decode_for(sides, size)
     # The header read of a file that is no plain JPEG: a 1x1 JPEG's, so that which decode an
-    # image needs is one test and one tf.cond (each tf.cond in a tf.data map is a function
-    # call per image: a nested pair cost 5% of the pipeline's CPU, measured)
-    stand_in = tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8))
+    # image needs is one test and one tf.cond (a nested pair cost 5% of the pipeline's CPU)
+    stand_in = tf.io.encode_jpeg(tf.zeros([1, 1, 3], tf.uint8)) if way == "either" else None
 
     def window(shape: tf.Tensor, begin: tf.Tensor, extent: tf.Tensor) -> tf.Tensor:
         # (y, x, height, width) of the stored square's box on the JPEG's height x width
@@ -63,20 +83,24 @@ def cropping_decoder(aug_cfg: AugmentConfig, input_size: int, from_bytes: bool):
         if box is None:  # training does not crop: the stored image is the input
             return whole(contents, orientation)[0], seeds
         begin, extent = box(seeds[0])
-        plain = tf.io.is_jpeg(contents) & (tf.cast(orientation, tf.int32) == 1)
-        shape = tf.io.extract_jpeg_shape(tf.where(plain, contents, stand_in))[:2]
-        # decode_pixels decodes a JPEG of twice the stored side scaled down: cut as it does
-        unscaled = tf.reduce_min(shape) < 2 * size
 
-        def fused():
+        def fused(shape: tf.Tensor) -> tf.Tensor:
             return tf.image.decode_and_crop_jpeg(contents, window(shape, begin, extent),
                                                  channels=3)
 
-        def cut():
+        def cut() -> tf.Tensor:
             return tf.slice(whole(contents, orientation)[0], tf.concat([begin, [0]], 0),
                             tf.concat([extent, [3]], 0))
 
-        image = tf.cond(plain & unscaled, fused, cut)
+        if way == "fused":
+            image = fused(tf.io.extract_jpeg_shape(contents)[:2])
+        elif way == "whole":
+            image = cut()
+        else:
+            plain = tf.io.is_jpeg(contents) & (tf.cast(orientation, tf.int32) == 1)
+            shape = tf.io.extract_jpeg_shape(tf.where(plain, contents, stand_in))[:2]
+            image = tf.cond(plain & (tf.reduce_min(shape) < 2 * size), lambda: fused(shape),
+                            cut)
         image = tf.image.resize(image, [input_size, input_size])
         return tf.ensure_shape(image, [input_size, input_size, 3]), seeds
 

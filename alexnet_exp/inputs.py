@@ -19,7 +19,7 @@ from alexnet_exp.config import DataConfig, limited_count
 from alexnet_exp.decode import orientations_of
 from alexnet_exp.errors import DataError
 from alexnet_exp.fingerprint import require_two_per_class
-from alexnet_exp.scan import DataReport, scan_folder
+from alexnet_exp.scan import DataReport, JpegSides, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def packed_inputs(root: Path, cfg: DataConfig, seed: int, batch_size: int, limit
         skipped=[tuple(item) for item in source.get("skipped", [])],
         duplicates=source.get("duplicates", []), train_size=manifest.splits["train"].images,
         val_size=manifest.splits["val"].images, check_level="none",
+        jpeg_sides=JpegSides(**source["jpeg_sides"]) if source.get("jpeg_sides") else None,
         check=(f"packed from {manifest.source.get('root')} with data.val_split="
                f"{manifest.split.get('data.val_split')}, seed {manifest.split.get('seed')}"
                f" (the pack's split, whatever this run's seed); {source.get('check', '')}"))

@@ -1,8 +1,8 @@
 """What is under a data root: the images that can be trained on, and why the others cannot.
 
 Every image is decoded once before training by the decoder the pipeline uses (the result, a
-hash of the bytes and the EXIF orientation are kept per file size, mtime, ctime and inode in
-:mod:`alexnet_exp.check_store`), so a corrupt file is skipped and listed in the
+hash of the bytes, the EXIF orientation and a JPEG's size are kept per file size, mtime, ctime
+and inode in :mod:`alexnet_exp.check_store`), so a corrupt file is skipped and listed in the
 :class:`DataReport` instead of killing an epoch halfway; :mod:`alexnet_exp.checks` says why.
 From ``FULL_CHECK_BELOW`` images on, ``data.check=auto`` reads only the headers. Apart from
 the pipeline (:mod:`alexnet_exp.data`): evaluation scans a test folder it builds no training
@@ -24,13 +24,33 @@ from alexnet_exp.checks import (
     PERMISSION_DENIED,
     check_image,
     file_digest,
-    read_orientation,
+    read_header,
 )
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError
 from alexnet_exp.folders import UNLISTABLE, class_folders, list_files
 from alexnet_exp.paths import cache_root
 from alexnet_exp.sources import IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class JpegSides:
+    """What the usable images are, as the uncached training crop decodes them: how many are
+    upright JPEGs and their shorter sides' range, and how many are not (another format, stored
+    turned, or not opened: ``data.check=none``). Counted by the check pass from the headers it
+    reads anyway, so the crop's decode is chosen once, when the pipeline is built, where it was a
+    branch per image (:func:`alexnet_exp.decode.cropping_decoder`)."""
+
+    jpegs: int = 0
+    others: int = 0
+    smallest: int = 0  # of the JPEGs' shorter sides; 0 when there are none
+    largest: int = 0
+
+    @classmethod
+    def of(cls, results: list[Result]) -> "JpegSides":
+        sides = [side for _, _, orientation, side in results if side and orientation == 1]
+        return cls(len(sides), len(results) - len(sides), min(sides, default=0),
+                   max(sides, default=0))
 
 
 @dataclass
@@ -60,6 +80,9 @@ class DataReport:
     # Where the training pipeline keeps the decoded images, and why (data.cache=auto decides
     # from their size): alexnet_exp.data_cache.CacheChoice.to_text. Empty for a test folder.
     cache: str = ""
+    # The usable images' formats and sizes, from their headers: the uncached crop's decode.
+    # None: not known (a pack written before they were counted).
+    jpeg_sides: JpegSides | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,15 +146,16 @@ def check_text(level: str, cfg: DataConfig, images: int) -> str:
 def _inspect(path: str, level: str) -> Result:
     reason = check_image(path, decode=level == "full")
     if reason:
-        return (reason, None, 1)
+        return (reason, None, 1, 0)
     # The bytes' hash finds copies filed under two classes: reading every byte is the full
     # check's cost, the header check's point is not to.
-    return (None, file_digest(path) if level == "full" else None, read_orientation(path))
+    return (None, file_digest(path) if level == "full" else None, *read_header(path))
 
 
 def check_files(paths: list[str], root: Path, workers: int,
                 level: str = "full", listing: bool = False) -> dict[str, Result]:
-    """``(reason, digest, orientation)`` per file, checking only files not seen before.
+    """``(reason, digest, orientation, JPEG side)`` per file (:data:`check_store.Result`),
+    checking only files not seen before.
     ``listing``: ``paths`` are every image under ``root`` now, so the stored rows of any
     other file (deleted or renamed since) are dropped.
 
@@ -142,7 +166,7 @@ def check_files(paths: list[str], root: Path, workers: int,
     asked afresh every time, as chmod does not change the mtime.
     """
     if level == "none":
-        return dict.fromkeys(paths, (None, None, 1))
+        return dict.fromkeys(paths, (None, None, 1, None))
     name = f"{hashlib.sha1(str(root).encode()).hexdigest()}.v{check_store.VERSION}.sqlite"
     store = check_store.CheckStore(cache_root() / "checks" / name)
     stamps, result = {}, {}
@@ -150,10 +174,10 @@ def check_files(paths: list[str], root: Path, workers: int,
         try:
             st = Path(p).stat()
         except OSError as exc:
-            result[p] = (f"cannot read: {exc.strerror or exc}", None, 1)
+            result[p] = (f"cannot read: {exc.strerror or exc}", None, 1, 0)
             continue
         if not os.access(p, os.R_OK):
-            result[p] = (PERMISSION_DENIED, None, 1)
+            result[p] = (PERMISSION_DENIED, None, 1, 0)
             continue
         stamps[p] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     known = store.known(stamps, level)
@@ -211,7 +235,8 @@ def scan_folder(
     report = DataReport(str(root), class_names, {c: counts[i] for i, c in enumerate(class_names)},
                         skipped, ignored, duplicates=duplicates,
                         check=check_text(level, cfg, len(candidates)), check_level=level,
-                        oriented={p: checked[p][2] for p, _ in usable if checked[p][2] != 1})
+                        oriented={p: checked[p][2] for p, _ in usable if checked[p][2] != 1},
+                        jpeg_sides=JpegSides.of([checked[p] for p, _ in usable]))
     empty = [c for c, n in report.counts.items() if n == 0]
     if empty:
         folders = dict(zip(class_names, class_dirs, strict=True))

@@ -5,21 +5,22 @@ import threading
 from alexnet_exp.check_store import CheckStore
 
 STAMPS = (1000, 1, 2, 3)
-GOOD = (None, "d1g3st", 6)
+GOOD = (None, "d1g3st", 6, 224)
 
 
 def test_a_row_serves_the_same_stamps_at_its_level_or_a_lesser_one(tmp_path):
     store = CheckStore(tmp_path / "c.sqlite")
-    store.save({"/a.jpg": (STAMPS, "full", GOOD), "/b.jpg": (STAMPS, "header", (None, None, 1)),
-                "/c.jpg": (STAMPS, "full", ("empty file (0 bytes)", None, 1))})
+    store.save({"/a.jpg": (STAMPS, "full", GOOD),
+                "/b.jpg": (STAMPS, "header", (None, None, 1, 80)),
+                "/c.jpg": (STAMPS, "full", ("empty file (0 bytes)", None, 1, 0))})
     store.close()
     again = CheckStore(tmp_path / "c.sqlite")
     stamps = {"/a.jpg": STAMPS, "/b.jpg": STAMPS, "/c.jpg": STAMPS}
     assert set(again.known(stamps, "full")) == {"/a.jpg", "/c.jpg"}  # b: header only
     # A header check takes a full check's pass without the digest (it looks for no copies),
     # and checks a file the full check refused again: what it keeps is its own verdict.
-    assert again.known(stamps, "header") == {"/a.jpg": (None, None, 6),
-                                             "/b.jpg": (None, None, 1)}
+    assert again.known(stamps, "header") == {"/a.jpg": (None, None, 6, 224),
+                                             "/b.jpg": (None, None, 1, 80)}
     touched = {**stamps, "/a.jpg": (1000, 1, 9, 3)}  # rewritten: a new ctime
     assert set(again.known(touched, "full")) == {"/c.jpg"}
 
@@ -27,11 +28,11 @@ def test_a_row_serves_the_same_stamps_at_its_level_or_a_lesser_one(tmp_path):
 def test_saving_writes_the_files_checked_now_and_keeps_the_others(tmp_path):
     store = CheckStore(tmp_path / "c.sqlite")
     store.save({f"/{i}.jpg": (STAMPS, "full", GOOD) for i in range(1000)})
-    store.save({"/7.jpg": ((5, 5, 5, 5), "full", ("truncated file", None, 1))})
+    store.save({"/7.jpg": ((5, 5, 5, 5), "full", ("truncated file", None, 1, 0))})
     stamps = {f"/{i}.jpg": STAMPS for i in range(1000)}
     stamps["/7.jpg"] = (5, 5, 5, 5)
     known = store.known(stamps, "full")
-    assert len(known) == 1000 and known["/7.jpg"] == ("truncated file", None, 1)
+    assert len(known) == 1000 and known["/7.jpg"] == ("truncated file", None, 1, 0)
 
 
 def test_jobs_checking_one_root_at_once_lose_no_row(tmp_path):
@@ -70,7 +71,7 @@ def test_a_file_that_is_no_database_is_replaced_by_a_new_store(tmp_path):
 
 def test_a_store_with_torn_pages_is_started_afresh(tmp_path):
     store = CheckStore(tmp_path / "c.sqlite")
-    store.save({f"/{i}.jpg": (STAMPS, "full", (None, "d" * 32, 1)) for i in range(3000)})
+    store.save({f"/{i}.jpg": (STAMPS, "full", (None, "d" * 32, 1, 0)) for i in range(3000)})
     store.close()
     torn = bytearray((tmp_path / "c.sqlite").read_bytes())
     torn[4096 * 2: 4096 * 6] = b"\xff" * (4096 * 4)  # pages past the header: "malformed"

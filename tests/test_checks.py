@@ -157,3 +157,16 @@ def test_evaluation_and_prediction_see_loose_files_upright(tmp_path, from_scan):
     for path, p in zip(files, probs, strict=True):
         corner = square(shown[path], 32)[0, 0] / 255.0
         assert np.abs(p - corner).max() < 0.05, path
+
+
+def test_the_header_gives_a_jpegs_shorter_side_and_nothing_for_other_formats(tmp_path):
+    """What the uncached training crop's decode is chosen by (scan.JpegSides)."""
+    pixels = np.zeros((30, 50, 3), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "wide.jpg")
+    Image.fromarray(pixels).save(tmp_path / "wide.png")
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert checks.read_header(str(tmp_path / "wide.jpg")) == (1, 30)
+    assert checks.read_header(str(tmp_path / "wide.png")) == (1, 0)
+    assert checks.read_header(str(tmp_path / "junk.jpg")) == (1, 0)
+    turned = write_oriented_jpeg(tmp_path / "turned.jpg", 6)
+    assert checks.read_header(str(turned)) == (6, min(Image.open(turned).size))

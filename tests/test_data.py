@@ -14,7 +14,7 @@ from helpers.images import write_bad_images
 from omegaconf import OmegaConf
 from PIL import Image
 
-from alexnet_exp import augment, data, graphs, paths, scan, sources
+from alexnet_exp import augment, data, decode, graphs, paths, scan, sources
 from alexnet_exp.config import AugmentConfig, DataConfig
 from alexnet_exp.errors import DataError
 
@@ -311,6 +311,44 @@ def test_without_a_cache_only_the_crop_of_a_jpeg_is_decoded_and_it_is_the_cached
     assert 0 < off.max() < 3.0, off  # of 0..255; 0 would be a whole decode, then a cut
     shifted = np.abs(images[:, 4:, 4:] - want[:, :-4, :-4]).mean(axis=(1, 2, 3))
     assert shifted.min() > 3 * off.max(), (shifted, off)
+
+
+def test_without_a_cache_the_crops_decode_is_chosen_once_for_a_set_of_one_kind(tmp_path,
+                                                                                 monkeypatch):
+    """The pipeline hands the crop the scan's count of upright JPEGs and their sizes: small
+    upright JPEGs are all cropped in the decode, with no branch per image; add one PNG and
+    each image is sent its own way again."""
+    ways = []
+    real = data.cropping_decoder
+
+    def spy(aug_cfg, input_size, from_bytes, sides):
+        ways.append(decode.crop_decode_for(sides, augment.stored_size(aug_cfg, input_size)))
+        return real(aug_cfg, input_size, from_bytes, sides)
+
+    monkeypatch.setattr(data, "cropping_decoder", spy)
+    root = smooth_photos(tmp_path / "data", 6)
+    build(root, tmp_path, "paper", cache="none", input_size=64)
+    Image.open(root / "cat" / "0.jpg").save(root / "cat" / "0.png")
+    build(root, tmp_path, "paper", cache="none", input_size=64)
+    assert ways == ["fused", "either"]
+
+
+def test_without_a_cache_a_set_of_jpegs_and_pngs_is_each_decoded_its_own_way(tmp_path):
+    """One branch per image picks: each PNG decoded whole and cut (the cached stream's pixels
+    exactly), each JPEG's crop decoded alone (within the half pixel of its resampling)."""
+    root = smooth_photos(tmp_path / "data", 6)
+    for name in ("cat", "dog"):
+        for i in (0, 1):
+            Image.open(root / name / f"{i}.jpg").save(root / name / f"{i}.png")
+    uncached = build(root, tmp_path, "paper", cache="none", input_size=64)
+    cached = build(root, tmp_path, "paper", cache="memory", input_size=64)
+    assert uncached.report.jpeg_sides == scan.JpegSides(jpegs=12, others=4, smallest=80,
+                                                        largest=80)
+    (images, labels), (want, want_labels) = collect(uncached.train), collect(cached.train)
+    np.testing.assert_array_equal(labels, want_labels)
+    off = np.abs(images - want).mean(axis=(1, 2, 3))
+    pngs = sum(Path(f).suffix == ".png" for f in uncached.train_files)
+    assert pngs > 0 and (off == 0).sum() == pngs and off.max() < 3.0, off
 
 
 def test_without_a_cache_a_turned_jpeg_is_decoded_whole_and_cut_as_the_cache_cuts_it(tmp_path):

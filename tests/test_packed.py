@@ -66,6 +66,23 @@ def test_a_pack_holds_each_image_as_it_was_stored_with_the_folders_own_split(fol
         folder, folder_cfg(folder), 42).digest
 
 
+def test_a_pack_keeps_the_scans_count_of_jpegs_for_the_uncached_crop(folder, tmp_path):
+    """A pack's training crop is chosen as the folder's is (decode.crop_decode_for), from the
+    source scan's count in the manifest; a pack written before it was counted says nothing,
+    and each image is then sent its own way."""
+    write_pack(folder, tmp_path / "pack")
+    records = DataConfig(name="records", dir=str(tmp_path / "pack"), val_split=0.25)
+    report = inputs.read_inputs(records, tmp_path / "pack", 42, 4, (None, None), (0, 1))[2]
+    want = scan.scan_folder(folder, folder_cfg(folder))[2].jpeg_sides
+    assert report.jpeg_sides == want == scan.JpegSides(jpegs=30, smallest=40, largest=40)
+    manifest = tmp_path / "pack" / packed.MANIFEST
+    older = json.loads(manifest.read_text())
+    del older["source"]["report"]["jpeg_sides"]
+    manifest.write_text(json.dumps(older))
+    report = inputs.read_inputs(records, tmp_path / "pack", 42, 4, (None, None), (0, 1))[2]
+    assert report.jpeg_sides is None
+
+
 def test_a_test_set_is_packed_whole_and_a_training_run_refuses_it(folder, tmp_path):
     manifest = write_pack(folder, tmp_path / "test", data={"val_split": 0.0})
     assert list(manifest.splits) == ["test"] and manifest.splits["test"].images == 30

@@ -184,3 +184,22 @@ def test_a_folder_that_fails_to_list_keeps_its_files_checks(tmp_path, image_fold
     (store,) = (alexnet_cache / "checks").glob("*.sqlite")
     with sqlite3.connect(store) as db:
         assert {path for (path,) in db.execute("SELECT path FROM checked")} == set(files)
+
+
+def test_the_report_counts_the_upright_jpegs_and_their_sides_from_the_check_or_its_store(
+        tmp_path, image_folder):
+    """The uncached crop's decode is chosen by these (decode.crop_decode_for): upright JPEGs
+    with their shorter sides' range, everything else counted apart; a second scan reads them
+    from the check store, and a scan that opens no file knows none of them."""
+    root = image_folder(tmp_path / "data", classes={"cat": 3, "dog": 3}, size=(40, 30))
+    Image.fromarray(np.zeros((90, 60, 3), np.uint8)).save(root / "cat" / "big.jpg")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "dog" / "small.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(root / "dog" / "turned.jpg",
+                                                         exif=exif.tobytes())
+    want = scan.JpegSides(jpegs=7, others=2, smallest=30, largest=60)
+    for level in ("full", "full", "header"):  # checked, from the store, a lesser level
+        assert scan.scan_folder(root, folder_cfg(root, check=level))[2].jpeg_sides == want
+    none = scan.scan_folder(root, folder_cfg(root, check="none"))[2].jpeg_sides
+    assert none == scan.JpegSides(jpegs=0, others=9)
