@@ -67,8 +67,14 @@ class DataFingerprint:
                                                 *(f"-{c}" for c in lost)]))
         added = len(self.files.keys() - old.files.keys())
         removed = len(old.files.keys() - self.files.keys())
-        changed = sum(old.files[k] != v for k, v in self.files.items() if k in old.files)
-        for count, what in ((added, "added"), (removed, "removed"), (changed, "changed")):
+        kept = [(old.files[k], v) for k, v in self.files.items() if k in old.files]
+        changed = sum(was[0] != now[0] for was, now in kept)
+        # Same size, new mtime: most often a copy that did not keep the times (cp without -p,
+        # a re-extracted archive, a git checkout), which a stat cannot tell from an edit
+        touched = sum(was[0] == now[0] and was != now for was, now in kept)
+        for count, what in ((added, "added"), (removed, "removed"), (changed, "changed"),
+                            (touched, "touched (same size, new modification time: copied"
+                                      " without keeping times?)")):
             if count:
                 parts.append(f"{count} file{'s' if count != 1 else ''} {what}")
         parts += [f"{key} {old.split.get(key)} -> {value}" for key, value in self.split.items()

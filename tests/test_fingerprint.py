@@ -37,7 +37,12 @@ def test_each_kind_of_change_is_a_new_digest_and_is_named(tmp_path, image_folder
     target = root / "cat" / "cat_000.jpg"
     stat = target.stat()
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched
+    assert fingerprint_folder(root, CFG, 42).changes_since(before) == (
+        "1 file touched (same size, new modification time: copied without keeping times?)")
+    content = target.read_bytes()
+    target.write_bytes(content + b"\0")  # rewritten: a new size
     assert fingerprint_folder(root, CFG, 42).changes_since(before) == "1 file changed"
+    target.write_bytes(content)
 
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert fingerprint_folder(root, CFG, 42).digest == before.digest
