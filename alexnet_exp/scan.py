@@ -36,10 +36,10 @@ from alexnet_exp.sources import IMAGE_SUFFIXES
 @dataclass(frozen=True)
 class JpegSides:
     """What the usable images are, as the uncached training crop decodes them: how many are
-    upright JPEGs and their shorter sides' range, and how many are not (another format, stored
-    turned, or not opened: ``data.check=none``). Counted by the check pass from the headers it
-    reads anyway, so the crop's decode is chosen once, when the pipeline is built, where it was a
-    branch per image (:func:`alexnet_exp.decode.cropping_decoder`)."""
+    upright JPEGs and their shorter sides' range, and how many are not (another format, or
+    stored turned). Counted by the check pass from the headers it reads anyway, so the crop's
+    decode is chosen once, when the pipeline is built, where it was a branch per image
+    (:func:`alexnet_exp.decode.cropping_decoder`)."""
 
     jpegs: int = 0
     others: int = 0
@@ -47,7 +47,10 @@ class JpegSides:
     largest: int = 0
 
     @classmethod
-    def of(cls, results: list[Result]) -> "JpegSides":
+    def of(cls, results: list[Result]) -> "JpegSides | None":
+        """None when a file was not opened (``data.check=none``): nothing is known."""
+        if any(side is None for *_, side in results):
+            return None
         sides = [side for _, _, orientation, side in results if side and orientation == 1]
         return cls(len(sides), len(results) - len(sides), min(sides, default=0),
                    max(sides, default=0))
@@ -81,7 +84,7 @@ class DataReport:
     # from their size): alexnet_exp.data_cache.CacheChoice.to_text. Empty for a test folder.
     cache: str = ""
     # The usable images' formats and sizes, from their headers: the uncached crop's decode.
-    # None: not known (a pack written before they were counted).
+    # None: not known (data.check=none, or a pack written before they were counted).
     jpeg_sides: JpegSides | None = None
 
     def to_dict(self) -> dict:
