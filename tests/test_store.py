@@ -84,3 +84,22 @@ def test_search_runs_reads_every_page(tmp_path):
     page = store.client.search_runs([experiment], max_results=2)
     assert len(page) == 2 and page.token  # the client pages ...
     assert len(store.search_runs([experiment])) == 5  # ... the store reads them all
+
+
+def test_experiments_open_on_model_training_in_the_ui(tmp_path):
+    """MLflow 3's UI opens an experiment without ``mlflow.experimentKind`` on its GenAI
+    overview; ours are tagged as model training, when created and when found without it, and
+    a kind the user picked in the UI is kept."""
+    store = open_store(TrackingConfig(), tmp_path)
+    train_like(store, "one")
+    client = store.client
+    assert client.get_experiment_by_name("alexnet-exp").tags["mlflow.experimentKind"] == (
+        "custom_model_development")
+    older = client.create_experiment("recorded-before")
+    mine = client.create_experiment("picked-in-the-ui",
+                                    tags={"mlflow.experimentKind": "genai_development"})
+    assert store.experiment_id("recorded-before") == older
+    assert store.experiment_id("picked-in-the-ui") == mine
+    assert client.get_experiment(older).tags["mlflow.experimentKind"] == (
+        "custom_model_development")
+    assert client.get_experiment(mine).tags["mlflow.experimentKind"] == "genai_development"

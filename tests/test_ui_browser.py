@@ -4,9 +4,11 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``make test`` installs them
 and ``selenium`` (the ``dev`` extra). Nothing is downloaded: the browser and driver are the
 system ones, passed by path, and Selenium Manager is kept offline.
 
-What MLflow 3's UI shows (3.17): ``#/experiments/<id>`` opens in the *GenAI* workflow (a traces
-overview, no runs); the sidebar's "Model training" toggle switches to the runs table by adding
-``?workflowType=machine_learning`` to that address, so the test opens that address. The table
+What MLflow 3's UI shows (3.18): ``#/experiments/<id>`` opens in the *GenAI* workflow (a traces
+overview, no runs): 3.18 follows its sidebar toggle "GenAI / Model training", kept in the
+browser, over the experiment's ``mlflow.experimentKind`` tag (which every experiment of ours
+has, for the versions that read it). ``?workflowType=machine_learning`` sets the toggle: the
+run link a summary prints carries it, and so does the experiment address the test opens. The table
 nests a sweep's child runs under the parent, collapsed: the (+) button in the parent's Run Name
 cell expands them. It shows no metric columns by default, so the metric is checked on a child's
 run page (reached by clicking its name), whose Metrics table prints the stored value unrounded.
@@ -14,6 +16,7 @@ run page (reached by clicking its name), whose Metrics table prints the stored v
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +178,14 @@ def test_mlflow_ui_shows_the_sweeps_child_runs_and_their_metrics(chromium, tmp_p
 
     with mlflow_ui(tmp_path / "mlruns", tmp_path / "mlflow-ui.log") as url:
         served = time.monotonic()
+        # The link the run's summary printed, on this server's port: the run page in the
+        # training view, not the GenAI overview.
+        (printed,) = re.findall(rf"open (http://\S+/runs/{children[0].info.run_id}\S*)",
+                                result.stdout)
+        chromium.get(printed.replace("http://127.0.0.1:5000", url))
+        wait_for(chromium, lambda d: metric_shown(d, "best_val_accuracy"),
+                 "the printed link's run page with its metrics", tmp_path)
+        assert "genai" not in chromium.current_url
         chromium.get(f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning")
 
         def row(run_id: str) -> str:

@@ -28,6 +28,13 @@ from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, first_line
+
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, no runs) unless this tag says
+# it is model training; the user then had to find the "Model training" toggle. Only a user's
+# own choice, made in the UI, is kept: an experiment that has the tag keeps its value.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
+TRAINING_VIEW = "workflowType=machine_learning"
 from alexnet_exp.tracking import outage
 from alexnet_exp.tracking.records import redact
 
@@ -93,6 +100,9 @@ class Store:
         artifact folder of its own named after it)."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # created before the tag was
+                self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG,
+                                               TRAINING_KIND)
             return experiment.experiment_id
         location = None
         if self.artifact_root is not None:
@@ -100,7 +110,8 @@ class Store:
             digest = hashlib.sha1(name.encode()).hexdigest()[:6]
             location = (self.artifact_root / f"{slug}-{digest}").as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
         except MlflowException:  # a parallel job created it first
             return self.client.get_experiment_by_name(name).experiment_id
 
@@ -120,7 +131,10 @@ class Store:
         """A run's page on the server it was logged to; for a local store, in ``make ui``."""
         server = self.uri.startswith(("http://", "https://"))
         base = self.shown.rstrip("/") if server else LOCAL_UI
-        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+        # MLflow 3.18's UI follows its "GenAI / Model training" toggle (kept in the browser) and
+        # not the experiment's kind tag: the link sets the toggle, so the run and the experiment
+        # page reached from it open on the training runs, not on a traces overview.
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
     def ui_base(self) -> str:
         """Where the UI of this store is served: the server itself (without credentials), or
