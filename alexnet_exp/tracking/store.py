@@ -28,15 +28,16 @@ from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, first_line
+from alexnet_exp.tracking import outage
+from alexnet_exp.tracking.records import redact
 
-# MLflow 3's UI opens an experiment on its GenAI overview (traces, no runs) unless this tag says
-# it is model training; the user then had to find the "Model training" toggle. Only a user's
-# own choice, made in the UI, is kept: an experiment that has the tag keeps its value.
+# MLflow 3's UI opens an experiment on its GenAI overview (traces, no runs) unless it is told
+# the experiment is model training: versions before 3.18 read this tag (a kind already set, by
+# the user in the UI, is kept); 3.18 follows its "GenAI / Model training" toggle, which the
+# query below sets and the run links we print carry.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 TRAINING_VIEW = "workflowType=machine_learning"
-from alexnet_exp.tracking import outage
-from alexnet_exp.tracking.records import redact
 
 LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the local store
 STORE_LOCK = ".mlflow.db.lock"  # beside the database: held while a process creates/migrates it
