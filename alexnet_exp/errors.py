@@ -5,6 +5,8 @@ subclass with a message that says what was wrong, where, and how to fix it. Anyt
 bug and keeps its traceback.
 """
 
+import re
+
 
 class UserError(Exception):
     """A mistake in the user's input or environment, explained in one line."""
@@ -34,3 +36,13 @@ def first_line(exc: BaseException) -> str:
     network): its first line, or its type when it has no text."""
     text = str(exc)
     return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``https://user:token@host`` -> ``https://***@host``: what leaves the process must not
+    hold secrets (a tracking URI with credentials can reach params, tags, run and model names,
+    the config files). Here, at the bottom, so every layer redacts the same way."""
+    return CREDENTIALS.sub(r"\g<scheme>***@", text)

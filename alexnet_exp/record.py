@@ -14,7 +14,7 @@ from contextlib import redirect_stdout
 from dataclasses import asdict
 from pathlib import Path
 
-from alexnet_exp.errors import DataError, UserError
+from alexnet_exp.errors import DataError, UserError, redact
 from alexnet_exp.keys import FINGERPRINT_ARTIFACT
 from alexnet_exp.outcome import RunSummary
 from alexnet_exp.paths import PACKAGE_DIR
@@ -180,6 +180,7 @@ def model_name(cfg, run_name: str) -> str:
     Models tab): the variant (``experiment=six_ideas``), else the run's name (its overrides),
     else ``alexnet-<model>``; what MLflow refuses in the name (``/ : . % " '``) and what a
     command line would split (``=``, ``,``, spaces) become ``-``."""
+    run_name = redact(run_name)  # a model name is as public as the run name
     name = cfg.variant or (run_name if run_name != "defaults" else f"alexnet-{cfg.model.name}")
     return re.sub(r"[^A-Za-z0-9_+-]+", "-", name).strip("-")[:200] or "model"
 

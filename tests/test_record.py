@@ -15,3 +15,10 @@ def test_a_logged_model_is_named_by_its_variant_or_run_in_characters_mlflow_take
             "data.dir='/x/y:z'", "a%b\"c", "x" * 400)):
         assert name and len(name) <= 200
         assert not set(name) & set("/:.%\"' =,")
+
+
+def test_a_logged_model_name_holds_no_credentials_of_a_tracking_uri():
+    """The run name is redacted where it is logged; the model name is made from the same
+    overrides and reached the store with the password in clear."""
+    name = model_name(ExperimentConfig(), "tracking.uri=http://alice:s3cret@127.0.0.1:5999")
+    assert "s3cret" not in name and "alice" not in name

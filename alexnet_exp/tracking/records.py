@@ -3,7 +3,6 @@ the outbox: secrets redacted, the model logged with what it needs to load, the d
 run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
 """
 
-import re
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -11,13 +10,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
-CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``https://user:token@host`` -> ``https://***@host``: what is logged must not hold secrets
-    (a tracking URI with credentials can reach params, tags, run names and the config files)."""
-    return CREDENTIALS.sub(r"\g<scheme>***@", text)
+from alexnet_exp.errors import redact  # noqa: F401  (tracking.redact)
 
 
 def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,
