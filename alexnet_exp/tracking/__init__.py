@@ -21,6 +21,7 @@ takes and hands back plain values and files; what needs our model code (loading 
 model) is handed in by the caller (:mod:`alexnet_exp.bundle`, :mod:`alexnet_exp.sync`).
 """
 
+from alexnet_exp.errors import redact
 from alexnet_exp.tracking.context import git_tags
 from alexnet_exp.tracking.models import (
     experiment_name_of,
@@ -31,7 +32,7 @@ from alexnet_exp.tracking.models import (
     run_exists,
     run_tag,
 )
-from alexnet_exp.tracking.records import flatten, redact
+from alexnet_exp.tracking.records import flatten
 from alexnet_exp.tracking.registry import CHAMPION, register_champion, run_model_uri
 from alexnet_exp.tracking.reports import (
     RunSelection,

@@ -14,7 +14,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_GIT_REPO_URL,
 )
 
-from alexnet_exp.tracking.records import redact
+from alexnet_exp.errors import redact
 
 GIT_TAG_PREFIX = "mlflow.source.git."
 

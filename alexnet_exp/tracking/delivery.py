@@ -17,10 +17,9 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from alexnet_exp.errors import first_line
+from alexnet_exp.errors import first_line, redact
 from alexnet_exp.paths import outbox_dir as default_outbox_dir
 from alexnet_exp.tracking import outage, outbox, replay
-from alexnet_exp.tracking.records import redact
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """How a run's pieces become MLflow objects, the same when logged live and when replayed from
-the outbox: secrets redacted, the model logged with what it needs to load, the data set as a
-run input. Both :mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
+the outbox: the model logged with what it needs to load, the data set as a run input. Both
+:mod:`.runs` (live) and :mod:`.outbox` (replay) build on it.
 """
 
 from importlib.metadata import version as package_version
@@ -9,8 +9,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-
-from alexnet_exp.errors import redact  # noqa: F401  (tracking.redact)
 
 
 def log_tf_model(model, example: np.ndarray, code_dir: Path, metadata: dict,

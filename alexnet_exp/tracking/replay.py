@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet_exp.errors import redact
 from alexnet_exp.tracking.outbox import PREFIX, ModelLoader, NoModelLoader, Outbox
-from alexnet_exp.tracking.records import dataset_input, log_tf_model, redact
+from alexnet_exp.tracking.records import dataset_input, log_tf_model
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from alexnet_exp.errors import UserError
+from alexnet_exp.errors import UserError, redact
 from alexnet_exp.tracking import outage, outbox
 from alexnet_exp.tracking.context import context_tags, system_monitor
 from alexnet_exp.tracking.delivery import Delivery
-from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model, redact
+from alexnet_exp.tracking.records import dataset_input, flatten, log_tf_model
 from alexnet_exp.tracking.store import Store
 
 STALE_TAGS = ("failure_reason", "error")  # how a run ends is written at its end

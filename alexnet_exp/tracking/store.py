@@ -27,9 +27,8 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from alexnet_exp.config import TrackingConfig
-from alexnet_exp.errors import UserError, first_line
+from alexnet_exp.errors import UserError, first_line, redact
 from alexnet_exp.tracking import outage
-from alexnet_exp.tracking.records import redact
 
 # MLflow 3's UI opens an experiment on its GenAI overview (traces, no runs) unless it is told
 # the experiment is model training: versions before 3.18 read this tag (a kind already set, by
@@ -132,9 +131,8 @@ class Store:
         """A run's page on the server it was logged to; for a local store, in ``make ui``."""
         server = self.uri.startswith(("http://", "https://"))
         base = self.shown.rstrip("/") if server else LOCAL_UI
-        # MLflow 3.18's UI follows its "GenAI / Model training" toggle (kept in the browser) and
-        # not the experiment's kind tag: the link sets the toggle, so the run and the experiment
-        # page reached from it open on the training runs, not on a traces overview.
+        # The query sets the UI's "Model training" toggle, so the run page opens there; a bare
+        # experiment page still follows the toggle the browser last kept (see TRAINING_VIEW).
         return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
     def ui_base(self) -> str:

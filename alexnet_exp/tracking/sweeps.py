@@ -10,6 +10,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from alexnet_exp.errors import redact
 from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
@@ -17,7 +18,6 @@ from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     PARENT_RUN_ENV,
     SWEEP_LINK_PREFIX,
 )
-from alexnet_exp.tracking.records import redact
 from alexnet_exp.tracking.store import Store
 
 
