@@ -28,7 +28,7 @@ from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
-from alexnet_exp.paths import CONFIG_DIR  # noqa: E402
+from alexnet_exp.paths import CONFIG_DIR, redact_files  # noqa: E402
 from alexnet_exp.preflight import (  # noqa: E402
     preflight,
     refuse_target_overrides,
@@ -81,6 +81,7 @@ def _train_job(cfg: DictConfig) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
+    redact_hydra_files(hydra_cfg)
     ctx = runner.JobContext(
         launch_dir=Path(hydra_cfg.runtime.cwd),
         output_dir=output_dir,
@@ -107,6 +108,20 @@ def _train_job(cfg: DictConfig) -> float | None:
     (output_dir / "summary.json").write_text(summary_json(summary))
     log.info(summary_lines(summary))
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
+
+
+def redact_hydra_files(hydra_cfg) -> None:
+    """Hydra's own copies of the config and the command line (the job's ``.hydra/``, the
+    sweep's ``multirun.yaml``) as every other file of ours is written: without the user info
+    of a tracking URI. They are rewritten before the job starts, so a job killed at any point
+    leaves none behind."""
+    files = []
+    if hydra_cfg.output_subdir:
+        subdir = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+        files += [subdir / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        files.append(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+    redact_files(*files)
 
 
 def killed(stop: stopping.Stopped, tracked: bool = True) -> str:

@@ -20,6 +20,8 @@ import os
 import sys
 import tempfile
 
+from alexnet_exp.errors import redact
+
 LOGGER_NAME = "alexnet_exp"
 
 # Before TensorFlow loads: no INFO/WARNING lines from its C++ side once absl logging is up.
@@ -63,6 +65,21 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
+class RedactSecrets(logging.Filter):
+    """Every line a handler writes, ours and other libraries' (MLflow's, Hydra's list of a
+    sweep's jobs), loses the user info of any URI in it: a tracking URI typed with a password
+    reaches log lines in too many ways (an override echoed, an error quoted) to redact each.
+    Attached to the handlers of conf/hydra/*_logging/alexnet_exp.yaml, so the console and the
+    job's log file are covered alike."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shown = redact(message)
+        if shown != message:
+            record.msg, record.args = shown, None
+        return True
+
+
 class KerasStepRetracing(logging.Filter):
     """Drops TensorFlow's "triggered tf.function retracing" warning about Keras's own step
     functions (``make_train_function``, ``make_test_function``, ``make_predict_function``).
@@ -85,7 +102,9 @@ def install_default_handler() -> None:
     logger, so an application's root handler does not print each line twice."""
     logger = logging.getLogger(LOGGER_NAME)
     if not logger.handlers:
-        logger.addHandler(ConsoleHandler())
+        handler = ConsoleHandler()
+        handler.addFilter(RedactSecrets())
+        logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False
 

@@ -27,7 +27,7 @@ def exit_with(message: str, program: str = "alexnet-exp", code: int = 2) -> None
     import logging
     import sys
 
-    logging.getLogger(__name__).error(f"{program}: error: {message}")
+    logging.getLogger(__name__).error(redact(f"{program}: error: {message}"))
     sys.exit(code)
 
 
@@ -38,7 +38,8 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text.strip() else type(exc).__name__
 
 
-CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+# ``\:`` too: Hydra escapes the colons of an override when it lists a sweep's jobs.
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*\\?://)[^/@\s]+@")
 
 
 def redact(text: str) -> str:

@@ -5,6 +5,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from alexnet_exp.errors import redact
+
 REPO_STORE = Path(__file__).resolve().parent.parent / "mlruns" / "mlflow.db"
 
 
@@ -73,4 +75,7 @@ def ui_command(tracking_uri: str) -> str:
 
 
 def summary_json(summary: RunSummary) -> str:
-    return json.dumps(asdict(summary))
+    """The summary as the job's ``summary.json`` keeps it: a file others may read, so the store
+    is named without the user info its URI was typed with (the summary object keeps it, for
+    the caller that still needs to reach the store)."""
+    return redact(json.dumps(asdict(summary)))

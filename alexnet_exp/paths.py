@@ -9,6 +9,8 @@ import os
 import threading
 from pathlib import Path
 
+from alexnet_exp.errors import redact
+
 # The installed package's own folder: the code a logged model carries (code_paths) and where
 # git_tags asks which commit ran.
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -65,3 +67,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def redact_files(*files: Path) -> None:
+    """Rewrite each file that holds a URI's user info without it. For the files a library
+    writes before our code runs (Hydra's copies of the config and overrides in the job's
+    ``.hydra/`` and the sweep's ``multirun.yaml``): a password typed in ``tracking.uri`` would
+    otherwise stay readable in the output folders, which are shared and copied far more often
+    than the store. A missing file is skipped; the rewrite is atomic, so parallel jobs of one
+    sweep may redact the same file."""
+    for path in files:
+        try:
+            text = Path(path).read_text()
+        except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+            continue
+        shown = redact(text)
+        if shown != text:
+            atomic_write_text(path, shown)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from helpers.images import make_image_folder
+from helpers.server import Server
 from helpers.xdist_groups import group_by_shared_fixtures
 
 
@@ -103,6 +104,18 @@ def tiny_data(tmp_path):
     """Three classes of twelve 48x40 JPEGs: enough for a CLI run of a tiny model."""
     return make_image_folder(tmp_path / "data", classes={"apple": 12, "kiwi": 12, "plum": 12},
                              size=(48, 40))
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real ``mlflow server`` with its store in the test's tmp dir, stopped afterwards."""
+    srv = Server(tmp_path / "server")
+    srv.root.mkdir()
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups it is given

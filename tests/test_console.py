@@ -161,3 +161,10 @@ def test_each_new_models_first_trace_is_not_called_retracing(tmp_path, filtered)
     keras_steps = [line for line in warned if "make_predict_function" in line]
     assert bool(keras_steps) is not filtered, warned
     assert any("<lambda>" in line for line in warned), warned
+
+
+def test_the_log_filter_redacts_a_uri_given_as_an_argument_or_in_the_message():
+    record = logging.LogRecord("mlflow", logging.INFO, __file__, 1, "store %s", ("http://a:pw@h",),
+                               None)
+    assert console.RedactSecrets().filter(record)
+    assert record.getMessage() == "store http://***@h"

@@ -11,13 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from helpers import TINY_MODEL, cli, free_port
+from helpers import TINY_MODEL, Server, cli, free_port
 from mlflow.tracking import MlflowClient
 
 from alexnet_exp.paths import outbox_dir
@@ -25,72 +23,6 @@ from alexnet_exp.tracking import outbox
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
               "images_per_second")
-START_SECONDS = 60
-
-
-class Server:
-    """``mlflow server`` on a fixed port and store, which a test can stop and start again."""
-
-    def __init__(self, root: Path):
-        self.root, self.port = root, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        command = [str(Path(sys.executable).with_name("mlflow")), "server",
-                   "--backend-store-uri", f"sqlite:///{self.root / 'db.sqlite'}",
-                   "--artifacts-destination", str(self.root / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        env = dict(os.environ)
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # starts in ~7 s instead of ~25 s
-        self.starts += 1
-        log = self.root / f"server-{self.starts}.log"
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                            env=env, start_new_session=True)
-        deadline = time.monotonic() + START_SECONDS
-        while not self.healthy():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"mlflow server did not come up on {self.url}:\n"
-                            f"{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return response.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL if it lingers; the port is free afterwards."""
-        if self.process is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        self.process = None
-
-    def client(self) -> MlflowClient:
-        return MlflowClient(self.url)
-
-
-@pytest.fixture
-def server(tmp_path):
-    srv = Server(tmp_path / "server")
-    srv.root.mkdir()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def train_async(cwd: Path, data: Path, url: str, *args: str) -> subprocess.Popen:

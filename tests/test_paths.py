@@ -52,3 +52,13 @@ def test_atomic_write_keeps_the_umask_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_redact_files_rewrites_only_files_holding_credentials(tmp_path):
+    secret, plain = tmp_path / "overrides.yaml", tmp_path / "config.yaml"
+    secret.write_text("- tracking.uri=http://alice:pw@host:5999\n")
+    plain.write_text("seed: 42\n")
+    before = plain.stat().st_mtime_ns
+    paths.redact_files(secret, plain, tmp_path / "missing.yaml")
+    assert secret.read_text() == "- tracking.uri=http://***@host:5999\n"
+    assert plain.stat().st_mtime_ns == before  # untouched, not rewritten the same

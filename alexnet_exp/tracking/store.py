@@ -38,6 +38,10 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
 TRAINING_VIEW = "workflowType=machine_learning"
 
+# MLflow prints "View run ... at: <server URL>" itself, with the user info of a tracking URI in
+# clear and past every logging filter (it writes to stdout): our summary prints the link, redacted.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 LOCAL_UI = "http://127.0.0.1:5000"  # where `make ui` serves the local store
 STORE_LOCK = ".mlflow.db.lock"  # beside the database: held while a process creates/migrates it
 URI_ENV = "MLFLOW_TRACKING_URI"

@@ -22,10 +22,12 @@ from helpers.configs import augment_config, model_config
 from helpers.files import limit_file_size, rewrite_keeping_stamps
 from helpers.images import class_colour, make_image_folder, make_image_pixels
 from helpers.net import free_port
+from helpers.server import Server
 from helpers.waiting import SignalsWhenFreed, catches, signal_when, wait_for
 
 __all__ = [
     "RUN",
+    "Server",
     "SignalsWhenFreed",
     "TINY_MODEL",
     "artifact",
