@@ -77,10 +77,9 @@ def _from_file(cfg, launch_dir: Path):
 
 def _from_store(cfg, launch_dir: Path):
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
-    if cfg.run_id:
-        tracking.require_run(store, cfg.run_id)
-    source = cfg.model_uri or tracking.run_model_uri(store, cfg.run_id)
+    run_id = tracking.require_run(store, cfg.run_id) if cfg.run_id else None
+    source = cfg.model_uri or tracking.run_model_uri(store, run_id)
     hint = (" (no model logged: was it trained with tracking.log_model=false, or is it an"
-            " evaluation run?)" if cfg.run_id else "")
+            " evaluation run?)" if run_id else "")
     logged = tracking.load_logged_model(store, source, alexnet.custom_objects(), hint)
-    return logged.model, logged.metadata, source, cfg.run_id or logged.run_id, store
+    return logged.model, logged.metadata, source, run_id or logged.run_id, store

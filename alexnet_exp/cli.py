@@ -222,8 +222,8 @@ def check_before_loading(cfg, launch_dir: Path) -> None:
         from alexnet_exp import tracking
 
         store = tracking.open_store(cfg.tracking, launch_dir, create=False)
-        if cfg.run_id:
-            tracking.require_run(store, cfg.run_id)
+        if cfg.run_id:  # a prefix becomes the whole id here, for every tool alike
+            cfg.run_id = tracking.require_run(store, cfg.run_id)
     if isinstance(cfg, EvalConfig):
         require_test_folder(cfg)
 

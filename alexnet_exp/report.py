@@ -145,6 +145,9 @@ def run_report(cfg, launch_dir: Path) -> Report:
 
     validate_report(cfg)
     store = tracking.open_store(cfg.tracking, launch_dir, create=False)
+    if cfg.parent_run_id:  # a prefix, as the sweep's summary shows it, becomes the whole id
+        cfg = replace(cfg, parent_run_id=tracking.require_run(store, cfg.parent_run_id,
+                                                              "parent_run_id"))
     if not cfg.experiment_name:  # the sweep's parent run says which experiment
         cfg = replace(cfg, experiment_name=tracking.parent_experiment(store, cfg.parent_run_id))
     selection = tracking.find_training_runs(store, cfg.experiment_name, cfg.parent_run_id)

@@ -4,6 +4,7 @@ Plain values and MLflow calls only: which Keras layers a model holds, and what a
 is the caller's knowledge (:mod:`alexnet_exp.bundle`).
 """
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,42 @@ def run_exists(store: Store, run_id: str) -> bool:
     return True
 
 
-def require_run(store: Store, run_id: str) -> None:
-    if not run_exists(store, run_id):
-        raise UserError(f"run_id={run_id}: no such run in {store.shown}")
+RUN_ID_PREFIX_MIN = 8  # as the UI's run table and our summaries show an id: git's rule of thumb
+
+
+def require_run(store: Store, run_id: str, key: str = "run_id") -> str:
+    """The full id of the run ``run_id`` names: the id itself, or a unique prefix of at least
+    ``RUN_ID_PREFIX_MIN`` characters, as the UI and the summary lines show ids. MLflow resolves
+    no prefix (its search filters compare run ids by equality only), so the runs of every
+    experiment are listed here: ids only, a few thousand a second on a local store."""
+    if run_exists(store, run_id):
+        return run_id
+    if len(run_id) < RUN_ID_PREFIX_MIN or not re.fullmatch(r"[0-9a-fA-F]+", run_id):
+        raise UserError(f"{key}={run_id}: no such run in {store.shown} (give the whole id or"
+                        f" its first {RUN_ID_PREFIX_MIN}+ characters)")
+    matches = [run for run in _all_runs(store) if run.info.run_id.startswith(run_id.lower())]
+    if not matches:
+        raise UserError(f"{key}={run_id}: no such run in {store.shown}")
+    if len(matches) > 1:
+        named = ", ".join(f"{run.info.run_id} ({run.info.run_name})" for run in matches[:5])
+        raise UserError(f"{key}={run_id}: {len(matches)} runs start with it in {store.shown}:"
+                        f" {named}; give more characters")
+    return matches[0].info.run_id
+
+
+def _all_runs(store: Store):
+    from mlflow.entities import ViewType
+
+    experiments = [e.experiment_id for e in store.client.search_experiments(
+        view_type=ViewType.ALL, max_results=50_000)]
+    token = None
+    while experiments:
+        page = store.client.search_runs(experiments, run_view_type=ViewType.ALL,
+                                        max_results=50_000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 def run_tag(store: Store, run_id: str, tag: str) -> str | None:
