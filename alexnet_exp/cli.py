@@ -89,6 +89,8 @@ def _train_job(cfg: DictConfig) -> float | None:
         config_yaml=OmegaConf.to_yaml(cfg),
         hydra_dir=output_dir / hydra_cfg.output_subdir if hydra_cfg.output_subdir else None,
         parallel_jobs=parallel_jobs(hydra_cfg),
+        sweep_dir=(Path(hydra_cfg.sweep.dir).resolve() if hydra_cfg.mode == RunMode.MULTIRUN
+                   else None),
     )
     try:
         summary = runner.run(experiment, ctx)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from alexnet_exp import console
 from alexnet_exp.bundle import ModelBundle, load_bundle, sidecar_path
 from alexnet_exp.errors import UserError
 from alexnet_exp.graphs import mapped
@@ -24,6 +25,7 @@ from alexnet_exp.paths import atomic_write_text
 from alexnet_exp.predict import collect_images, predict_files
 
 log = logging.getLogger(__name__)
+TFLITE_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
 
 # Largest acceptable |p_export - p_keras| per format and quantisation, before any override.
 DEFAULT_TOLERANCE = {"keras": 1e-5, "savedmodel": 1e-4, "tflite": 1e-4, "float16": 1e-2,
@@ -87,7 +89,12 @@ def tflite_interpreter(path: Path):
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter  # noqa: N806
-    return Interpreter(model_path=str(path))
+    # Its first allocation applies the XNNPACK delegate, which says so at INFO on file
+    # descriptor 2, past TF_CPP_MIN_LOG_LEVEL: done here, with that line held back.
+    with console.held_back_stderr(TFLITE_NOISE):
+        interpreter = Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def exported_predictor(path: Path, fmt: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -261,7 +261,9 @@ def watchers(trainer: TrainerConfig, schedule) -> list[keras.callbacks.Callback]
     elif trainer.reduce_lr_patience:
         watchers.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=trainer.reduce_lr_factor,
-            patience=trainer.reduce_lr_patience, verbose=1))
+            # verbose=0: the epoch line shows the learning rate, so Keras's own line about
+            # reducing it only broke the one-line-per-epoch console
+            patience=trainer.reduce_lr_patience, verbose=0))
     if trainer.early_stopping_patience:
         watchers.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=trainer.early_stopping_patience, verbose=1))

@@ -12,6 +12,7 @@ No Hydra here: the command line hands over a validated :class:`ExperimentConfig`
 can run a job the same way.
 """
 
+import hashlib
 import logging
 import math
 import shutil
@@ -43,6 +44,7 @@ class JobContext:
     config_yaml: str = ""
     hydra_dir: Path | None = None
     parallel_jobs: int = 1  # jobs of a sweep running at once on this machine
+    sweep_dir: Path | None = None  # a multirun's folder, which its jobs share; None: one run
 
 
 @dataclass
@@ -106,6 +108,31 @@ def _run_worker(cfg: ExperimentConfig, ctx: JobContext, task: str) -> None:
     log.info(f"alexnet-exp: {task} done; the chief recorded the run")
 
 
+def show_data_report(report, sweep_dir: Path | None) -> None:
+    """The data report on the console once per sweep while the data stays the same: the jobs
+    of a norm=bn,lrn sweep read the same folder, and its seven lines, repeated above every
+    job, buried what changed. A later job shows one line instead; its log file keeps the whole
+    report, and a report that differs (another folder, a changed image, another cache) shows
+    in full. The first job to create the marker in the sweep's folder shows it, so parallel
+    jobs in other processes agree."""
+    text = report.to_text()
+    if sweep_dir is not None:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        marker = Path(sweep_dir) / ".alexnet-exp" / f"data-report-{digest}"
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.open("x").close()
+        except FileExistsError:
+            log.info(text, extra={"console": False})
+            log.info(f"data: {report.root} as an earlier job of this sweep reported it"
+                     f" ({sum(report.counts.values())} usable images; the report is in"
+                     " alexnet-exp.log)")
+            return
+        except OSError:
+            pass  # a sweep folder we cannot write to: the report is shown, as for one run
+    log.info(text)
+
+
 def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     """Runtime, strategy, pipelines and model; compiled (and restored on resume) unless this
     is a dry run, which only shows the data report and the model."""
@@ -131,7 +158,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
         worker=(where.index, where.workers),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
-    log.info(datasets.report.to_text())
+    show_data_report(datasets.report, ctx.sweep_dir)
     if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
         log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
                  f" val batches per epoch ({len(datasets.train_files)} and"

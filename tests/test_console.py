@@ -86,6 +86,7 @@ def test_a_run_into_a_file_is_one_line_per_epoch_quiet_and_logged(tmp_path, tiny
     assert "val_accuracy: " in epochs[1]
     for noise in console.START_UP_NOISE:
         assert noise not in result.stderr
+    assert "database tables" not in result.stderr  # MLflow creating the new store says so
     job = tmp_path / "outputs" / "run"
     assert f"job folder {job}  (log alexnet-exp.log; TensorBoard: tensorboard --logdir {job})" \
         in out
@@ -94,6 +95,18 @@ def test_a_run_into_a_file_is_one_line_per_epoch_quiet_and_logged(tmp_path, tiny
     assert "[alexnet_exp.cli][INFO] - alexnet-exp: 2 epochs in" in log
     assert "best val_accuracy" in log and "usable images" in log  # summary, data report
     assert not (job / "cli.log").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_shows_its_unchanged_data_report_once(tmp_path, tiny_data):
+    result = cli(tmp_path, "-m", "data=folder", f"data.dir={tiny_data}", *QUIET_TINY,
+                 "trainer.epochs=1", "tracking.log_model=false", "norm=bn,lrn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("usable images (train") == 1
+    assert f"data: {tiny_data} as an earlier job of this sweep reported it" in result.stdout
+    (second,) = tmp_path.glob("multirun/1/alexnet-exp.log")
+    assert "usable images (train" in second.read_text()  # its log file keeps the whole report
+    assert "database tables" not in result.stderr
 
 
 def test_a_job_that_fails_keeps_its_one_error_line_in_its_log_file_too(tmp_path):

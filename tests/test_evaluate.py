@@ -259,6 +259,7 @@ def test_export_cli_tflite_is_checked_and_logged_to_the_training_run(trained):
                  "min_top1_agreement=0.5", program="alexnet-exp-export", env=trained.env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parity on 30 images" in result.stdout  # the training run's data by default
+    assert "XNNPACK" not in result.stderr  # LiteRT's INFO line about its CPU delegate
     client = store(trained.work)
     exported = {a.path for a in client.list_artifacts(trained.run_id, "exports/tflite")}
     name = f"alexnet-{trained.run_id[:12]}_dynamic"

@@ -1,9 +1,10 @@
-"""The Keras callbacks of fit, as units: the learning-rate schedules' shapes (no training)."""
+"""The Keras callbacks of fit, as units: the learning-rate schedules' shapes, the plateau
+watcher (no training)."""
 
 import pytest
 
-from alexnet_exp.config import OptimizerConfig
-from alexnet_exp.fit_callbacks import StepSchedule, epoch_line, step_schedule
+from alexnet_exp.config import OptimizerConfig, TrainerConfig
+from alexnet_exp.fit_callbacks import StepSchedule, epoch_line, step_schedule, watchers
 
 
 def test_cosine_and_one_cycle_schedules_have_their_shapes():
@@ -27,3 +28,19 @@ def test_the_epoch_line_is_one_line_as_keras_verbose_2_shows_it():
     assert epoch_line(3, 15, metrics) == (
         "Epoch 3/15 - 2s - 600 images/s - accuracy: 0.5000 - loss: 1.2500 - val_accuracy: 0.7500"
         " - val_loss: 0.5000 - lr: 1.0000e-04")
+
+
+def test_a_plateau_lowers_the_rate_without_a_line_of_its_own(capsys):
+    # the epoch line shows the rate; Keras's "ReduceLROnPlateau reducing learning rate" line
+    # came between two epoch lines
+    import keras
+
+    (plateau,) = watchers(TrainerConfig(reduce_lr_patience=1, early_stopping_patience=None), None)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    plateau.set_model(model)
+    plateau.on_train_begin()
+    for epoch in range(3):
+        plateau.on_epoch_end(epoch, {"val_loss": 1.0})
+    assert float(model.optimizer.learning_rate) < 0.1
+    assert capsys.readouterr().out == ""

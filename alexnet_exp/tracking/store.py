@@ -175,6 +175,24 @@ def resolve_tracking_uri(cfg: TrackingConfig, launch_dir: Path,
     return uri, store / "artifacts"
 
 
+@contextmanager
+def _quiet_schema_lines() -> Iterator[None]:
+    """MLflow announces at INFO, on stderr, that it creates and updates a new store's tables
+    ("Creating initial MLflow database tables...", Alembic's steps): every first command in a
+    folder printed them as if something were wrong. Its warnings and errors still show."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 _opened_stores: set[str] = set()  # local stores this process has created/migrated already
 
 
@@ -205,7 +223,8 @@ def _open_local_store(store: Path, uri: str, writable: bool) -> None:
     try:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released when closed, or when the process dies
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates, migrates
+        with _quiet_schema_lines():
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates, migrates
     except Exception as exc:  # MLflow raises many types for a bad store
         raise UserError(f"MLflow tracking store {uri} is not usable:"
                         f" {first_line(exc)[:300]}") from exc
