@@ -232,12 +232,12 @@ def check_before_loading(cfg, launch_dir: Path) -> None:
 
 def eval_main() -> None:
     """``alexnet-exp-eval``: accuracy, per-class report and confusion matrix on a test folder."""
-    _tool("alexnet-exp-eval", "eval", "alexnet_exp.evaluate:run_evaluation")()
+    _tool("alexnet-exp-eval", "eval", "alexnet_exp.evaluation:run_evaluation")()
 
 
 def predict_main() -> None:
     """``alexnet-exp-predict``: top-k classes of image files or folders."""
-    _tool("alexnet-exp-predict", "predict", "alexnet_exp.predict:run_prediction")()
+    _tool("alexnet-exp-predict", "predict", "alexnet_exp.prediction:run_prediction")()
 
 
 def export_main() -> None:

@@ -22,7 +22,7 @@ from alexnet_exp.errors import UserError
 from alexnet_exp.graphs import mapped
 from alexnet_exp.keys import DATA_ROOT_TAG
 from alexnet_exp.paths import atomic_write_text
-from alexnet_exp.predict import collect_images, predict_files
+from alexnet_exp.prediction import collect_images, predict_files
 
 log = logging.getLogger(__name__)
 TFLITE_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
@@ -139,7 +139,7 @@ def parity_images(data_dir: str | None, count: int) -> list[str]:
 
 def check_parity(bundle: ModelBundle, predict: Callable, files: list[str]) -> Parity:
     from alexnet_exp.decode import decoder, orientations_of
-    from alexnet_exp.predict import tta_views, view_size
+    from alexnet_exp.prediction import tta_views, view_size
 
     expected = predict_files(bundle, files, "none", batch_size=len(files))
     size = view_size(bundle, "none")

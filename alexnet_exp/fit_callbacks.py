@@ -2,7 +2,7 @@
 the weights in validation, validation of each image and its mirror, the best weights, and
 the per-epoch report that checkpoints and hands the epoch's metrics on.
 
-Apart from :mod:`alexnet_exp.train` (which decides which of them run, and in what order)
+Apart from :mod:`alexnet_exp.training` (which decides which of them run, and in what order)
 because each is a small state machine of its own; their counters that must survive a resume
 are named in :data:`alexnet_exp.resume.COUNTERS` by class name, so a class keeps its name.
 """

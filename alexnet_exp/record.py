@@ -159,10 +159,10 @@ def _validation_report(tracker, model, datasets, flip: bool) -> float:
     import numpy as np
     from sklearn.metrics import classification_report, confusion_matrix
 
-    from alexnet_exp import plots, train
+    from alexnet_exp import plots, training
 
     names = datasets.class_names
-    predicted, kept = train.predict_labels(model, datasets.val_indexed, flip)
+    predicted, kept = training.predict_labels(model, datasets.val_indexed, flip)
     true = datasets.val_labels[kept]  # without the images dropped during the run
     labels = list(range(len(names)))
     matrix = confusion_matrix(true, predicted, labels=labels)

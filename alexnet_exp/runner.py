@@ -139,14 +139,14 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     from dataclasses import replace
 
     console.load_tensorflow()  # first, so its start-up lines are held back
-    from alexnet_exp import distribute, train
+    from alexnet_exp import distribute, training
     from alexnet_exp.data import make_datasets
     from alexnet_exp.model import build_alexnet, model_summary_text
 
     point = prepared.point
     # A resumed run draws fresh dropout/augmentation randomness for the epochs it has left.
     seed = cfg.seed + (point.epoch if point else 0)
-    policy = train.configure_runtime(cfg.trainer, seed, ctx.parallel_jobs)
+    policy = training.configure_runtime(cfg.trainer, seed, ctx.parallel_jobs)
     strategy = distribute.make_strategy(cfg.distribute)
     replicas = strategy.num_replicas_in_sync
     global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
@@ -183,7 +183,7 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     built.learning_rate = distribute.scaled_learning_rate(
         cfg.distribute, cfg.optimizer.learning_rate, cfg.trainer.batch_size, global_batch)
     with strategy.scope():
-        train.compile_model(model, replace(cfg.optimizer, learning_rate=built.learning_rate),
+        training.compile_model(model, replace(cfg.optimizer, learning_rate=built.learning_rate),
                             cfg.trainer)
         if point and point.epoch:
             built.model = restore_model(point)  # weights and optimizer state of the last epoch
@@ -248,7 +248,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 
 
 def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Built) -> RunSummary:
-    from alexnet_exp import fit_callbacks, record, train
+    from alexnet_exp import fit_callbacks, record, training
     from alexnet_exp.model import at_input_size
 
     tracker, point, datasets = prepared.tracker, prepared.point, built.datasets
@@ -261,7 +261,7 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
     schedule = fit_callbacks.step_schedule(
         cfg.optimizer, built.learning_rate, cfg.trainer.epochs,
         math.ceil(len(datasets.train_files) / built.global_batch))
-    result = train.fit(built.model, datasets.train, datasets.val, len(datasets.train_files),
+    result = training.fit(built.model, datasets.train, datasets.val, len(datasets.train_files),
                        cfg.trainer, ctx.output_dir, on_epoch_end=tracker.log_epoch, point=point,
                        schedule=schedule, steps=(datasets.train_steps, datasets.val_steps),
                        image_sizes=built.image_sizes)

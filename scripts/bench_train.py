@@ -102,12 +102,12 @@ def in_memory_rate(cfg, train_images: int, val_images: int) -> tuple[float, list
     import numpy as np
     import tensorflow as tf
 
-    from alexnet_exp import train
+    from alexnet_exp import training
     from alexnet_exp.model import build_alexnet
 
-    train.configure_runtime(cfg.trainer, cfg.seed)
+    training.configure_runtime(cfg.trainer, cfg.seed)
     model = build_alexnet(cfg.model, 5)
-    train.compile_model(model, cfg.optimizer, cfg.trainer)
+    training.compile_model(model, cfg.optimizer, cfg.trainer)
     rng = np.random.default_rng(0)
     size = cfg.model.input_size
 

@@ -4,7 +4,7 @@ callbacks' counters) and restores it."""
 import numpy as np
 from helpers.models import tiny_model_and_data
 
-from alexnet_exp import checkpoint, resume, train
+from alexnet_exp import checkpoint, resume, training
 from alexnet_exp.config import TrainerConfig
 
 
@@ -13,7 +13,7 @@ def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
                             reduce_lr_patience=1, early_stopping_patience=5)
     model, ds = tiny_model_and_data(trainer)
     point = resume.ResumePoint(None, tmp_path / "ckpt")
-    result = train.fit(model, ds, ds, 8, trainer, tmp_path, point=point)
+    result = training.fit(model, ds, ds, 8, trainer, tmp_path, point=point)
     saved = resume.read_point(tmp_path / "ckpt", "run")
     assert saved.epoch == 2 and len(saved.history) == 2 == len(result.history)
     assert sorted(p.name for p in (tmp_path / "ckpt").glob("epoch-*")) == ["epoch-0002.keras"]
@@ -23,6 +23,6 @@ def test_checkpoint_holds_optimizer_state_and_callback_counters(tmp_path):
     momentum = [v for v in restored.optimizer.variables if "momentum" in v.path]
     assert momentum and any(np.abs(np.asarray(v)).sum() > 0 for v in momentum)
     # A second fit from the point continues the epoch count and the history.
-    more = train.fit(restored, ds, ds, 8, TrainerConfig(**{**trainer.__dict__, "epochs": 3}),
+    more = training.fit(restored, ds, ds, 8, TrainerConfig(**{**trainer.__dict__, "epochs": 3}),
                      tmp_path, point=saved)
     assert len(more.history) == 3 and resume.read_point(tmp_path / "ckpt", "run").epoch == 3

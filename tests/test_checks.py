@@ -144,7 +144,7 @@ class TopLeftColour:
 @pytest.mark.parametrize("from_scan", [False, True])
 def test_evaluation_and_prediction_see_loose_files_upright(tmp_path, from_scan):
     from alexnet_exp.bundle import ModelBundle
-    from alexnet_exp.predict import predict_files
+    from alexnet_exp.prediction import predict_files
 
     shown = oriented_folder(tmp_path / "photos")
     files = sorted(shown)

@@ -243,13 +243,13 @@ def test_help_lists_groups_and_cfg_prints_the_resolved_config(tmp_path):
 def test_failed_run_is_marked_failed_with_the_error(tmp_path, tiny_data, monkeypatch):
     from omegaconf import OmegaConf
 
-    from alexnet_exp import runner, train
+    from alexnet_exp import runner, training
     from alexnet_exp.config import ExperimentConfig
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(train, "fit", explode)
+    monkeypatch.setattr(training, "fit", explode)
     empty_store(tmp_path / "mlruns")
     cfg = OmegaConf.to_object(OmegaConf.merge(
         OmegaConf.structured(ExperimentConfig),

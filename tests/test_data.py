@@ -511,7 +511,7 @@ def test_a_file_that_stops_decoding_mid_run_is_dropped_and_named(tmp_path, image
 
     import keras
 
-    from alexnet_exp import train
+    from alexnet_exp import training
     from alexnet_exp.config import OptimizerConfig, TrainerConfig
 
     root = image_folder(tmp_path / "data", classes={"cat": 8, "dog": 8}, size=(INPUT, INPUT))
@@ -526,12 +526,12 @@ def test_a_file_that_stops_decoding_mid_run_is_dropped_and_named(tmp_path, image
         keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs)))
     model = keras.Model(inputs, outputs)
     trainer = TrainerConfig(epochs=2, verbose=0, tensorboard=False, checkpoint=False)
-    train.compile_model(model, OptimizerConfig(name="adam", weight_decay=0.0), trainer)
+    training.compile_model(model, OptimizerConfig(name="adam", weight_decay=0.0), trainer)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = train.fit(model, ds.train, ds.val, len(ds.train_files), trainer, tmp_path,
+        result = training.fit(model, ds.train, ds.val, len(ds.train_files), trainer, tmp_path,
                            steps=(ds.train_steps, ds.val_steps))
-        predicted, kept = train.predict_labels(model, ds.val_indexed)
+        predicted, kept = training.predict_labels(model, ds.val_indexed)
     assert len(result.history) == 2
     assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert kept.tolist() == [i for i in range(len(ds.val_files)) if i != 1]
@@ -576,7 +576,7 @@ def test_training_steps_are_known_to_keras(tmp_path, image_folder):
 
 
 def test_evaluation_matches_class_names_across_unicode_normal_forms():
-    from alexnet_exp.evaluate import match_classes
+    from alexnet_exp.evaluation import match_classes
 
     mapping, missing = match_classes(["Cafe\u0301", "Tee"], ["Café", "Tee", "Wasser"])
     assert mapping == {"Café": 0, "Tee": 1} and missing == ["Wasser"]

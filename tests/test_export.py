@@ -1,6 +1,6 @@
 """Export of a model as the export tool writes it, without training: a tiny untrained AlexNet
 (the project's builder, LRN included) stands in for a trained one; the real images are written
-here. Export after a real training run is tests/test_evaluate.py (slow)."""
+here. Export after a real training run is tests/test_evaluation.py (slow)."""
 
 import json
 

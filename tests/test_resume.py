@@ -22,7 +22,7 @@ from helpers import (
 )
 from helpers.models import tiny_model_and_data
 
-from alexnet_exp import resume, stopping, train
+from alexnet_exp import resume, stopping, training
 from alexnet_exp.config import TrainerConfig
 
 
@@ -282,7 +282,7 @@ def test_ctrl_c_during_fit_is_raised_between_batches_after_the_last_epoch_is_sav
     stopping.install(anywhere=True)  # what the CLI does: SIGTERM stops like Ctrl-C
     try:
         with pytest.raises(KeyboardInterrupt) as raised:
-            train.fit(model, ds, ds, 8, trainer, tmp_path,
+            training.fit(model, ds, ds, 8, trainer, tmp_path,
                       point=resume.ResumePoint(None, tmp_path / "ckpt"))
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:

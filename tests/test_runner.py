@@ -10,7 +10,7 @@ import pytest
 from helpers import SignalsWhenFreed
 from omegaconf import OmegaConf
 
-from alexnet_exp import runner, stopping, train
+from alexnet_exp import runner, stopping, training
 from alexnet_exp.config import ExperimentConfig
 from alexnet_exp.keys import DATA_FINGERPRINT_TAG, FINGERPRINT_ARTIFACT
 from alexnet_exp.prepare import Prepared, identify
@@ -77,7 +77,7 @@ def test_a_job_that_stops_ends_its_run_killed_or_failed(tmp_path, tiny_data, mon
 
     cfg, ctx, prepared = tiny_job(tmp_path, tiny_data)
     built = runner.build(cfg, ctx, prepared)
-    monkeypatch.setattr(train, "fit", stop)
+    monkeypatch.setattr(training, "fit", stop)
     with pytest.raises(type(raised)):
         runner.fit_and_record(cfg, ctx, prepared, built)
     (args, _), = prepared.tracker.named("end")
@@ -91,7 +91,7 @@ def test_a_sigterm_swallowed_after_fit_still_ends_the_run_killed(tmp_path, tiny_
                                                                  monkeypatch):
     """A SIGTERM that lands in a ``__del__`` (TensorFlow frees tensors there) cannot leave it:
     the job went on, recorded FINISHED and exited 0 for a run its user had stopped."""
-    fit = train.fit
+    fit = training.fit
 
     def fit_then_signal(*args, **kwargs):
         history = fit(*args, **kwargs)
@@ -100,7 +100,7 @@ def test_a_sigterm_swallowed_after_fit_still_ends_the_run_killed(tmp_path, tiny_
 
     cfg, ctx, prepared = tiny_job(tmp_path, tiny_data)
     built = runner.build(cfg, ctx, prepared)
-    monkeypatch.setattr(train, "fit", fit_then_signal)
+    monkeypatch.setattr(training, "fit", fit_then_signal)
     saved = signal.getsignal(signal.SIGTERM), sys.unraisablehook
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stopping.install(anywhere=True)
@@ -189,14 +189,14 @@ def test_a_pack_rewritten_during_the_run_ends_it_failed_saying_so(tmp_path, tiny
     cfg.data.name = "records"
     prepared = Prepared(identify(cfg), prepared.tracker, None, prepared.point)
     built = runner.build(cfg, ctx, prepared)
-    fit = train.fit
+    fit = training.fit
 
     def fit_then_pack_again(*args, **kwargs):
         result = fit(*args, **kwargs)
         pack.run_pack(packed_with(2), tmp_path)
         return result
 
-    monkeypatch.setattr(train, "fit", fit_then_pack_again)
+    monkeypatch.setattr(training, "fit", fit_then_pack_again)
     with pytest.raises(DataError, match="changed while this run read it"):
         runner.fit_and_record(cfg, ctx, prepared, built)
     (args, _), = prepared.tracker.named("end")

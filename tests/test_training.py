@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_exp import fit_callbacks, train
+from alexnet_exp import fit_callbacks, training
 from alexnet_exp import model as alexnet
 from alexnet_exp.config import OptimizerConfig, TrainerConfig
 from alexnet_exp.resume import ResumePoint
@@ -26,16 +26,16 @@ from alexnet_exp.resume import ResumePoint
     ],
 )
 def test_precision_choice(requested, has_gpu, cpu_bf16, policy):
-    assert train.resolve_precision(requested, has_gpu, cpu_bf16) == policy
+    assert training.resolve_precision(requested, has_gpu, cpu_bf16) == policy
 
 
 def test_avx512_bf16_is_read_from_cpu_flags(tmp_path):
     with_flag, without = tmp_path / "a", tmp_path / "b"
     with_flag.write_text("flags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
     without.write_text("flags\t\t: fpu avx2\n")
-    assert train.cpu_has_avx512_bf16(str(with_flag))
-    assert not train.cpu_has_avx512_bf16(str(without))
-    assert not train.cpu_has_avx512_bf16(str(tmp_path / "missing"))
+    assert training.cpu_has_avx512_bf16(str(with_flag))
+    assert not training.cpu_has_avx512_bf16(str(without))
+    assert not training.cpu_has_avx512_bf16(str(tmp_path / "missing"))
 
 
 def test_auto_precision_uses_the_device_list(monkeypatch):
@@ -46,7 +46,8 @@ def test_auto_precision_uses_the_device_list(monkeypatch):
     monkeypatch.setattr(tf.config.experimental, "set_memory_growth",
                         lambda device, flag: grown.append((device, flag)))
     try:
-        assert train.configure_runtime(TrainerConfig(precision="auto"), seed=1) == "mixed_float16"
+        policy = training.configure_runtime(TrainerConfig(precision="auto"), seed=1)
+        assert policy == "mixed_float16"
         assert keras.mixed_precision.global_policy().name == "mixed_float16"
         assert grown == [("/physical_device:GPU:0", True)]
     finally:
@@ -75,10 +76,10 @@ def run_fit(tmp_path, schedule=None, **trainer_overrides):
                                                 early_stopping_patience=None),
                                   **trainer_overrides)
     model = tiny_model()
-    train.compile_model(model, OptimizerConfig(name="adam", learning_rate=0.05,
+    training.compile_model(model, OptimizerConfig(name="adam", learning_rate=0.05,
                                                weight_decay=0.0), trainer)
     seen = []
-    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
+    result = training.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
                        on_epoch_end=lambda epoch, metrics: seen.append((epoch, metrics)),
                        schedule=schedule)
     return model, result, seen
@@ -120,10 +121,11 @@ def test_fit_sets_the_scheduled_rate_every_step_and_logs_it_per_epoch(tmp_path):
 
 
 def test_optimizer_follows_config():
-    sgd = train.build_optimizer(OptimizerConfig())
+    sgd = training.build_optimizer(OptimizerConfig())
     assert isinstance(sgd, keras.optimizers.SGD)
     assert (sgd.momentum, sgd.weight_decay) == (0.9, pytest.approx(5e-4))
-    adam = train.build_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3, weight_decay=0))
+    adam = training.build_optimizer(OptimizerConfig(name="adam", learning_rate=1e-3,
+                                                    weight_decay=0))
     assert isinstance(adam, keras.optimizers.Adam) and adam.weight_decay is None
 
 
@@ -152,7 +154,7 @@ def test_adamw_decays_weights_but_never_batchnorm_or_biases_also_after_a_reload(
         for weight in layer.weights:
             if weight.name in ("bias", "beta"):
                 weight.assign(tf.fill(weight.shape, 0.5))
-    train.compile_model(net, OptimizerConfig(name="adamw", learning_rate=0.1,
+    training.compile_model(net, OptimizerConfig(name="adamw", learning_rate=0.1,
                                              weight_decay=0.5), TrainerConfig())
 
     def step_and_compare(model):
@@ -177,7 +179,7 @@ def raw_steps_and_their_average(momentum: float, steps_per_epoch: int = 4):
     moving average of them folded by hand: the first step's weights, then
     ``m * average + (1 - m) * weights`` after every later step."""
     twin = tiny_model()
-    train.compile_model(twin, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0),
+    training.compile_model(twin, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0),
                         TrainerConfig())
     average = None
     for images, labels in tiny_problem().take(steps_per_epoch):
@@ -191,11 +193,11 @@ def raw_steps_and_their_average(momentum: float, steps_per_epoch: int = 4):
 def test_optimizer_ema_validates_keeps_and_ends_with_the_average_of_the_weights(tmp_path):
     trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None)
     model = tiny_model()
-    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+    training.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
                                                ema=0.6), trainer)
     point = ResumePoint(run_id=None, directory=tmp_path / "run")
     point.directory.mkdir()
-    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
+    result = training.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path,
                        point=point)
     raw, average = raw_steps_and_their_average(0.6)
     assert not all(np.allclose(r, a) for r, a in zip(raw, average, strict=True))
@@ -220,9 +222,9 @@ def test_without_a_best_weights_file_the_model_still_ends_with_the_average(tmp_p
     trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None,
                             checkpoint=False)
     model = tiny_model()
-    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+    training.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
                                                ema=0.6), trainer)
-    train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
+    training.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
     _, average = raw_steps_and_their_average(0.6)
     for got, want in zip(model.trainable_variables, average, strict=True):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
@@ -232,9 +234,9 @@ def test_val_tta_flip_scores_each_image_and_its_mirror_with_the_average_swapped_
     trainer = TrainerConfig(epochs=1, verbose=0, tensorboard=False, early_stopping_patience=None,
                             val_tta="flip")
     model = tiny_model()
-    train.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
+    training.compile_model(model, OptimizerConfig(name="sgd", learning_rate=0.5, weight_decay=0.0,
                                                ema=0.6), trainer)
-    result = train.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
+    result = training.fit(model, tiny_problem(), tiny_problem(seed=1), 64, trainer, tmp_path)
     images = np.concatenate([x for x, _ in tiny_problem(seed=1).as_numpy_iterator()])
     labels = np.concatenate([y for _, y in tiny_problem(seed=1).as_numpy_iterator()])
     # the model now holds the average of the weights (best epoch = the only one)
@@ -247,6 +249,6 @@ def test_val_tta_flip_scores_each_image_and_its_mirror_with_the_average_swapped_
         np.mean(probs.argmax(1) == labels.argmax(1)))
     # the validation report after training scores the same two views
     keyed = tf.data.Dataset.from_tensor_slices((images, np.arange(len(images)))).batch(16)
-    predicted, keys = train.predict_labels(model, keyed, flip=True)
+    predicted, keys = training.predict_labels(model, keyed, flip=True)
     np.testing.assert_array_equal(predicted, probs.argmax(1))
     np.testing.assert_array_equal(keys, np.arange(len(images)))

@@ -2,7 +2,7 @@
 test-time views (TTA), and ``alexnet-exp-predict`` (image files or folders in, top-k out).
 
 Every file goes through the training pipeline's own decoder, upright. Apart from
-:mod:`alexnet_exp.evaluate` (which scores these probabilities against a test folder's labels)
+:mod:`alexnet_exp.evaluation` (which scores these probabilities against a test folder's labels)
 because export's parity check needs the predictions and none of the scoring.
 """
 

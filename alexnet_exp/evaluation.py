@@ -3,7 +3,7 @@
 A model knows its classes by name (recorded at training time); a test folder's classes are
 mapped onto those names, never onto folder order, so a test set with a class missing or its
 folders in another order is still scored correctly. The probabilities come from
-:mod:`alexnet_exp.predict` (the same test-time views ``alexnet-exp-predict`` uses).
+:mod:`alexnet_exp.prediction` (the same test-time views ``alexnet-exp-predict`` uses).
 """
 
 import logging
@@ -19,7 +19,7 @@ from alexnet_exp.bundle import ModelBundle, load_bundle
 from alexnet_exp.config import DataConfig
 from alexnet_exp.errors import DataError, first_line
 from alexnet_exp.folders import class_name
-from alexnet_exp.predict import predict_files, predict_records
+from alexnet_exp.prediction import predict_files, predict_records
 from alexnet_exp.scan import scan_folder
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from helpers import (
 from alexnet_exp.bundle import load_bundle, sidecar_path
 from alexnet_exp.config import DataConfig, TrackingConfig
 from alexnet_exp.errors import DataError
-from alexnet_exp.evaluate import evaluate_folder
+from alexnet_exp.evaluation import evaluate_folder
 from alexnet_exp.export import check_parity, export_model, exported_predictor, run_export
-from alexnet_exp.predict import predict_files, view_size
+from alexnet_exp.prediction import predict_files, view_size
 from alexnet_exp.tool_config import EvalConfig, ExportConfig
 
 CLASSES = {"apple": 10, "kiwi": 10, "plum": 10}
