@@ -19,7 +19,7 @@ from helpers import (
     store,
 )
 
-from alexnet_exp.paths import PACKAGE_DIR
+from alexnet_exp.paths import CONFIG_DIR, PACKAGE_DIR
 from alexnet_exp.tracking import git_tags
 
 FLOWERS_224 = Path(__file__).resolve().parents[2] / "shared" / "data" / "flower_photos_224"
@@ -322,7 +322,8 @@ def test_a_stop_names_the_killed_run_or_says_nothing_was_recorded():
 def test_every_example_in_the_configs_works_as_typed_in_bash():
     # bash leaves a ~ after `data.dir=` as it is (the run then refuses it): the --help texts
     # and the presets' comments showed data.dir=~/data/flower_photos
-    examples = {path.relative_to(PACKAGE_DIR): line.strip()
-                for path in (PACKAGE_DIR / "conf").rglob("*.yaml")
+    conf = Path(CONFIG_DIR)
+    assert (conf / "config.yaml").is_file()
+    examples = {path.relative_to(conf): line.strip() for path in conf.rglob("*.yaml")
                 for line in path.read_text().splitlines() if "=~/" in line}
     assert examples == {}
