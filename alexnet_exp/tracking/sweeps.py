@@ -22,9 +22,11 @@ from alexnet_exp.tracking.store import Store
 
 
 def start_sweep_parent(store: Store, experiment_name: str, overrides: list[str],
-                       sweep_dir: str) -> str:
-    """The RUNNING parent run of a multirun: the one from an earlier run of the same sweep
-    command (same experiment and overrides), or a new one."""
+                       sweep_dir: str, run_name: str = "sweep",
+                       tags: dict[str, str] | None = None) -> str:
+    """The RUNNING parent run of a multirun, called ``run_name`` and tagged ``tags`` (what its
+    jobs share and vary): the one from an earlier run of the same sweep command (same
+    experiment and overrides), or a new one."""
     store.check()  # a dead or read-only store: one line now, not a traceback per job
     experiment_id = store.experiment_id(experiment_name)
     identity = sorted(o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.")))
@@ -35,11 +37,13 @@ def start_sweep_parent(store: Store, experiment_name: str, overrides: list[str],
     if earlier:
         run_id = earlier[0].info.run_id
         client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "sweep_dir", sweep_dir)
+        for name, value in {**(tags or {}), "sweep_dir": sweep_dir}.items():
+            client.set_tag(run_id, name, redact(value))
         return run_id
     shown = redact(" ".join(overrides))
-    run = client.create_run(experiment_id, run_name=f"sweep {shown or '(defaults)'}"[:250],
-                            tags={"alexnet_exp.kind": "sweep", "alexnet_exp.sweep_key": key,
+    run = client.create_run(experiment_id, run_name=redact(run_name)[:250],
+                            tags={**{k: redact(v) for k, v in (tags or {}).items()},
+                                  "alexnet_exp.kind": "sweep", "alexnet_exp.sweep_key": key,
                                   "sweep_overrides": shown, "sweep_dir": sweep_dir})
     return run.info.run_id
 
