@@ -209,7 +209,13 @@ def _run_name(cfg: ExperimentConfig, ctx: JobContext) -> str:
 
 
 def _swept_tags(ctx: JobContext) -> dict[str, str]:
-    """A sweep's job: the keys its sweep varies and each one's value in this job."""
+    """A sweep's job: the keys its sweep varies and each one's value in this job, as tags.
+
+    Tags, not more params: among 97 params a swept key is hard to find, and a group's choice
+    is not a param at all (``dropout=off`` shows as ``model.dropout_rate=0.0``). MLflow's UI
+    (3.18) lists tags apart from params in its Columns dialog and offers them in "Group by";
+    ``tags.`swept.norm` = 'lrn'`` searches them; the sweep's shared view shows them as
+    columns (:func:`alexnet_exp.tracking.share_sweep_view`)."""
     swept = swept_keys()
     if not swept:
         return {}

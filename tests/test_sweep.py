@@ -148,6 +148,12 @@ def test_a_sweeps_jobs_are_named_by_what_it_varies_and_its_parent_by_what_they_s
     assert parent.info.run_name == ("sweep data=folder " + " ".join(TINY_MODEL[:-1]) +
                                     " trainer.epochs=1 dropout=off (varies norm)")
     assert parent.data.tags["sweep_shared"] == " ".join(shared)
+    # the swept keys are easy to find among the params: a tag naming them, one per value
+    assert parent.data.tags["alexnet_exp.swept"] == "norm"
+    assert [r.data.tags["alexnet_exp.swept"] for r in children] == ["norm", "norm"]
+    assert [r.data.tags["swept.norm"] for r in children] == ["bn", "lrn"]
+    (lrn,) = client.search_runs([parent.info.experiment_id], "tags.`swept.norm` = 'lrn'")
+    assert lrn.info.run_id == children[1].info.run_id
     models = client.search_logged_models([parent.info.experiment_id])
     assert sorted(m.name for m in models) == ["norm-bn", "norm-lrn"]
 
