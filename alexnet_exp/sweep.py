@@ -129,6 +129,19 @@ class MlflowSweepCallback(Callback):
         log.info(f"alexnet-exp: registered as {name} version {version}:"
                  f" models:/{name}@{tracking.CHAMPION}")
 
+    def share_view(self, objective: str, maximize: bool) -> None:
+        """The link to the sweep compared in MLflow's UI (``tracking.share_sweep_view``); a
+        store that refuses the experiment tag costs the link only."""
+        from alexnet_exp import tracking
+
+        try:
+            url = tracking.share_sweep_view(self.store, self.parent_run_id, self.swept,
+                                            objective, maximize)
+        except Exception as exc:  # MLflow's many types: the sweep still ends
+            log.warning(f"alexnet-exp: no link to compare the sweep: {first_line(exc)[:300]}")
+            return
+        log.info(f"alexnet-exp: compare the sweep's runs: {url}")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
 
@@ -136,12 +149,15 @@ class MlflowSweepCallback(Callback):
         if self.parent_run_id:
             stopping.raise_if_stopped()  # a stop a __del__ swallowed: the parent ends KILLED
             objective = config.sweep.objective
-            best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
-                                           maximize=not objective.endswith("loss"))
+            maximize = not objective.endswith("loss")
+            best = tracking.tag_best_child(self.store, self.parent_run_id, objective, maximize)
             if best:
-                log.info(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}")
+                run_id, value = best
+                log.info(f"alexnet-exp: the sweep's best run is MLflow run {run_id}"
+                         f" ({objective} {value:.4f})")
                 if self.register_as:
-                    self.register_champion(best)
+                    self.register_champion(run_id)
+            self.share_view(objective, maximize)
             tracking.end_sweep_parent(self.store, self.parent_run_id)
             os.environ.pop(PARENT_RUN_ENV, None)
             os.environ.pop(PARENT_STORE_ENV, None)

@@ -3,7 +3,9 @@ kill."""
 
 import contextlib
 import csv
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +156,21 @@ def test_a_sweeps_jobs_are_named_by_what_it_varies_and_its_parent_by_what_they_s
     assert [r.data.tags["swept.norm"] for r in children] == ["bn", "lrn"]
     (lrn,) = client.search_runs([parent.info.experiment_id], "tags.`swept.norm` = 'lrn'")
     assert lrn.info.run_id == children[1].info.run_id
+    # the parent's summary is under its children's key: one chart compares them
+    best = max(r.data.metrics["best_val_accuracy"] for r in children)
+    assert parent.data.metrics == {"best_val_accuracy": best}
+    assert f"the sweep's best run is MLflow run {parent.data.tags['best_run_id']}" in (
+        result.stdout)
+    assert "best best_" not in result.stdout
+    # the printed link opens the sweep's view that its experiment tag holds
+    (link,) = re.findall(r"compare the sweep's runs: (\S+)", result.stdout)
+    key = parent.info.run_id
+    assert link.endswith(f"#/experiments/{parent.info.experiment_id}?viewStateShareKey={key}"
+                         "&workflowType=machine_learning")
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags[
+        f"mlflow.sharedViewState.{key}"])
+    assert view["runsExpanded"] == {key: True}
+    assert "tags.`swept.norm`" in view["selectedColumns"] and "groupBy" not in view
     models = client.search_logged_models([parent.info.experiment_id])
     assert sorted(m.name for m in models) == ["norm-bn", "norm-lrn"]
 
