@@ -10,6 +10,13 @@ PARENT_RUN_ENV = "ALEXNET_EXP_PARENT_RUN_ID"
 # ...and the store that parent lives in, so whichever process stops the sweep early can close
 # it (MLflow's own MLFLOW_TRACKING_URI is never set: it would outrank every job's store choice).
 PARENT_STORE_ENV = "ALEXNET_EXP_PARENT_STORE"
+# ...and the keys the sweep varies (a JSON list, ``["norm", "dropout"]``), which name its jobs'
+# runs and models: a job sees only its own overrides, not which of them the sweep varied.
+SWEPT_KEYS_ENV = "ALEXNET_EXP_SWEPT_KEYS"
+# On a sweep's parent and its jobs: the swept keys (space-separated), and on each job one tag
+# per swept key holding its value there (``swept.norm`` = ``lrn``).
+SWEPT_TAG = "alexnet_exp.swept"
+SWEPT_VALUE_PREFIX = "swept."
 
 # A run's identity: how it trains (the resolved config) and on what (the data fingerprint).
 CONFIG_HASH_TAG = "alexnet_exp.config_hash"

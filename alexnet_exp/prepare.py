@@ -10,12 +10,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alexnet_exp.config import ExperimentConfig
+from alexnet_exp.errors import redact
 from alexnet_exp.fingerprint import DataFingerprint, fingerprint_folder, require_two_per_class
-from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV
+from alexnet_exp.keys import FINGERPRINT_ARTIFACT, PARENT_RUN_ENV, SWEPT_KEYS_ENV
 from alexnet_exp.outcome import SkippedJob
 
 log = logging.getLogger(__name__)
@@ -74,10 +76,58 @@ def _untracked(cfg: ExperimentConfig, ctx, identity: "JobIdentity") -> Prepared:
     return Prepared(identity, SilentTracker(), None, point)
 
 
-def run_name_for(overrides: list[str]) -> str:
-    """``norm=lrn,dropout=off`` from the command-line overrides; paths stay out of the name."""
-    shown = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").endswith(".dir")]
-    return (",".join(shown) or "defaults")[:250]
+# Keys that say where a run's files and records go or how it is shown, not what it trains:
+# a standalone run's name leaves them out (its ``overrides`` tag keeps every override).
+INCIDENTAL_KEYS = ("tracking", "hydra", "sweep", "tags", "trainer.verbose", "trainer.tensorboard",
+                   "data.cache_path")
+NAME_LIMIT = 250  # MLflow's run name column
+
+
+def override_key(override: str) -> str:
+    """``norm`` of ``norm=lrn``, ``tags.owner`` of ``+tags.owner=alice``: a job's overrides are
+    single values (Hydra expanded the sweep), so the key is what comes before the first ``=``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def swept_keys() -> list[str] | None:
+    """The keys this job's sweep varies, as the sweep callback found them with Hydra's parser
+    (``sweep.py``); None outside a multirun."""
+    given = os.environ.get(SWEPT_KEYS_ENV)
+    return json.loads(given) if given else None
+
+
+def run_name_for(overrides: list[str], swept: list[str] | None = None) -> str:
+    """A run's name from its command-line overrides, space-separated as the ``overrides`` tag:
+    in a sweep only those of the ``swept`` keys (``norm=lrn dropout=off``; what every job
+    shares names the parent), else the job's own overrides but the incidental ones
+    (:data:`INCIDENTAL_KEYS`) and paths. Credentials are masked."""
+    if swept:
+        chosen = [o for o in overrides if override_key(o) in swept]
+    else:
+        chosen = [o for o in overrides if not _incidental(override_key(o))]
+    return redact(" ".join(_shown(o) for o in chosen) or "defaults")[:NAME_LIMIT]
+
+
+def _incidental(key: str) -> bool:
+    return key.endswith(".dir") or any(key == k or key.startswith(f"{k}.")
+                                       for k in INCIDENTAL_KEYS)
+
+
+def _shown(override: str) -> str:
+    """An override as a name shows it: a path by its last part (``data.dir=flower_photos``), a
+    searched float to 4 digits (Optuna's ``0.0012345678901`` reads ``0.001235``; the exact value
+    is in the params and the ``overrides`` tag)."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return override
+    if override_key(key).endswith(".dir"):
+        return f"{key}={Path(value.rstrip('/')).name or value}"
+    if FLOAT.fullmatch(value) and len(value) > 8:
+        return f"{key}={float(value):.4g}"
+    return override
+
+
+FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][-+]?\d+)")
 
 
 # Switches added after runs were first recorded, each with the value that trains as the code
@@ -189,7 +239,7 @@ def _reusable_run(store, cfg: ExperimentConfig, overrides: list[str], identity: 
     finished = tracking.runs_with_hash(store, cfg.tracking.experiment_name,
                                        identity.config_hash, ("FINISHED",),
                                        _in_sweep_scope(cfg, parent_run_id))
-    name = run_name_for(overrides)
+    name = run_name_for(overrides, swept_keys())
     same = _on_same_data(store, finished, identity, f"training {name} again")
     if not same:
         return None

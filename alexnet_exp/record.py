@@ -175,13 +175,16 @@ def _validation_report(tracker, model, datasets, flip: bool) -> float:
     return float(np.mean(predicted == true))
 
 
-def model_name(cfg, run_name: str) -> str:
+def model_name(cfg, run_name: str, in_sweep: bool = False) -> str:
     """What a run's logged model is called (in ``runs:/<run id>/<name>`` and the experiment's
-    Models tab): the variant (``experiment=six_ideas``), else the run's name (its overrides),
-    else ``alexnet-<model>``; what MLflow refuses in the name (``/ : . % " '``) and what a
-    command line would split (``=``, ``,``, spaces) become ``-``."""
+    Models tab), so that the Models tab tells runs apart as the runs table does: a sweep's job
+    by its run's name (what the sweep varies: ``norm-lrn-dropout-off``; its variant repeats
+    over seeds), a standalone run by its variant (``ablation=bn``), else by the run's name (its
+    overrides), else ``alexnet-<model>``. What MLflow refuses in the name (``/ : . % " '``) and
+    what a command line would split (``=``, ``,``, spaces) become ``-``."""
     run_name = redact(run_name)  # a model name is as public as the run name
-    name = cfg.variant or (run_name if run_name != "defaults" else f"alexnet-{cfg.model.name}")
+    named = run_name if run_name != "defaults" else f"alexnet-{cfg.model.name}"
+    name = named if in_sweep else (cfg.variant or named)
     return re.sub(r"[^A-Za-z0-9_+-]+", "-", name).strip("-")[:200] or "model"
 
 

@@ -22,15 +22,25 @@ from pathlib import Path
 from alexnet_exp import console, stopping
 from alexnet_exp.config import ExperimentConfig, progressive_sizes, resolve_threads
 from alexnet_exp.config_checks import validate
+from alexnet_exp.errors import redact
 from alexnet_exp.keys import (
     CONFIG_HASH_TAG,
     DATA_FINGERPRINT_TAG,
     DATA_ROOT_TAG,
     DISK_FAILURE,
+    SWEPT_TAG,
+    SWEPT_VALUE_PREFIX,
 )
 from alexnet_exp.outcome import RunSummary, SkippedJob
 from alexnet_exp.paths import PACKAGE_DIR
-from alexnet_exp.prepare import Prepared, identify, prepare, run_name_for
+from alexnet_exp.prepare import (
+    Prepared,
+    identify,
+    override_key,
+    prepare,
+    run_name_for,
+    swept_keys,
+)
 
 log = logging.getLogger(__name__)
 TFDATA_CACHE = "tfdata-cache"  # data.cache=disk's folder in the job's folder (no cache_path)
@@ -222,7 +232,23 @@ def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
 
 
 def _run_name(cfg: ExperimentConfig, ctx: JobContext) -> str:
-    return cfg.tracking.run_name or run_name_for(ctx.overrides)
+    return cfg.tracking.run_name or run_name_for(ctx.overrides, swept_keys())
+
+
+def _swept_tags(ctx: JobContext) -> dict[str, str]:
+    """A sweep's job: the keys its sweep varies and each one's value in this job, as tags.
+
+    Tags, not more params: among 97 params a swept key is hard to find, and a group's choice
+    is not a param at all (``dropout=off`` shows as ``model.dropout_rate=0.0``). MLflow's UI
+    (3.18) lists tags apart from params in its Columns dialog and offers them in "Group by";
+    ``tags.`swept.norm` = 'lrn'`` searches them; the sweep's shared view shows them as
+    columns (:func:`alexnet_exp.tracking.share_sweep_view`)."""
+    swept = swept_keys()
+    if not swept:
+        return {}
+    values = {override_key(o): o.partition("=")[2] for o in ctx.overrides}
+    return {SWEPT_TAG: " ".join(swept),
+            **{f"{SWEPT_VALUE_PREFIX}{key}": redact(values[key]) for key in swept if key in values}}
 
 
 def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
@@ -244,6 +270,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
         "distribute.replicas": str(built.replicas),
         "distribute.global_batch_size": str(built.global_batch),
         "distribute.learning_rate": f"{built.learning_rate:g}",
+        **_swept_tags(ctx),
     }
 
 
@@ -271,4 +298,5 @@ def _fit(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared, built: Buil
     # A sweep registers its best trial when it ends (sweep.py), not every job's model.
     register_as = None if prepared.parent_run_id else cfg.tracking.register_as
     return record.results(cfg, tracker, model, datasets, result,
-                          record.model_name(cfg, _run_name(cfg, ctx)), register_as)
+                          record.model_name(cfg, _run_name(cfg, ctx), bool(swept_keys())),
+                          register_as)

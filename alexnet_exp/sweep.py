@@ -7,6 +7,7 @@ parent itself.
 """
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -20,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with, first_line
-from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV
+from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV, SWEPT_KEYS_ENV, SWEPT_TAG
+from alexnet_exp.prepare import override_key, run_name_for
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,34 @@ LOKY_WORKER = "popen_loky"  # joblib's worker processes: python -m ...loky.backe
 WORKER_GRACE_SECONDS = 300  # SLURM, Kubernetes and systemd send SIGKILL well before this
 
 
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies, in the order first given, found by Hydra's own parser: the
+    sweeper's ``params`` (an experiment's sweep, Optuna's search space) and the command line's
+    overrides, the command line's last word on a key winning as it does for the sweep. A key
+    given one value is shared by every job, not swept."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    given = [f"{key}={value}" for key, value in params.items()]
+    swept: dict[str, bool] = {}
+    for override in OverridesParser.create().parse_overrides(
+            [*given, *config.hydra.overrides.task]):
+        package = f"@{override.package}" if override.package else ""
+        swept[f"{override.key_or_group}{package}"] = override.is_sweep_override()
+    return [key for key, varies in swept.items() if varies]
+
+
 class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
+        self.swept: list[str] = []  # the keys the sweep varies, which name its jobs
         self.parent_run_id: str | None = None
         self.store = None  # tracking.Store the parent run lives in
         self.register_as: str | None = None  # tracking.register_as: the winner's registry name
         self.job_locks: str | None = None  # joblib sweeps: where each running job holds a lock
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.swept = swept_keys(config)
+        os.environ[SWEPT_KEYS_ENV] = json.dumps(self.swept)  # names the jobs' runs and models
         if config.get("dry_run"):
             return  # nothing is trained or logged, so there is nothing to group
         if config.tracking.backend != "none":  # tracking=none: no run, so no parent run either
@@ -50,13 +72,21 @@ class MlflowSweepCallback(Callback):
         from alexnet_exp import tracking
 
         tracking_cfg = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
+        overrides = list(config.hydra.overrides.task)
+        shared = [o for o in overrides if override_key(o) not in self.swept]
+        shared_name = run_name_for(shared)
+        varies = f" (varies {', '.join(self.swept)})" if self.swept else ""
         try:
             self.store = tracking.open_store(tracking_cfg, Path(config.hydra.runtime.cwd))
             self.parent_run_id = tracking.start_sweep_parent(
                 self.store,
                 tracking_cfg.experiment_name,
-                overrides=list(config.hydra.overrides.task),
+                overrides=overrides,
                 sweep_dir=str(Path(config.hydra.sweep.dir).resolve()),
+                run_name=f"sweep {'(defaults)' if shared_name == 'defaults' else shared_name}"
+                         f"{varies}",
+                tags={"sweep_shared": " ".join(shared) or "(none)",
+                      SWEPT_TAG: " ".join(self.swept) or "(none)"},
             )
         except UserError as exc:  # an unusable store: one line before any job, as for a run
             exit_with(str(exc))
@@ -99,18 +129,35 @@ class MlflowSweepCallback(Callback):
         log.info(f"alexnet-exp: registered as {name} version {version}:"
                  f" models:/{name}@{tracking.CHAMPION}")
 
+    def share_view(self, objective: str, maximize: bool) -> None:
+        """The link to the sweep compared in MLflow's UI (``tracking.share_sweep_view``); a
+        store that refuses the experiment tag costs the link only."""
+        from alexnet_exp import tracking
+
+        try:
+            url = tracking.share_sweep_view(self.store, self.parent_run_id, self.swept,
+                                            objective, maximize)
+        except Exception as exc:  # MLflow's many types: the sweep still ends
+            log.warning(f"alexnet-exp: no link to compare the sweep: {first_line(exc)[:300]}")
+            return
+        log.info(f"alexnet-exp: compare the sweep's runs: {url}")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
 
+        os.environ.pop(SWEPT_KEYS_ENV, None)
         if self.parent_run_id:
             stopping.raise_if_stopped()  # a stop a __del__ swallowed: the parent ends KILLED
             objective = config.sweep.objective
-            best = tracking.tag_best_child(self.store, self.parent_run_id, objective,
-                                           maximize=not objective.endswith("loss"))
+            maximize = not objective.endswith("loss")
+            best = tracking.tag_best_child(self.store, self.parent_run_id, objective, maximize)
             if best:
-                log.info(f"alexnet-exp: best {objective} in this sweep: MLflow run {best}")
+                run_id, value = best
+                log.info(f"alexnet-exp: the sweep's best run is MLflow run {run_id}"
+                         f" ({objective} {value:.4f})")
                 if self.register_as:
-                    self.register_champion(best)
+                    self.register_champion(run_id)
+            self.share_view(objective, maximize)
             tracking.end_sweep_parent(self.store, self.parent_run_id)
             os.environ.pop(PARENT_RUN_ENV, None)
             os.environ.pop(PARENT_STORE_ENV, None)

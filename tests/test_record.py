@@ -11,6 +11,9 @@ def test_a_logged_model_is_named_by_its_variant_or_run_in_characters_mlflow_take
     assert model_name(cfg, "defaults") == "alexnet-paper"
     cfg.variant = "no_dropout"
     assert model_name(cfg, "ablation=no_dropout,seed=1") == "no_dropout"
+    # a sweep's jobs share their variant over seeds: named by what the sweep varies
+    assert model_name(cfg, "ablation=no_dropout seed=1", in_sweep=True) == (
+        "ablation-no_dropout-seed-1")
     for name in (model_name(ExperimentConfig(), run) for run in (
             "data.dir='/x/y:z'", "a%b\"c", "x" * 400)):
         assert name and len(name) <= 200

@@ -3,7 +3,9 @@ kill."""
 
 import contextlib
 import csv
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +131,89 @@ def test_rerun_skips_finished_jobs_and_resumes_a_job_killed_mid_run(tmp_path, ti
     assert steps == [1, 2, 3, 4, 5, 6]  # every epoch exactly once
 
 
+@pytest.mark.slow
+def test_a_sweeps_jobs_are_named_by_what_it_varies_and_its_parent_by_what_they_share(
+        tmp_path, tiny_data):
+    """In the runs table all children read ``model=small,da...`` and in the Models tab all
+    models ``model-small-data-max_images_...``: every override was in every name."""
+    client = store(tmp_path)
+    shared = ["data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
+              "dropout=off"]
+    result = cli(tmp_path, "-m", *shared, "norm=bn,lrn")
+    assert result.returncode == 0, result.stderr[-3000:]
+    parent, children = children_of(runs_of(client))
+    children.sort(key=lambda r: r.data.params["model.norm"])
+    assert [r.info.run_name for r in children] == ["norm=bn", "norm=lrn"]
+    for run, norm in zip(children, ("bn", "lrn"), strict=True):
+        assert run.data.tags["overrides"] == " ".join([*shared, f"norm={norm}"])  # in full
+    # what every job shares names the parent (no path: the tag has it) and is its tag
+    assert parent.info.run_name == ("sweep data=folder " + " ".join(TINY_MODEL[:-1]) +
+                                    " trainer.epochs=1 dropout=off (varies norm)")
+    assert parent.data.tags["sweep_shared"] == " ".join(shared)
+    # the swept keys are easy to find among the params: a tag naming them, one per value
+    assert parent.data.tags["alexnet_exp.swept"] == "norm"
+    assert [r.data.tags["alexnet_exp.swept"] for r in children] == ["norm", "norm"]
+    assert [r.data.tags["swept.norm"] for r in children] == ["bn", "lrn"]
+    (lrn,) = client.search_runs([parent.info.experiment_id], "tags.`swept.norm` = 'lrn'")
+    assert lrn.info.run_id == children[1].info.run_id
+    # the parent's summary is under its children's key: one chart compares them
+    best = max(r.data.metrics["best_val_accuracy"] for r in children)
+    assert parent.data.metrics == {"best_val_accuracy": best}
+    assert f"the sweep's best run is MLflow run {parent.data.tags['best_run_id']}" in (
+        result.stdout)
+    assert "best best_" not in result.stdout
+    # the printed link opens the sweep's view that its experiment tag holds
+    (link,) = re.findall(r"compare the sweep's runs: (\S+)", result.stdout)
+    key = parent.info.run_id
+    assert link.endswith(f"#/experiments/{parent.info.experiment_id}?viewStateShareKey={key}"
+                         "&workflowType=machine_learning")
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags[
+        f"mlflow.sharedViewState.{key}"])
+    assert view["runsExpanded"] == {key: True}
+    assert "tags.`swept.norm`" in view["selectedColumns"] and "groupBy" not in view
+    models = client.search_logged_models([parent.info.experiment_id])
+    assert sorted(m.name for m in models) == ["norm-bn", "norm-lrn"]
+
+
+def test_swept_keys_are_found_by_hydras_parser_on_the_command_line_and_the_sweeper():
+    from omegaconf import OmegaConf
+
+    from alexnet_exp.sweep import swept_keys
+
+    def config(task, params=None):
+        return OmegaConf.create({"hydra": {"overrides": {"task": task},
+                                           "sweeper": {"params": params}}})
+
+    assert swept_keys(config(["model=small", "norm=bn,lrn", "+tags.owner=alice",
+                              "tags=[a,b]", "dropout=on,off"])) == ["norm", "dropout"]
+    # six_ideas sweeps in its config; Optuna's search space is swept too
+    assert swept_keys(config(["experiment=six_ideas"], {
+        "ablation": "baseline,tanh", "seed": "range(0,3)"})) == ["ablation", "seed"]
+    assert swept_keys(config([], {"optimizer.learning_rate": "tag(log, interval(1e-4, 1e-1))",
+                                  "model.dropout_rate": "interval(0.0, 0.7)"})) == [
+        "optimizer.learning_rate", "model.dropout_rate"]
+    # the command line's one value outranks the config's sweep, as it does for the sweeper
+    assert swept_keys(config(["seed=1"], {"ablation": "bn,tanh", "seed": "range(0,3)"})) == [
+        "ablation"]
+
+
+def test_a_run_is_named_by_its_swept_overrides_or_its_own_short_ones():
+    from alexnet_exp.prepare import run_name_for
+
+    job = ["model=small", "data.dir=/home/me/data/flower_photos", "trainer.verbose=2",
+           "tracking.uri=http://alice:s3cret@host:5000", "+tags.owner=alice", "norm=lrn",
+           "dropout=off", "optimizer.learning_rate=0.0012345678901"]
+    assert run_name_for(job, ["norm", "dropout"]) == "norm=lrn dropout=off"
+    assert run_name_for(job, ["optimizer.learning_rate"]) == "optimizer.learning_rate=0.001235"
+    assert run_name_for(job, ["data.dir"]) == "data.dir=flower_photos"
+    assert run_name_for(job) == ("model=small norm=lrn dropout=off"
+                                 " optimizer.learning_rate=0.001235")
+    assert run_name_for(job, []) == run_name_for(job)  # a multirun that sweeps nothing
+    assert run_name_for(["tracking.uri=http://alice:s3cret@h"], ["tracking.uri"]) == (
+        "tracking.uri=http://***@h")
+    assert run_name_for([]) == "defaults"
+
+
 def report_runs(tmp_path, parent_run_id: str) -> set[str]:
     """The run ids ``alexnet-exp-report parent_run_id=...`` reports on (from its CSV)."""
     result = cli(tmp_path, "experiment_name=alexnet-exp", f"parent_run_id={parent_run_id}",
@@ -153,14 +238,11 @@ def test_a_sweep_is_a_parent_with_a_child_per_job_and_runs_what_its_command_name
     parent, children = children_of(runs_of(client))
     assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
     assert parent.data.tags["best_run_id"] in {r.info.run_id for r in children}
-    # one parent, a child per job, each named for its own overrides (never data.dir)
+    # one parent, a child per job, each named for what the sweep varies
     assert parent.info.status == "FINISHED"
     assert "norm=bn,lrn" in parent.data.tags["sweep_overrides"]
     assert parent.data.tags["sweep_dir"] == str(tmp_path / "multirun")
-    names = sorted(r.info.run_name for r in children)
-    assert [n.split(",tracking.log_model=False,")[1] for n in names] == [
-        "norm=bn,dropout=off", "norm=lrn,dropout=off"]
-    assert all(n.startswith("data=folder,model=small,") and ".dir" not in n for n in names)
+    assert sorted(r.info.run_name for r in children) == ["norm=bn", "norm=lrn"]
     assert {(r.data.params["model.norm"], r.data.params["model.dropout_rate"])
             for r in children} == {("bn", "0.0"), ("lrn", "0.0")}
     assert len({r.data.tags["alexnet_exp.config_hash"] for r in children}) == 2

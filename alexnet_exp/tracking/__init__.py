@@ -55,6 +55,7 @@ from alexnet_exp.tracking.sweeps import (
     run_json,
     run_metric,
     runs_with_hash,
+    share_sweep_view,
     start_sweep_parent,
     sweep_members,
     tag_best_child,
@@ -95,6 +96,7 @@ __all__ = [
     "run_exists",
     "run_tag",
     "run_metric",
+    "share_sweep_view",
     "start_sweep_parent",
     "tag_best_child",
 ]

@@ -17,14 +17,17 @@ from alexnet_exp.keys import (  # noqa: F401  (re-exported by the package)
     DISK_FAILURE,
     PARENT_RUN_ENV,
     SWEEP_LINK_PREFIX,
+    SWEPT_VALUE_PREFIX,
 )
 from alexnet_exp.tracking.store import Store
 
 
 def start_sweep_parent(store: Store, experiment_name: str, overrides: list[str],
-                       sweep_dir: str) -> str:
-    """The RUNNING parent run of a multirun: the one from an earlier run of the same sweep
-    command (same experiment and overrides), or a new one."""
+                       sweep_dir: str, run_name: str = "sweep",
+                       tags: dict[str, str] | None = None) -> str:
+    """The RUNNING parent run of a multirun, called ``run_name`` and tagged ``tags`` (what its
+    jobs share and vary): the one from an earlier run of the same sweep command (same
+    experiment and overrides), or a new one."""
     store.check()  # a dead or read-only store: one line now, not a traceback per job
     experiment_id = store.experiment_id(experiment_name)
     identity = sorted(o for o in overrides if not o.lstrip("+~").startswith(("sweep.", "hydra.")))
@@ -35,11 +38,13 @@ def start_sweep_parent(store: Store, experiment_name: str, overrides: list[str],
     if earlier:
         run_id = earlier[0].info.run_id
         client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "sweep_dir", sweep_dir)
+        for name, value in {**(tags or {}), "sweep_dir": sweep_dir}.items():
+            client.set_tag(run_id, name, redact(value))
         return run_id
     shown = redact(" ".join(overrides))
-    run = client.create_run(experiment_id, run_name=f"sweep {shown or '(defaults)'}"[:250],
-                            tags={"alexnet_exp.kind": "sweep", "alexnet_exp.sweep_key": key,
+    run = client.create_run(experiment_id, run_name=redact(run_name)[:250],
+                            tags={**{k: redact(v) for k, v in (tags or {}).items()},
+                                  "alexnet_exp.kind": "sweep", "alexnet_exp.sweep_key": key,
                                   "sweep_overrides": shown, "sweep_dir": sweep_dir})
     return run.info.run_id
 
@@ -142,10 +147,17 @@ def run_metric(store: Store, run_id: str, name: str) -> float | None:
 
 
 def tag_best_child(store: Store, parent_run_id: str, metric: str,
-                   maximize: bool) -> str | None:
+                   maximize: bool) -> tuple[str, float] | None:
     """Mark the sweep's best FINISHED job (``alexnet_exp.best_trial=true``) and name it on
-    the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once.
-    Runs linked to the sweep compete as its children do (:func:`link_to_sweep`)."""
+    the parent, so the UI and ``search_runs`` find the winner of an Optuna study at once;
+    returns its run id and ``metric``. Runs linked to the sweep compete as its children do
+    (:func:`link_to_sweep`).
+
+    The parent logs the winner's value under the children's own key (``best_val_accuracy``):
+    MLflow's UI draws one chart per metric key over the runs the table shows, so a collapsed
+    sweep is one bar in the chart its children and other runs are compared in, and expanded
+    it stands beside them; a key of its own (``best_best_val_accuracy``) was a chart with
+    the parent alone. Reports leave the parent out by its ``alexnet_exp.kind`` tag."""
     client = store.client
     children = sweep_members(store, parent_run_id)
     scored = [r for r in children if metric in r.data.metrics]
@@ -157,5 +169,36 @@ def tag_best_child(store: Store, parent_run_id: str, metric: str,
             client.delete_tag(run.info.run_id, "alexnet_exp.best_trial")
     client.set_tag(best.info.run_id, "alexnet_exp.best_trial", "true")
     client.set_tag(parent_run_id, "best_run_id", best.info.run_id)
-    client.log_metric(parent_run_id, f"best_{metric}", best.data.metrics[metric])
-    return best.info.run_id
+    client.log_metric(parent_run_id, metric, best.data.metrics[metric])
+    return best.info.run_id, best.data.metrics[metric]
+
+
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # MLflow UI's experiment tag of a shared view
+SHARED_VIEW_QUERY = "viewStateShareKey"
+
+
+def share_sweep_view(store: Store, parent_run_id: str, swept: list[str], metric: str,
+                     maximize: bool) -> str:
+    """A link that opens the sweep compared in MLflow's UI: its parent expanded, the runs
+    ordered by ``metric``, the metric and each swept key (``swept.<key>`` tag) as columns, and
+    when it repeats seeds, its runs grouped by the other swept keys (each group's mean: one
+    row per variant). MLflow 3.18's UI has no URL state for any of that (the URL carries
+    only the search filter and order); it does open the view state a "Share" of the runs
+    table stored as the experiment tag ``mlflow.sharedViewState.<key>`` when the experiment
+    page is opened with ``?viewStateShareKey=<key>``, and reads that tag as plain JSON too.
+    Here the sweep writes that tag itself, keyed by its parent's id."""
+    from alexnet_exp.tracking.store import TRAINING_VIEW
+
+    experiment_id = store.client.get_run(parent_run_id).info.experiment_id
+    columns = ["attributes.`Models`", f"metrics.`{metric}`",
+               *[f"tags.`{SWEPT_VALUE_PREFIX}{key}`" for key in swept]]
+    state = {"orderByKey": f"metrics.`{metric}`", "orderByAsc": not maximize,
+             "selectedColumns": columns, "runsExpanded": {parent_run_id: True}}
+    variants = [key for key in swept if key != "seed"]
+    if "seed" in swept and variants:
+        state["groupBy"] = {"aggregateFunction": "average", "groupByKeys": [
+            {"mode": "tag", "groupByData": f"{SWEPT_VALUE_PREFIX}{key}"} for key in variants]}
+    store.client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG}{parent_run_id}",
+                                    json.dumps(state))
+    return (f"{store.ui_base()}/#/experiments/{experiment_id}"
+            f"?{SHARED_VIEW_QUERY}={parent_run_id}&{TRAINING_VIEW}")
