@@ -26,7 +26,7 @@ from alexnet_exp import console, stopping  # noqa: E402
 from alexnet_exp.config_checks import validate  # noqa: E402
 from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
-from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV  # noqa: E402
+from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV, SWEPT_KEYS_ENV  # noqa: E402
 from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
 from alexnet_exp.paths import CONFIG_DIR, redact_files  # noqa: E402
 from alexnet_exp.preflight import (  # noqa: E402
@@ -59,6 +59,7 @@ def close_sweep_parent(status: str) -> None:
     that stops early (a bad job, a crash, Ctrl-C) never leaves its parent RUNNING."""
     parent = os.environ.pop(PARENT_RUN_ENV, None)
     store = os.environ.pop(PARENT_STORE_ENV, None)
+    os.environ.pop(SWEPT_KEYS_ENV, None)  # a next command in this process is no sweep job
     if parent and store:
         from alexnet_exp import tracking
 

@@ -21,7 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_exp import job_locks, stopping
 from alexnet_exp.config import TrackingConfig
 from alexnet_exp.errors import UserError, exit_with, first_line
-from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV, SWEPT_KEYS_ENV, SWEPT_TAG
+from alexnet_exp.keys import (
+    PARENT_RUN_ENV,
+    PARENT_STORE_ENV,
+    SWEPT_KEYS_ENV,
+    SWEPT_TAG,
+    SWEPT_VALUE_PREFIX,
+)
 from alexnet_exp.prepare import override_key, run_name_for
 
 log = logging.getLogger(__name__)
@@ -140,7 +146,11 @@ class MlflowSweepCallback(Callback):
         except Exception as exc:  # MLflow's many types: the sweep still ends
             log.warning(f"alexnet-exp: no link to compare the sweep: {first_line(exc)[:300]}")
             return
-        log.info(f"alexnet-exp: compare the sweep's runs: {url}")
+        # MLflow 3.18 opened the page with its default columns and the parent collapsed
+        # despite the shared view (seen in Chromium): the line says the clicks it still needs.
+        keys = " or ".join(f"{SWEPT_VALUE_PREFIX}{key}" for key in self.swept) or "a tag"
+        log.info(f"alexnet-exp: compare the sweep's runs: {url} (expand the parent with its +;"
+                 f" Group by {keys} to average repeats)")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from alexnet_exp import tracking
