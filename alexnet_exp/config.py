@@ -16,6 +16,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 FLOWERS_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -246,6 +247,36 @@ class ExperimentConfig:
     seed: int = SEED
     variant: str | None = None  # a label that reports group runs by (experiment=six_ideas)
     dry_run: bool = False
+    # Your own MLflow tags of the run (and of a sweep's parent): labels (tags=[baseline,v2],
+    # each tagged "true") or keys and values (+tags.owner=alice). Any, not a typed list or
+    # dict: Hydra could then take only one of the two forms. No part of the run's identity.
+    tags: Any = None
+
+
+# A tag key MLflow takes (alphanumerics, _ - . / space), and not one MLflow or this package owns.
+USER_TAG_KEY = re.compile(r"[\w\-./ ]{1,250}")
+RESERVED_TAG_PREFIXES = ("mlflow.", "alexnet_exp.")
+
+
+def user_tags(tags: Any) -> dict[str, str]:
+    """``tags`` as MLflow tags: a label is tagged ``"true"`` (searchable as
+    ``tags.baseline = 'true'``), a key keeps its value as text. Raises ValueError naming the
+    first key MLflow would refuse or that would shadow a tag of MLflow's or ours."""
+    if tags is None:
+        return {}
+    if isinstance(tags, str):
+        tags = [tags]
+    pairs = tags.items() if isinstance(tags, dict) else ((label, "true") for label in tags)
+    given = {}
+    for key, value in pairs:
+        key = str(key)
+        if not USER_TAG_KEY.fullmatch(key) or key.startswith(RESERVED_TAG_PREFIXES):
+            raise ValueError(f"tag {key!r}: give letters, digits, _ - . / or spaces, not"
+                             f" starting with {' or '.join(RESERVED_TAG_PREFIXES)}")
+        if isinstance(value, dict | list):
+            raise ValueError(f"tag {key!r}: give a single value, not {value!r}")
+        given[key] = "null" if value is None else str(value)
+    return given
 
 
 def pool_window(model: ModelConfig) -> tuple[int, int]:

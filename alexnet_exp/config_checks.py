@@ -24,6 +24,7 @@ from alexnet_exp.config import (
     TrainerConfig,
     parse_bytes,
     pool_window,
+    user_tags,
 )
 from alexnet_exp.errors import ConfigError
 
@@ -179,6 +180,10 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"trainer.val_tta={cfg.trainer.val_tta} needs one machine: under"
                           " distribute=multi_worker each worker would score its own shard;"
                           " use trainer.val_tta=none there")
+    try:
+        user_tags(cfg.tags)
+    except ValueError as exc:
+        raise ConfigError(f"tags: {exc} (e.g. tags=[baseline,v2], +tags.owner=alice)") from exc
     require_choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     require_choice("sweep.reuse", cfg.sweep.reuse, SWEEP_REUSE)
     require_at_least("sweep.seeds", cfg.sweep.seeds, 1)

@@ -163,6 +163,7 @@ def config_hash(cfg: ExperimentConfig) -> str:
     shows progress and how the data is read left out: none of them changes what is trained)."""
     fields = asdict(cfg)
     fields.pop("sweep")
+    fields.pop("tags")  # labels for people: a tag added later is the same run
     fields["tracking"].pop("run_name")
     fields["trainer"].pop("verbose")
     for (section, key), recorded_as in HOW_DATA_IS_READ.items():

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_exp import console, stopping
-from alexnet_exp.config import ExperimentConfig, progressive_sizes, resolve_threads
+from alexnet_exp.config import (
+    ExperimentConfig,
+    progressive_sizes,
+    resolve_threads,
+    user_tags,
+)
 from alexnet_exp.config_checks import validate
 from alexnet_exp.errors import redact
 from alexnet_exp.keys import (
@@ -271,6 +276,7 @@ def _run_tags(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,
         "distribute.global_batch_size": str(built.global_batch),
         "distribute.learning_rate": f"{built.learning_rate:g}",
         **_swept_tags(ctx),
+        **user_tags(cfg.tags),
     }
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet_exp import job_locks, stopping
-from alexnet_exp.config import TrackingConfig
+from alexnet_exp.config import TrackingConfig, user_tags
 from alexnet_exp.errors import UserError, exit_with, first_line
 from alexnet_exp.keys import (
     PARENT_RUN_ENV,
@@ -92,7 +92,9 @@ class MlflowSweepCallback(Callback):
                 run_name=f"sweep {'(defaults)' if shared_name == 'defaults' else shared_name}"
                          f"{varies}",
                 tags={"sweep_shared": " ".join(shared) or "(none)",
-                      SWEPT_TAG: " ".join(self.swept) or "(none)"},
+                      SWEPT_TAG: " ".join(self.swept) or "(none)",
+                      **user_tags(OmegaConf.to_container(config.tags) if isinstance(
+                          config.get("tags"), DictConfig | ListConfig) else config.get("tags"))},
             )
         except UserError as exc:  # an unusable store: one line before any job, as for a run
             exit_with(str(exc))

@@ -1,9 +1,12 @@
 """config_checks: a config that cannot train is refused before anything runs, with a message
 that names the key and the value."""
 
+import re
+
 import pytest
 from helpers.configs import compose_config
 
+from alexnet_exp.config import ExperimentConfig, user_tags
 from alexnet_exp.config_checks import feature_map_trace, validate
 from alexnet_exp.config_store import register_configs
 from alexnet_exp.errors import ConfigError
@@ -139,3 +142,22 @@ def test_progressive_resizing_composes_and_sizes_the_network_cannot_take_are_ref
         validate(compose_config("model=small", "model.head=gap",
                                 "trainer.progressive.start_size=64",
                                 "trainer.progressive.full_at=0"))
+
+
+@pytest.mark.parametrize(("tags", "message"), [
+    (["ok", "mlflow.user"], "tag 'mlflow.user': give letters, digits"),
+    ({"alexnet_exp.best_trial": "true"}, "tag 'alexnet_exp.best_trial'"),
+    ({"owner": {"name": "alice"}}, "tag 'owner': give a single value"),
+    (["a,b"], "tag 'a,b': give letters"),
+])
+def test_tags_that_mlflow_would_refuse_or_that_shadow_a_tag_of_ours_are_refused(tags, message):
+    with pytest.raises(ConfigError, match=f"tags: {re.escape(message)}"):
+        validate(ExperimentConfig(tags=tags))
+
+
+def test_tags_are_labels_or_keys_with_values():
+    assert user_tags(["baseline", "v2"]) == {"baseline": "true", "v2": "true"}
+    assert user_tags({"owner": "alice", "lr": 0.1, "note": None}) == {
+        "owner": "alice", "lr": "0.1", "note": "null"}
+    assert user_tags("baseline") == {"baseline": "true"}
+    assert user_tags(None) == {}

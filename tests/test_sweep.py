@@ -139,10 +139,12 @@ def test_a_sweeps_jobs_are_named_by_what_it_varies_and_its_parent_by_what_they_s
     client = store(tmp_path)
     shared = ["data=folder", f"data.dir={tiny_data}", *TINY_MODEL, "trainer.epochs=1",
               "dropout=off"]
-    result = cli(tmp_path, "-m", *shared, "norm=bn,lrn")
+    result = cli(tmp_path, "-m", *shared, "norm=bn,lrn", "+tags.owner=alice")
     assert result.returncode == 0, result.stderr[-3000:]
     parent, children = children_of(runs_of(client))
     children.sort(key=lambda r: r.data.params["model.norm"])
+    # the user's own tags, on every job and on the parent, in no name
+    assert [r.data.tags.get("owner") for r in [parent, *children]] == ["alice"] * 3
     assert [r.info.run_name for r in children] == ["norm=bn", "norm=lrn"]
     for run, norm in zip(children, ("bn", "lrn"), strict=True):
         assert run.data.tags["overrides"] == " ".join([*shared, f"norm={norm}"])  # in full
