@@ -147,11 +147,12 @@ def test_a_sweeps_jobs_are_named_by_what_it_varies_and_its_parent_by_what_they_s
     assert [r.data.tags.get("owner") for r in [parent, *children]] == ["alice"] * 3
     assert [r.info.run_name for r in children] == ["norm=bn", "norm=lrn"]
     for run, norm in zip(children, ("bn", "lrn"), strict=True):
-        assert run.data.tags["overrides"] == " ".join([*shared, f"norm={norm}"])  # in full
+        assert run.data.tags["overrides"] == " ".join(
+            [*shared, f"norm={norm}", "+tags.owner=alice"])  # in full
     # what every job shares names the parent (no path: the tag has it) and is its tag
     assert parent.info.run_name == ("sweep data=folder " + " ".join(TINY_MODEL[:-1]) +
                                     " trainer.epochs=1 dropout=off (varies norm)")
-    assert parent.data.tags["sweep_shared"] == " ".join(shared)
+    assert parent.data.tags["sweep_shared"] == " ".join([*shared, "+tags.owner=alice"])
     # the swept keys are easy to find among the params: a tag naming them, one per value
     assert parent.data.tags["alexnet_exp.swept"] == "norm"
     assert [r.data.tags["alexnet_exp.swept"] for r in children] == ["norm", "norm"]
