@@ -22,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from alexnet_exp import app_help, console, stopping  # noqa: E402
+from alexnet_exp import console, stopping  # noqa: E402
 from alexnet_exp.config_checks import validate  # noqa: E402
 from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
@@ -165,8 +165,6 @@ def train_main() -> None:
     """``alexnet-exp``: train one model (or a sweep with ``-m``) and record it in MLflow."""
     try:
         refuse_target_overrides(sys.argv[1:])
-        if answered_help("config"):
-            return
         preflight(sys.argv[1:])
     except UserError as exc:
         fail(str(exc))
@@ -179,15 +177,6 @@ def train_main() -> None:
             PARENT_RUN_ENV) else str(stop), code=stop.exit_code, status="KILLED")
     finally:  # the parent is still open only if the sweep did not reach its end
         close_sweep_parent("FAILED")
-
-
-def answered_help(config_name: str) -> bool:
-    """Print ``--help`` for the command line and say so; False when there is none to print
-    (or Hydra answers it: see :mod:`alexnet_exp.app_help`)."""
-    text = app_help.help_text(sys.argv[1:], config_name)
-    if text is not None:
-        sys.stdout.write(text + "\n")
-    return text is not None
 
 
 def _tool(program: str, config_name: str, job: str):
@@ -213,8 +202,6 @@ def _tool(program: str, config_name: str, job: str):
     def main() -> None:
         try:
             refuse_target_overrides(sys.argv[1:])
-            if answered_help(config_name):
-                return
             refuse_two_modes(sys.argv[1:])
         except UserError as exc:
             fail(str(exc), program)

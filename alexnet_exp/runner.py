@@ -166,15 +166,20 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
     replicas = strategy.num_replicas_in_sync
     global_batch = distribute.global_batch_size(cfg.distribute, cfg.trainer.batch_size, replicas)
     where = distribute.placement(cfg.distribute)
-    data_cfg = _dry_run_data(cfg.data) if cfg.dry_run else cfg.data
     datasets = make_datasets(
-        data_cfg, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
+        cfg.data, cfg.augment, prepared.identity.data_root, cfg.model.input_size, global_batch,
         cfg.seed, cache_dir=ctx.output_dir / TFDATA_CACHE, fit_lighting=not cfg.dry_run,
         limits=(cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches),
         worker=(where.index, where.workers),
     )
     datasets = distribute.shard_datasets(cfg.distribute, datasets)
-    _report_data(cfg, data_cfg, datasets, ctx.sweep_dir)
+    show_data_report(datasets.report, ctx.sweep_dir)
+    if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
+        log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
+                 f" val batches per epoch ({len(datasets.train_files)} and"
+                 f" {len(datasets.val_files)} images; trainer.limit_train_batches="
+                 f"{cfg.trainer.limit_train_batches}, limit_val_batches="
+                 f"{cfg.trainer.limit_val_batches})")
     sizes = None
     if cfg.trainer.progressive.start_size is not None:
         sizes = progressive_sizes(cfg.trainer.progressive, cfg.model.input_size,
@@ -199,33 +204,6 @@ def build(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared) -> Built:
             built.model = restore_model(point)  # weights and optimizer state of the last epoch
     distribute.ready_to_fit(cfg.distribute, built.model, datasets.train.element_spec)
     return built
-
-
-def _report_data(cfg: ExperimentConfig, data_cfg, datasets, sweep_dir: Path | None) -> None:
-    """The data report, and the batches a limited run keeps."""
-    if data_cfg is not cfg.data and datasets.report.check_level == "header":
-        from alexnet_exp.scan import check_text
-
-        datasets.report.check = check_text("header", data_cfg, 0, why=DRY_RUN_CHECK)
-    show_data_report(datasets.report, sweep_dir)
-    if (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) != (None, None):
-        log.info(f"alexnet-exp: limited to {datasets.train_steps} train and {datasets.val_steps}"
-                 f" val batches per epoch ({len(datasets.train_files)} and"
-                 f" {len(datasets.val_files)} images; trainer.limit_train_batches="
-                 f"{cfg.trainer.limit_train_batches}, limit_val_batches="
-                 f"{cfg.trainer.limit_val_batches})")
-
-
-DRY_RUN_CHECK = "dry_run=true with data.check=auto; the run itself checks as data.check says"
-
-
-def _dry_run_data(data):
-    """A dry run shows the data report and the model: under ``data.check=auto`` it reads each
-    image's header and decodes none (decoding the flowers' 3,119 took most of a minute before
-    the model showed). A ``data.check`` the user set is kept."""
-    from dataclasses import replace
-
-    return replace(data, check="header") if data.check == "auto" else data
 
 
 def fit_and_record(cfg: ExperimentConfig, ctx: JobContext, prepared: Prepared,

@@ -132,11 +132,10 @@ def check_level(cfg: DataConfig, images: int) -> str:
     return "full" if images < FULL_CHECK_BELOW else "header"
 
 
-def check_text(level: str, cfg: DataConfig, images: int, why: str | None = None) -> str:
-    """The data report's line on how thoroughly the files were checked, and why (``why``
-    when the caller chose the level, not ``data.check``)."""
-    why = why or (f"data.check=auto: {images:,} images, {'under' if level == 'full' else 'from'}"
-                  f" {FULL_CHECK_BELOW:,}" if cfg.check == "auto" else f"data.check={level}")
+def check_text(level: str, cfg: DataConfig, images: int) -> str:
+    """The data report's line on how thoroughly the files were checked, and why."""
+    why = (f"data.check=auto: {images:,} images, {'under' if level == 'full' else 'from'}"
+           f" {FULL_CHECK_BELOW:,}" if cfg.check == "auto" else f"data.check={level}")
     what = {"full": "every image decoded once by the pipeline's decoder",
             "header": "headers read, not decoded (data.check=full decodes each): a file that"
                       " fails to decode is dropped when an epoch reads it; copies filed under"

@@ -51,8 +51,7 @@ def test_the_wheel_lists_every_package_and_ships_every_config_file():
     assert [f for f in (REPO / "conf").rglob("*") if f.is_file() and f.suffix != ".yaml"] == []
 
 
-COMMAND_LINE = {"__main__", "api", "app_help", "commands", "cli", "sweep", "preflight",
-                "user_configs",
+COMMAND_LINE = {"__main__", "api", "commands", "cli", "sweep", "preflight", "user_configs",
                 "config_store"}
 
 
