@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from alexnet_exp.config import ExperimentConfig
     from alexnet_exp.outcome import RunSummary
 
-TOOL_CONFIGS = {"eval": "eval", "predict": "predict"}  # the tools' primary configs in conf/
-
-
 def compose(overrides: Sequence[str] = (), config_name: str = "config",
             config_dir: str | Path | None = None):
     """The config ``alexnet-exp <overrides>`` runs (``config_name="eval"`` / ``"predict"``: the
@@ -80,7 +77,7 @@ def train(cfg: ExperimentConfig, launch_dir: str | Path | None = None,
     the run's summary; None for ``dry_run=true``."""
     from alexnet_exp import runner
     from alexnet_exp.config_store import LAUNCH_ID
-    from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines
+    from alexnet_exp.outcome import SkippedJob, keep_summary, summary_lines
 
     launch = Path(launch_dir or Path.cwd()).resolve()
     now = datetime.datetime.now()
@@ -90,9 +87,7 @@ def train(cfg: ExperimentConfig, launch_dir: str | Path | None = None,
     summary = runner.run(cfg, runner.JobContext(launch_dir=launch, output_dir=out))
     if summary is None or isinstance(summary, SkippedJob):
         return None
-    summary.output_dir, summary.tensorboard = str(out), cfg.trainer.tensorboard
-    (out / "summary.json").write_text(summary_json(summary))
-    runner.log.info(summary_lines(summary))
+    runner.log.info(summary_lines(keep_summary(summary, out, cfg.trainer.tensorboard)))
     return summary
 
 

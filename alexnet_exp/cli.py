@@ -27,7 +27,7 @@ from alexnet_exp.config_checks import validate  # noqa: E402
 from alexnet_exp.config_store import register_configs  # noqa: E402
 from alexnet_exp.errors import UserError, exit_with  # noqa: E402
 from alexnet_exp.keys import PARENT_RUN_ENV, PARENT_STORE_ENV, SWEPT_KEYS_ENV  # noqa: E402
-from alexnet_exp.outcome import SkippedJob, summary_json, summary_lines  # noqa: E402
+from alexnet_exp.outcome import SkippedJob, keep_summary, summary_lines  # noqa: E402
 from alexnet_exp.paths import CONFIG_DIR, redact_files  # noqa: E402
 from alexnet_exp.preflight import (  # noqa: E402
     preflight,
@@ -107,9 +107,7 @@ def _train_job(cfg: DictConfig) -> float | None:
              status="KILLED")
     if summary is None or isinstance(summary, SkippedJob):
         return summary and summary.objective  # a skipped sweep job reports its earlier run
-    summary.output_dir, summary.tensorboard = str(output_dir), experiment.trainer.tensorboard
-    (output_dir / "summary.json").write_text(summary_json(summary))
-    log.info(summary_lines(summary))
+    log.info(summary_lines(keep_summary(summary, output_dir, experiment.trainer.tensorboard)))
     return summary.metrics[experiment.sweep.objective]  # what an Optuna sweep optimises
 
 

@@ -79,3 +79,11 @@ def summary_json(summary: RunSummary) -> str:
     is named without the user info its URI was typed with (the summary object keeps it, for
     the caller that still needs to reach the store)."""
     return redact(json.dumps(asdict(summary)))
+
+
+def keep_summary(summary: RunSummary, output_dir: Path, tensorboard: bool) -> RunSummary:
+    """The end of every training job, from the command line or the Python API alike: the job's
+    folder named in the summary and ``summary.json`` written there (the caller logs the lines)."""
+    summary.output_dir, summary.tensorboard = str(output_dir), tensorboard
+    (Path(output_dir) / "summary.json").write_text(summary_json(summary))
+    return summary
